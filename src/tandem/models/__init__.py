@@ -1,0 +1,148 @@
+"""Model construction, saving and loading: the built-in GPT presets and any Hugging Face causal LM.
+
+Every model here maps token ids [B, T] to logits [B, T, V]; losses are computed outside
+(tandem.training.loss) so that per-domain accounting is the same for every model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from tandem.config import ModelConfig
+from tandem.errors import InputError
+from tandem.models.gpt import GPT, PRESETS, GPTConfig
+
+META_FILE = "tandem_model.json"
+
+
+class HFCausalLM(nn.Module):
+    """Adapter giving a transformers causal LM the same call signature as GPT."""
+
+    def __init__(self, hf_model: nn.Module):
+        super().__init__()
+        self.hf = hf_model
+
+    def forward(self, idx: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if attn_mask is not None:
+            # transformers accepts a 4D float/bool mask [B, 1, T, T] in place of the causal one.
+            return self.hf(input_ids=idx, attention_mask=attn_mask[:, None], use_cache=False).logits
+        return self.hf(input_ids=idx, use_cache=False).logits
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def gpt_config(cfg: ModelConfig, vocab_size: int, seq_len: int) -> GPTConfig:
+    p = dict(PRESETS[cfg.preset])
+    for k in ("n_layer", "n_head", "n_embd"):
+        if getattr(cfg, k) is not None:
+            p[k] = getattr(cfg, k)
+    if p["n_embd"] % p["n_head"]:
+        raise InputError(f"model: n_embd={p['n_embd']} must be divisible by n_head={p['n_head']}")
+    return GPTConfig(vocab_size=vocab_size, block_size=seq_len, dropout=cfg.dropout, **p)
+
+
+def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, seed: int, base_dir: Path | str = ".") -> nn.Module:
+    """A freshly initialised (or locally loaded pretrained) model; initialisation is seeded."""
+    torch.manual_seed(seed)
+    if cfg.preset != "hf":
+        return GPT(gpt_config(cfg, vocab_size, seq_len))
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    if cfg.hf_config is not None:
+        hc = dict(cfg.hf_config)
+        model_type = hc.pop("model_type", None)
+        if not model_type:
+            raise InputError("model.hf_config: needs model_type (e.g. llama, gpt2)")
+        try:
+            hf_cfg = transformers.AutoConfig.for_model(model_type, **hc)
+        except (ValueError, KeyError) as err:
+            raise InputError(f"model.hf_config: {err}") from None
+        hf_cfg.vocab_size = vocab_size
+        # Small vocabularies: special ids from a 50k vocabulary would index out of range.
+        for attr in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            if getattr(hf_cfg, attr, None) is not None and getattr(hf_cfg, attr) >= vocab_size:
+                setattr(hf_cfg, attr, vocab_size - 1)
+        max_pos = getattr(hf_cfg, "max_position_embeddings", None) or getattr(hf_cfg, "n_positions", None)
+        if max_pos is not None and max_pos < seq_len:
+            raise InputError(f"model.hf_config: max positions {max_pos} < train.seq_len {seq_len}")
+        model = transformers.AutoModelForCausalLM.from_config(hf_cfg, dtype=torch.float32)
+    else:
+        path = Path(cfg.hf_path).expanduser()
+        if not path.is_absolute():
+            path = Path(base_dir) / path
+        if not path.is_dir():
+            raise InputError(f"model.hf_path: {path} is not a folder (only local models are loaded)")
+        kw = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
+        try:
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                str(path), local_files_only=True, dtype=torch.float32, **kw
+            )
+        except (OSError, ValueError) as err:
+            raise InputError(f"model.hf_path: cannot load {path}: {str(err).splitlines()[0]}") from None
+        if model.get_input_embeddings().num_embeddings < vocab_size:
+            raise InputError(
+                f"model.hf_path: model vocabulary ({model.get_input_embeddings().num_embeddings}) is smaller than the "
+                f"tokenizer's ({vocab_size}); use the model's own tokenizer (tokenizer.kind=hf)"
+            )
+    return HFCausalLM(model)
+
+
+def save_model(model: nn.Module, out_dir: Path | str, extra: dict | None = None) -> None:
+    """Save weights as safetensors plus a small JSON describing how to rebuild the model."""
+    from safetensors.torch import save_model as st_save
+
+    from tandem.io import atomic_path, write_json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    if isinstance(model, HFCausalLM):
+        tmp = out_dir / ".hf_tmp"
+        model.hf.save_pretrained(str(tmp), safe_serialization=True)
+        for f in tmp.iterdir():
+            f.replace(out_dir / f.name)
+        tmp.rmdir()
+        meta = {"kind": "hf"}
+    else:
+        with atomic_path(out_dir / "model.safetensors") as tmp:
+            st_save(model, str(tmp))
+        meta = {"kind": "gpt", "config": model.config.to_dict()}
+    meta.update(extra or {})
+    write_json(out_dir / META_FILE, meta)
+
+
+def load_model(model_dir: Path | str) -> tuple[nn.Module, dict]:
+    """Rebuild a model saved by save_model; returns (model, metadata)."""
+    from safetensors.torch import load_model as st_load
+
+    model_dir = Path(model_dir)
+    meta_path = model_dir / META_FILE
+    if not meta_path.is_file():
+        raise InputError(f"{model_dir}: not a tandem model folder (no {META_FILE})")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"{meta_path}: invalid JSON ({err.msg}, line {err.lineno})") from None
+    if meta.get("kind") == "hf":
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        model = HFCausalLM(
+            transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32)
+        )
+    else:
+        model = GPT(GPTConfig(**meta["config"]))
+        weights = model_dir / "model.safetensors"
+        if not weights.is_file():
+            raise InputError(f"{model_dir}: missing model.safetensors")
+        try:
+            st_load(model, str(weights))
+        except Exception as err:  # safetensors raises several types for corrupt files
+            raise InputError(f"{weights}: cannot load weights ({str(err).splitlines()[0]})") from None
+    return model, meta

@@ -1,0 +1,222 @@
+"""The `tandem` command: subcommands for each pipeline stage.
+
+Input errors print one line on stderr and exit with code 2; nothing is written for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tandem import __version__
+from tandem.errors import InputError
+
+
+def _log(quiet: bool):
+    return (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+
+
+def _load(args):
+    from tandem.config import load_config
+
+    return load_config(args.config, args.set)
+
+
+def _prepare(cfg, args):
+    from tandem.data.cache import prepare_data
+
+    return prepare_data(cfg, log=_log(args.quiet), progress=not args.quiet)
+
+
+def cmd_prepare(args) -> int:
+    from tandem.data.cache import format_table
+
+    cfg = _load(args)
+    data = _prepare(cfg, args)
+    print(format_table(data))
+    print(f"tokenizer: vocab {data.vocab_size}, cache {data.cache_dir}")
+    return 0
+
+
+def _model_meta(cfg, data) -> dict:
+    return {"tokenizer_fingerprint": data.tokenizer.fingerprint, "seq_len": cfg.train.seq_len, "domains": data.domains}
+
+
+def train_and_evaluate(cfg, data, weights: dict, out: Path, resume: bool, quiet: bool, model_cfg=None) -> dict:
+    """Stage two: train on `weights`, save the model, evaluate, write eval.json; returns the eval dict."""
+    from tandem.evaluation.evaluate import evaluate
+    from tandem.io import write_json
+    from tandem.mixing.weights import as_array
+    from tandem.models import save_model
+    from tandem.training.trainer import train
+
+    log = _log(quiet)
+    outcome = train(cfg, data, as_array(weights, data.domains), out, model_cfg=model_cfg, resume=resume, progress=not quiet, log=log)
+    save_model(outcome.model, out / "model", extra=_model_meta(cfg, data))
+    data.tokenizer.save(out / "model" / "tokenizer.json")
+    result = evaluate(outcome.model, data, cfg.train.seq_len, cfg.eval.max_tokens, cfg.eval.batch_size,
+                      outcome.learner.device, cfg.train.precision)
+    ev = {
+        "test_loss": result["test_loss"],
+        "valid_loss": result["valid_loss"],
+        "tokens_seen": outcome.tokens_seen(data.domains),
+        "epochs": outcome.epochs(data.domains),
+        "weights": weights,
+        "eval_tokens": {"valid": result["valid_tokens"], "test": result["test_tokens"]},
+        "train_wall_time_s": outcome.wall_time,
+        "model_params": sum(p.numel() for p in outcome.model.parameters()),
+    }
+    write_json(out / "eval.json", ev)
+    return ev
+
+
+def _write_config(cfg, out: Path) -> None:
+    import yaml
+
+    from tandem.io import write_text
+
+    write_text(out / "config.yaml", yaml.safe_dump({**cfg.to_dict(), "base_dir": str(cfg.base_dir)}, sort_keys=False))
+
+
+def cmd_train(args) -> int:
+    from tandem.evaluation.evaluate import format_eval
+    from tandem.io import check_writable_dir
+    from tandem.mixing.weights import resolve_weights
+
+    cfg = _load(args)
+    out = check_writable_dir(args.out)
+    if args.weights not in ("uniform", "natural"):
+        resolve_weights(args.weights, cfg.domain_names)  # validate before any work
+    data = _prepare(cfg, args)
+    from tandem.data.cache import natural_weights
+
+    weights = resolve_weights(args.weights, data.domains, natural_weights(data))
+    _write_config(cfg, out)
+    ev = train_and_evaluate(cfg, data, weights, out, args.resume, args.quiet)
+    print(format_eval(ev))
+    print(f"wrote {out / 'eval.json'}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from tandem.evaluation.evaluate import evaluate, format_eval
+    from tandem.io import check_writable_dir, write_json
+    from tandem.models import load_model
+    from tandem.training.learner import resolve_device
+
+    cfg = _load(args)
+    check_writable_dir(Path(args.out).parent, "output file's folder")
+    model, meta = load_model(args.model)
+    data = _prepare(cfg, args)
+    fp = meta.get("tokenizer_fingerprint")
+    if fp is not None and fp != data.tokenizer.fingerprint:
+        raise InputError(f"{args.model}: the model was trained with a different tokenizer than {args.config} produces")
+    device = resolve_device(cfg.train.device)
+    model.to(device)
+    result = evaluate(model, data, cfg.train.seq_len, cfg.eval.max_tokens, cfg.eval.batch_size, device, cfg.train.precision)
+    ev = {"test_loss": result["test_loss"], "valid_loss": result["valid_loss"],
+          "eval_tokens": {"valid": result["valid_tokens"], "test": result["test_tokens"]}}
+    write_json(args.out, ev)
+    print(format_eval(ev))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_corpus(args) -> int:
+    from tandem.data import corpus
+
+    argv = ["--out", args.out, "--seed", str(args.seed), "--scale", str(args.scale)]
+    if args.domains:
+        argv += ["--domains", args.domains]
+    try:
+        corpus.main(argv)
+    except corpus.CorpusSourceError as err:
+        raise InputError(str(err)) from None
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tandem",
+        description="Learn how to mix training data across domains for language models (TANDEM, DoReMi, DoGE and peers).",
+    )
+    p.add_argument("--version", action="version", version=f"tandem {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(sp, config=True):
+        if config:
+            sp.add_argument("config", help="YAML config file")
+            sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a config field, e.g. --set train.steps=200 (repeatable)")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
+
+    sp = sub.add_parser("prepare", help="tokenize the domains into the cache and print tokens per domain and split",
+                        description="Read every domain's sources, train or load the tokenizer, cache token files "
+                                    "(reused until a source or the tokenizer changes) and print a table.")
+    common(sp)
+    sp.set_defaults(func=cmd_prepare)
+
+    sp = sub.add_parser("train", help="train the target model on a fixed mixture and evaluate it per domain",
+                        description="Train cfg.model for train.steps on the mixture W and write OUT/eval.json, "
+                                    "OUT/metrics.jsonl and OUT/model/.")
+    common(sp)
+    sp.add_argument("--weights", default="uniform",
+                    help="weights JSON file ({\"domain_weights\": {...}}), `uniform` or `natural` (default: uniform)")
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
+    sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("eval", help="evaluate a saved model per domain on the valid and test splits",
+                        description="Evaluate a model folder written by `tandem train` on the config's domains.")
+    common(sp)
+    sp.add_argument("--model", required=True, help="model folder (OUT/model of a train run)")
+    sp.add_argument("--out", required=True, help="output JSON file")
+    sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("corpus", help="build the bundled default corpus from sources that install offline",
+                        description="Assemble real text in several domains (code, books, scripture, legal, chat) "
+                                    "split into train/valid/test jsonl files. Sources: scripts/install_corpus_sources.sh.")
+    common(sp, config=False)
+    sp.add_argument("--out", default="data/default", help="output folder (default: data/default)")
+    sp.add_argument("--domains", default=None, help="comma-separated domains (default: the five pip-installable ones)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--scale", type=float, default=1.0, help="multiply every domain's size budget")
+    sp.set_defaults(func=cmd_corpus)
+
+    _register_more(sub, common)
+    return p
+
+
+def _register_more(sub, common) -> None:
+    """Mixture-optimization commands (optimize, run) live in tandem.cli.mix."""
+    try:
+        from tandem.cli import mix
+    except ImportError:
+        return
+    mix.register(sub, common)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except FloatingPointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

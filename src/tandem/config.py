@@ -1,0 +1,362 @@
+"""The run configuration: one YAML file, validated on load, every field documented here.
+
+Load with `load_config(path, overrides)`; overrides are dotted `key=value` strings
+(`train.steps=200`), values parsed as YAML. Relative paths in `data` are relative
+to the config file's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tandem.errors import InputError
+
+SPLITS = ("train", "valid", "test")
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo must never silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DomainConfig(_Section):
+    """One domain: either three split sources, or one `source` split by document with `split` fractions."""
+
+    train: Optional[Union[str, list[str]]] = Field(None, description="File(s) or glob(s) of the training split.")
+    valid: Optional[Union[str, list[str]]] = Field(
+        None, description="File(s) or glob(s) of the validation split (the optimizers' additional data)."
+    )
+    test: Optional[Union[str, list[str]]] = Field(
+        None, description="File(s) or glob(s) of the test split, used only for the final report."
+    )
+    source: Optional[Union[str, list[str]]] = Field(
+        None, description="File(s) or glob(s) split into train/valid/test by document, seeded by `seed`."
+    )
+    split: Optional[dict[str, float]] = Field(
+        None, description="Fractions of documents per split when `source` is given, e.g. {train: 0.9, valid: 0.05, test: 0.05}."
+    )
+    text_field: Optional[str] = Field(None, description="Field holding the text in jsonl/parquet/datasets rows (default: data.text_field).")
+    format: Literal["auto", "jsonl", "txt", "parquet", "hf"] = Field(
+        "auto", description="File format; `auto` infers it from the extension (a folder is a `datasets` save_to_disk folder)."
+    )
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> "DomainConfig":
+        explicit = [s for s in SPLITS if getattr(self, s) is not None]
+        if self.source is not None:
+            if explicit:
+                raise ValueError("give either `source` with `split`, or train/valid/test, not both")
+            if self.split is None:
+                raise ValueError("`source` needs `split` fractions, e.g. {train: 0.9, valid: 0.05, test: 0.05}")
+            unknown = set(self.split) - set(SPLITS)
+            if unknown:
+                raise ValueError(f"`split` has unknown split(s) {sorted(unknown)}; expected train, valid, test")
+            fr = [self.split.get(s, 0.0) for s in SPLITS]
+            if any((not math.isfinite(f)) or f < 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-6:
+                raise ValueError(f"`split` fractions must be non-negative and sum to 1, got {self.split}")
+            if self.split.get("train", 0.0) <= 0:
+                raise ValueError("`split.train` must be > 0")
+        else:
+            if self.train is None:
+                raise ValueError("needs `train` (or `source` with `split`)")
+        return self
+
+
+class DataConfig(_Section):
+    domains: dict[str, DomainConfig] = Field(description="Domain name -> its sources. At least one domain.")
+    text_field: str = Field("text", description="Default field holding the text in jsonl/parquet/datasets rows.")
+    cache_dir: str = Field(".tandem_cache", description="Token cache folder (relative to the config file).")
+    append_eos: bool = Field(True, description="Append the end-of-text token after every document.")
+
+    @field_validator("domains")
+    @classmethod
+    def _names(cls, v: dict) -> dict:
+        if not v:
+            raise ValueError("at least one domain is required")
+        for name in v:
+            if not name or not all(c.isalnum() or c in "-_." for c in name):
+                raise ValueError(f"domain name {name!r}: use letters, digits, '-', '_' or '.'")
+        return v
+
+
+class TokenizerConfig(_Section):
+    kind: Literal["bpe", "file", "hf"] = Field(
+        "bpe",
+        description="`bpe`: train a byte-level BPE on the train splits; `file`: load a tokenizer.json; "
+        "`hf`: load a local Hugging Face tokenizer folder.",
+    )
+    path: Optional[str] = Field(None, description="tokenizer.json (kind=file) or tokenizer folder (kind=hf), relative to the config.")
+    vocab_size: int = Field(8192, ge=259, le=1_000_000, description="BPE vocabulary size (kind=bpe).")
+    min_frequency: int = Field(2, ge=1, description="Minimum pair frequency for a BPE merge.")
+    max_train_chars: int = Field(50_000_000, ge=1, description="Cap on the characters of training text fed to the BPE trainer.")
+
+    @model_validator(mode="after")
+    def _path(self) -> "TokenizerConfig":
+        if self.kind != "bpe" and not self.path:
+            raise ValueError(f"tokenizer.kind={self.kind} needs tokenizer.path")
+        return self
+
+
+class ModelConfig(_Section):
+    preset: str = Field("small", description="GPT preset (`tiny`, `small`, `base`, ...) or `hf` for a Hugging Face causal LM.")
+    n_layer: Optional[int] = Field(None, ge=1, description="Override the preset's number of layers.")
+    n_head: Optional[int] = Field(None, ge=1, description="Override the preset's number of attention heads.")
+    n_embd: Optional[int] = Field(None, ge=8, description="Override the preset's width.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout probability.")
+    hf_path: Optional[str] = Field(None, description="preset=hf: local folder of a pretrained model (no hub downloads).")
+    hf_config: Optional[dict[str, Any]] = Field(
+        None, description="preset=hf: build a fresh model from this config dict (needs `model_type`, e.g. llama)."
+    )
+    gguf_file: Optional[str] = Field(None, description="preset=hf: a GGUF file inside hf_path to load.")
+
+    @model_validator(mode="after")
+    def _preset(self) -> "ModelConfig":
+        from tandem.models.gpt import PRESETS
+
+        if self.preset == "hf":
+            if (self.hf_path is None) == (self.hf_config is None):
+                raise ValueError("preset=hf needs exactly one of hf_path (a local folder) or hf_config")
+        elif self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; expected one of {sorted(PRESETS)} or hf")
+        return self
+
+
+class TrainConfig(_Section):
+    steps: int = Field(200, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(16, ge=1, description="Sequences per optimizer step (the global batch).")
+    micro_batch_size: Optional[int] = Field(None, ge=1, description="Sequences per forward pass; gradients accumulate up to batch_size.")
+    seq_len: int = Field(256, ge=2, description="Tokens per training sequence.")
+    lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate of the cosine decay, as a fraction of lr.")
+    warmup_steps: int = Field(20, ge=0, description="Linear warm-up steps.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (not applied to biases and norms).")
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.95, ge=0, lt=1)
+    grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this value (0 = off).")
+    log_interval: int = Field(10, ge=1, description="Steps between metrics.jsonl records.")
+    checkpoint_interval: int = Field(0, ge=0, description="Steps between checkpoints (0 = only at the end).")
+    device: str = Field("auto", description="`auto` (cuda if available), `cpu`, `cuda`, `cuda:1`, ...")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="`auto`: bf16 autocast on GPU, fp32 on CPU.")
+    compile: bool = Field(False, description="torch.compile the model (faster steps, slower start).")
+    threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
+
+    @model_validator(mode="after")
+    def _micro(self) -> "TrainConfig":
+        if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
+            raise ValueError("micro_batch_size must be <= batch_size")
+        return self
+
+
+class EvalConfig(_Section):
+    max_tokens: Optional[int] = Field(
+        200_000, ge=1, description="Evaluate at most this many tokens per domain and split (null = the whole split)."
+    )
+    batch_size: int = Field(16, ge=1, description="Sequences per evaluation forward pass.")
+
+
+class MixerConfig(_Section):
+    method: str = Field("tandem", description="Mixture method: tandem (more in later versions).")
+    episodes: int = Field(20, ge=1, description="T: episodes of (sync, probe, update, free steps).")
+    probe_steps: int = Field(5, ge=1, description="K: probing steps of both twins per episode.")
+    free_steps: int = Field(10, ge=0, description="E: proxy steps on the new mixture after each update.")
+    warmup_steps: int = Field(0, ge=0, description="Proxy steps on the initial mixture before the first episode.")
+    gamma: float = Field(1.0, gt=0, description="Penalty weight: the reference steps on grad L_val + gamma * grad L_train.")
+    eta_alpha: float = Field(1.0, gt=0, description="Step size of the mixture update.")
+    update: Literal["eg", "projected"] = Field("eg", description="`eg`: exponentiated gradient; `projected`: Euclidean projection onto the simplex.")
+    smoothing: float = Field(0.0, ge=0, le=1, description="After each update mix toward uniform: alpha <- (1-c) alpha + c/M.")
+    floor: float = Field(0.0, ge=0, description="Minimum weight per domain after each update (must be < 1/M).")
+    sampling: Literal["resample", "reweight"] = Field(
+        "resample", description="`resample`: draw batches by alpha; `reweight`: draw uniformly, weight the loss by alpha."
+    )
+    target: Union[Literal["uniform"], dict[str, float], list[str]] = Field(
+        "uniform", description="Validation target: `uniform` over domains, {domain: weight}, or a list of target domains."
+    )
+    sync: bool = Field(True, description="Reset the reference to the proxy every episode (switch off only as an ablation).")
+    eval_batches: int = Field(1, ge=1, description="Held batches per domain (from the train split) used to measure Delta.")
+    initial: Union[Literal["uniform", "natural"], dict[str, float]] = Field("uniform", description="Starting mixture.")
+    report: Literal["average", "final"] = Field("average", description="Which mixture `domain_weights` recommends.")
+    proxy: ModelConfig = Field(default_factory=lambda: ModelConfig(preset="tiny"), description="The proxy/reference model.")
+    lr: Optional[float] = Field(None, gt=0, description="Twins' learning rate (default: train.lr).")
+    batch_size: Optional[int] = Field(None, ge=1, description="Twins' batch size (default: train.batch_size).")
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("target domain list is empty")
+        return v
+
+
+class Config(_Section):
+    seed: int = Field(0, description="Seed for data splits, sampling, initialisation.")
+    data: DataConfig
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The target model (stage two).")
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    mixer: MixerConfig = Field(default_factory=MixerConfig)
+
+    # Folder the config file lives in; relative paths are resolved against it.
+    base_dir: str = Field(".", exclude=True, description="Set by the loader.")
+
+    @model_validator(mode="after")
+    def _cross(self) -> "Config":
+        names = set(self.data.domains)
+        for label, w in (("mixer.target", self.mixer.target), ("mixer.initial", self.mixer.initial)):
+            if isinstance(w, dict):
+                check_weights(w, names, label, allow_missing=(label == "mixer.target"))
+            elif isinstance(w, list):
+                unknown = [d for d in w if d not in names]
+                if unknown:
+                    raise ValueError(f"{label}: unknown domain(s) {unknown}; expected some of {sorted(names)}")
+                if len(set(w)) != len(w):
+                    raise ValueError(f"{label}: duplicate domain names {w}")
+        if self.mixer.floor * len(names) >= 1:
+            raise ValueError(f"mixer.floor={self.mixer.floor} is too large for {len(names)} domains (need floor < 1/M)")
+        return self
+
+    @property
+    def domain_names(self) -> list[str]:
+        return list(self.data.domains)
+
+    def resolve(self, p: str) -> Path:
+        path = Path(p).expanduser()
+        return path if path.is_absolute() else Path(self.base_dir) / path
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+def check_weights(w: Any, names: set[str] | list[str], label: str, allow_missing: bool = False) -> dict[str, float]:
+    """Validate a {domain: weight} mapping: finite, non-negative, known names, sums to 1 (within 1e-6)."""
+    if not isinstance(w, dict) or not w:
+        raise ValueError(f"{label}: expected a mapping of domain name to weight")
+    names = set(names)
+    unknown = sorted(set(w) - names)
+    if unknown:
+        raise ValueError(f"{label}: unknown domain(s) {unknown}; expected {sorted(names)}")
+    missing = sorted(names - set(w))
+    if missing and not allow_missing:
+        raise ValueError(f"{label}: missing domain(s) {missing}; every domain needs a weight")
+    out = {}
+    for k, v in w.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"{label}.{k}: expected a finite non-negative number, got {v!r}")
+        out[k] = float(v)
+    total = sum(out.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"{label}: weights must sum to 1, got {total:.8g}")
+    return out
+
+
+def _set_dotted(d: dict, key: str, value: Any, source: str) -> None:
+    parts = key.split(".")
+    if not all(parts):
+        raise InputError(f"{source}: bad override key {key!r}; expected dotted names like train.steps")
+    cur = d
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if nxt is None:
+            nxt = cur[p] = {}
+        elif not isinstance(nxt, dict):
+            raise InputError(f"{source}: cannot set {key}: {p} is not a section")
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
+    """Apply `a.b.c=value` overrides (value parsed as YAML) to a raw config dict."""
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise InputError(f"--set {ov!r}: expected KEY=VALUE, e.g. train.steps=200")
+        key, val = ov.split("=", 1)
+        try:
+            value = yaml.safe_load(val) if val.strip() else ""
+        except yaml.YAMLError:
+            value = val
+        _set_dotted(raw, key.strip(), value, f"--set {ov}")
+    return raw
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """Known field names at a location, for 'did you mean' hints."""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            if model is DataConfig and part == "domains":
+                model = DomainConfig
+                continue
+            if isinstance(model, type) and issubclass(model, DomainConfig):
+                continue
+            return []
+        ann = fields[part].annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if model is None:
+            if part == "domains":
+                model = DomainConfig
+            else:
+                return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line: the file, the dotted field, what was expected."""
+    e = err.errors()[0]
+    loc = tuple(x for x in e["loc"] if x not in ("function-after[_one_layout(), DomainConfig]",))
+    dotted = ".".join(str(x) for x in loc)
+    if e["type"] == "extra_forbidden":
+        hint = difflib.get_close_matches(str(loc[-1]), [f for f in _fields_at(loc) if f != "base_dir"], n=1)
+        msg = f"{source}: unknown key '{dotted}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+    elif e["type"] == "missing":
+        msg = f"{source}: missing required field '{dotted}'"
+    else:
+        text = e["msg"].removeprefix("Value error, ")
+        got = e.get("input")
+        got_s = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+        msg = f"{source}: {dotted + ': ' if dotted else ''}{text}{got_s}"
+    extra = len(err.errors()) - 1
+    return msg + (f" [+{extra} more error(s)]" if extra else "")
+
+
+def config_from_dict(raw: dict, base_dir: str | Path = ".", source: str = "config") -> Config:
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: expected a YAML mapping at the top level")
+    if "base_dir" in raw:
+        raise InputError(f"{source}: unknown key 'base_dir'")
+    try:
+        return Config(**raw, base_dir=str(base_dir))
+    except ValidationError as err:
+        raise InputError(format_validation_error(err, source)) from None
+    except TypeError as err:
+        raise InputError(f"{source}: {err}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read, override and validate a config file; raises InputError naming the file and field on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 text file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise InputError(f"{path}:{where}: invalid YAML: {problem}") from None
+    if raw is None:
+        raise InputError(f"{path}: empty config file; expected at least data.domains")
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a YAML mapping at the top level")
+    raw = apply_overrides(raw, overrides)
+    return config_from_dict(raw, base_dir=path.resolve().parent, source=str(path))

@@ -1,0 +1,273 @@
+"""Token cache: one flat token file per domain and split (read through np.memmap) plus a JSON index.
+
+An entry is reused when its key (hash of the sources, the tokenizer and the reading
+options) is unchanged, and rebuilt otherwise. Files are written to a temporary name
+and renamed, so a killed `prepare` never leaves a half-written shard behind an index
+that claims it is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tandem.config import SPLITS, Config, DomainConfig
+from tandem.data.readers import expand_sources, fingerprint_sources, read_documents
+from tandem.data.tokenizer import TextTokenizer, load_hf_tokenizer, load_tokenizer_file, sample_texts, train_bpe
+from tandem.errors import InputError
+from tandem.io import atomic_path, write_json
+
+INDEX_VERSION = 1
+ENCODE_CHUNK = 512  # documents per encode_batch call: bounded memory, still parallel in Rust
+
+
+@dataclass
+class DomainSplits:
+    """The documents of one domain's three splits, lazily read (sources resolved, not yet read)."""
+
+    name: str
+    spec: DomainConfig
+    paths: dict[str, list[Path]]  # split -> sources (for `source` layouts, every split has the same list)
+    fingerprint: dict[str, str]
+
+
+@dataclass
+class PreparedData:
+    """Token arrays per domain and split, the tokenizer, and the index written to disk."""
+
+    domains: list[str]
+    tokenizer: TextTokenizer
+    cache_dir: Path
+    index: dict
+    arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def tokens(self, domain: str, split: str) -> np.ndarray:
+        return self.arrays[domain][split]
+
+    def split_arrays(self, split: str) -> list[np.ndarray]:
+        return [self.arrays[d][split] for d in self.domains]
+
+    def token_counts(self, split: str = "train") -> dict[str, int]:
+        return {d: int(len(self.arrays[d][split])) for d in self.domains}
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+
+def _hash(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def resolve_domains(cfg: Config) -> list[DomainSplits]:
+    out = []
+    for name, spec in cfg.data.domains.items():
+        base = Path(cfg.base_dir)
+        if spec.source is not None:
+            src = expand_sources(spec.source, base, f"data.domains.{name}.source")
+            paths = {s: src for s in SPLITS}
+            fp = fingerprint_sources(src)
+            fps = {s: fp for s in SPLITS}
+        else:
+            paths, fps = {}, {}
+            for s in SPLITS:
+                v = getattr(spec, s)
+                if v is None:
+                    paths[s] = []
+                    fps[s] = ""
+                else:
+                    paths[s] = expand_sources(v, base, f"data.domains.{name}.{s}")
+                    fps[s] = fingerprint_sources(paths[s])
+        out.append(DomainSplits(name, spec, paths, fps))
+    return out
+
+
+def _split_of_documents(docs: list[str], fractions: dict[str, float], seed: int, domain: str) -> dict[str, list[str]]:
+    """Seeded split by document; each split keeps the documents' original order."""
+    n = len(docs)
+    rng = np.random.default_rng([seed, zlib.crc32(domain.encode())])
+    perm = rng.permutation(n)
+    n_valid = int(round(fractions.get("valid", 0.0) * n))
+    n_test = int(round(fractions.get("test", 0.0) * n))
+    if fractions.get("valid", 0.0) > 0:
+        n_valid = max(n_valid, 1)
+    if fractions.get("test", 0.0) > 0:
+        n_test = max(n_test, 1)
+    if n - n_valid - n_test < 1:
+        raise InputError(f"data.domains.{domain}.source: {n} document(s) are too few to split into train/valid/test")
+    parts = {"valid": perm[:n_valid], "test": perm[n_valid : n_valid + n_test], "train": perm[n_valid + n_test :]}
+    return {s: [docs[i] for i in sorted(idx)] for s, idx in parts.items()}
+
+
+def _documents(ds: DomainSplits, split: str, cfg: Config) -> list[str] | None:
+    field_name = ds.spec.text_field or cfg.data.text_field
+    if ds.spec.source is not None:
+        docs = list(read_documents(ds.paths[split], ds.spec.format, field_name))
+        return _split_of_documents(docs, ds.spec.split, cfg.seed, ds.name)[split]
+    if not ds.paths[split]:
+        return None
+    return list(read_documents(ds.paths[split], ds.spec.format, field_name, split))
+
+
+def _entry_key(ds: DomainSplits, split: str, cfg: Config, tok_fp: str) -> str:
+    layout = {"split": ds.spec.split, "seed": cfg.seed} if ds.spec.source is not None else None
+    return _hash(
+        INDEX_VERSION,
+        ds.fingerprint[split],
+        tok_fp,
+        ds.spec.text_field or cfg.data.text_field,
+        ds.spec.format,
+        layout,
+        cfg.data.append_eos,
+    )
+
+
+def load_tokenizer(cfg: Config, domains: list[DomainSplits], cache_dir: Path, index: dict, log: Callable[[str], None]) -> TextTokenizer:
+    tc = cfg.tokenizer
+    if tc.kind == "file":
+        return load_tokenizer_file(cfg.resolve(tc.path))
+    if tc.kind == "hf":
+        return load_hf_tokenizer(cfg.resolve(tc.path))
+    key = _hash(
+        "bpe", tc.vocab_size, tc.min_frequency, tc.max_train_chars, [(d.name, d.fingerprint["train"], d.spec.split) for d in domains]
+    )
+    path = cache_dir / "tokenizer.json"
+    if index.get("tokenizer", {}).get("key") == key and path.is_file():
+        return load_tokenizer_file(path)
+    log(f"training a byte-level BPE tokenizer (vocab {tc.vocab_size}) on the train splits")
+
+    def texts():
+        # Round-robin over domains so a capped trainer still sees every domain.
+        iters = [iter(_documents(d, "train", cfg) or []) for d in domains]
+        while iters:
+            alive = []
+            for it in iters:
+                doc = next(it, None)
+                if doc is not None:
+                    alive.append(it)
+                    yield doc
+            iters = alive
+
+    tok = train_bpe(sample_texts(texts(), tc.max_train_chars), tc.vocab_size, tc.min_frequency)
+    tok.save(path)
+    index["tokenizer"] = {"key": key}
+    return tok
+
+
+def _write_tokens(docs: list[str], tok: TextTokenizer, path: Path, dtype: np.dtype, append_eos: bool) -> int:
+    n = 0
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            for i in range(0, len(docs), ENCODE_CHUNK):
+                for ids in tok.encode_batch(docs[i : i + ENCODE_CHUNK]):
+                    if append_eos:
+                        ids.append(tok.eos_id)
+                    arr = np.asarray(ids, dtype=dtype)
+                    f.write(arr.tobytes())
+                    n += len(arr)
+            f.flush()
+            os.fsync(f.fileno())
+    return n
+
+
+def prepare_data(cfg: Config, log: Callable[[str], None] = lambda s: None, progress: bool = False) -> PreparedData:
+    """Tokenize every domain and split (reusing the cache where nothing changed) and open them as memmaps."""
+    cache_dir = cfg.resolve(cfg.data.cache_dir)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"data.cache_dir: cannot create {cache_dir} ({err.strerror or err})") from None
+    index_path = cache_dir / "index.json"
+    index: dict = {}
+    if index_path.is_file():
+        try:
+            index = json.loads(index_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            log(f"{index_path}: unreadable cache index, rebuilding")
+            index = {}
+    if index.get("version") != INDEX_VERSION:
+        index = {"version": INDEX_VERSION}
+    domains = resolve_domains(cfg)
+    tok = load_tokenizer(cfg, domains, cache_dir, index, log)
+    tok_fp = tok.fingerprint
+    dtype = np.dtype(np.uint16 if tok.vocab_size <= 65536 else np.uint32)
+    index["tokenizer"] = {**index.get("tokenizer", {}), "fingerprint": tok_fp, "vocab_size": tok.vocab_size, "eos_id": tok.eos_id}
+    index["dtype"] = dtype.name
+    entries = index.setdefault("entries", {})
+
+    todo = [(d, s) for d in domains for s in SPLITS]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc="prepare", unit="split", leave=False)
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    for ds, split in todo:
+        name = f"{ds.name}/{split}"
+        key = _entry_key(ds, split, cfg, tok_fp)
+        rel = f"{ds.name}/{split}.bin"
+        path = cache_dir / rel
+        e = entries.get(name)
+        fresh = (
+            e is not None
+            and e.get("key") == key
+            and e.get("dtype") == dtype.name
+            and path.is_file()
+            and path.stat().st_size == e["tokens"] * dtype.itemsize
+        )
+        if not fresh:
+            docs = _documents(ds, split, cfg)
+            if docs is None:
+                e = {"key": key, "file": None, "tokens": 0, "documents": 0, "dtype": dtype.name}
+            else:
+                if not docs:
+                    srcs = ", ".join(str(p) for p in ds.paths[split])
+                    raise InputError(f"data.domains.{ds.name}.{split}: no text found in {srcs}")
+                log(f"tokenizing {name} ({len(docs)} documents)")
+                n = _write_tokens(docs, tok, path, dtype, cfg.data.append_eos)
+                e = {"key": key, "file": rel, "tokens": n, "documents": len(docs), "dtype": dtype.name,
+                     "sources": [str(p) for p in ds.paths[split]]}
+            entries[name] = e
+            write_json(index_path, index)  # after every shard, so an interrupted prepare keeps its finished work
+        if e["file"] is None or e["tokens"] == 0:
+            arr = np.zeros(0, dtype=dtype)
+        else:
+            arr = np.memmap(path, dtype=dtype, mode="r", shape=(e["tokens"],))
+        arrays.setdefault(ds.name, {})[split] = arr
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    write_json(index_path, index)
+    return PreparedData(domains=[d.name for d in domains], tokenizer=tok, cache_dir=cache_dir, index=index, arrays=arrays)
+
+
+def natural_weights(data: PreparedData) -> dict[str, float]:
+    """Token-proportional mixture of the train splits."""
+    counts = data.token_counts("train")
+    total = sum(counts.values())
+    return {d: c / total for d, c in counts.items()}
+
+
+def format_table(data: PreparedData) -> str:
+    """Tokens (and documents) per domain and split, as a plain-text table."""
+    rows = [("domain", "train", "valid", "test", "docs(train)", "share")]
+    nat = natural_weights(data)
+    entries = data.index["entries"]
+    for d in data.domains:
+        rows.append(
+            (d, *(f"{len(data.arrays[d][s]):,}" for s in SPLITS), f"{entries[f'{d}/train']['documents']:,}", f"{nat[d]:.3f}")
+        )
+    tot = [sum(len(data.arrays[d][s]) for d in data.domains) for s in SPLITS]
+    rows.append(("total", *(f"{t:,}" for t in tot), "", "1.000"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)

@@ -1,0 +1,186 @@
+"""Read documents from jsonl, plain text, parquet files and Hugging Face `datasets` folders.
+
+Every reader yields one string per document and raises InputError naming the file
+(and the line, for jsonl) when the input is not what was expected.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterator
+
+from tandem.errors import InputError
+
+FORMATS = ("jsonl", "txt", "parquet", "hf")
+
+
+def expand_sources(spec: str | list[str], base_dir: Path, label: str) -> list[Path]:
+    """Files, folders or globs (relative to base_dir) -> sorted, de-duplicated paths; every pattern must match."""
+    patterns = [spec] if isinstance(spec, str) else list(spec)
+    if not patterns:
+        raise InputError(f"{label}: empty list of sources")
+    out: list[Path] = []
+    for pat in patterns:
+        p = Path(pat).expanduser()
+        full = p if p.is_absolute() else base_dir / p
+        if any(ch in pat for ch in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(str(full), recursive=True))
+            matches = [m for m in matches if m.is_file() or (m / "dataset_info.json").is_file()]
+            if not matches:
+                raise InputError(f"{label}: no files match {full}")
+            out.extend(matches)
+        else:
+            if not full.exists():
+                raise InputError(f"{label}: file not found: {full}")
+            out.append(full)
+    seen, unique = set(), []
+    for m in out:
+        if m not in seen:
+            seen.add(m)
+            unique.append(m)
+    return unique
+
+
+def detect_format(path: Path, fmt: str = "auto") -> str:
+    if fmt != "auto":
+        return fmt
+    if path.is_dir():
+        return "hf"
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".json", ".jsonl.gz", ".ndjson")):
+        return "jsonl"
+    if name.endswith(".parquet"):
+        return "parquet"
+    return "txt"
+
+
+def _open_text(path: Path):
+    if path.name.endswith(".gz"):
+        import gzip
+
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, "r", encoding="utf-8")
+
+
+def read_jsonl(path: Path, field: str) -> Iterator[str]:
+    try:
+        with _open_text(path) as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise InputError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
+                if not isinstance(row, dict):
+                    raise InputError(f"{path}:{lineno}: expected a JSON object per line")
+                if field not in row:
+                    raise InputError(f"{path}:{lineno}: missing field '{field}'")
+                text = row[field]
+                if not isinstance(text, str):
+                    raise InputError(f"{path}:{lineno}: field '{field}' must be a string, got {type(text).__name__}")
+                if text:
+                    yield text
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text (a binary file?)") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+def read_txt(path: Path) -> Iterator[str]:
+    """A plain-text file is one document."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
+    if b"\x00" in raw[:8192]:
+        raise InputError(f"{path}: binary file; expected UTF-8 text")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    if text.strip():
+        yield text
+
+
+def read_parquet(path: Path, field: str) -> Iterator[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(f"{path}: not a readable parquet file ({str(err).splitlines()[0]})") from None
+    if field not in pf.schema_arrow.names:
+        raise InputError(f"{path}: no column '{field}' (columns: {', '.join(pf.schema_arrow.names)})")
+    try:
+        for batch in pf.iter_batches(columns=[field], batch_size=4096):
+            for text in batch.column(0).to_pylist():
+                if text is None:
+                    continue
+                if not isinstance(text, str):
+                    raise InputError(f"{path}: column '{field}' must hold strings, got {type(text).__name__}")
+                if text:
+                    yield text
+    except pa.ArrowException as err:
+        raise InputError(f"{path}: broken parquet file ({str(err).splitlines()[0]})") from None
+
+
+def read_hf_folder(path: Path, field: str, split: str | None) -> Iterator[str]:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError, OSError) as err:
+        raise InputError(f"{path}: not a datasets save_to_disk folder ({str(err).splitlines()[0]})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if split in ds:
+            ds = ds[split]
+        elif len(ds) == 1:
+            ds = next(iter(ds.values()))
+        else:
+            raise InputError(f"{path}: holds splits {list(ds)}; point at one or name the split as the domain's split")
+    if field not in ds.column_names:
+        raise InputError(f"{path}: no column '{field}' (columns: {', '.join(ds.column_names)})")
+    for text in ds[field]:
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise InputError(f"{path}: column '{field}' must hold strings, got {type(text).__name__}")
+        if text:
+            yield text
+
+
+def read_documents(paths: list[Path], fmt: str, field: str, split: str | None = None) -> Iterator[str]:
+    """All documents of the given sources, in order."""
+    for path in paths:
+        kind = detect_format(path, fmt)
+        if kind == "jsonl":
+            yield from read_jsonl(path, field)
+        elif kind == "parquet":
+            yield from read_parquet(path, field)
+        elif kind == "hf":
+            yield from read_hf_folder(path, field, split)
+        else:
+            if path.is_dir():
+                raise InputError(f"{path}: is a folder; expected a text file")
+            yield from read_txt(path)
+
+
+def fingerprint_sources(paths: list[Path]) -> str:
+    """Content hash of the sources (file names, sizes and bytes), so any edit invalidates the cache."""
+    h = hashlib.sha256()
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            h.update(str(f.name).encode())
+            try:
+                with open(f, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+            except OSError as err:
+                raise InputError(f"{f}: cannot read ({err.strerror or err})") from None
+    return h.hexdigest()

@@ -1,0 +1,136 @@
+"""Mixture sampling with token semantics: a domain's weight is its share of training tokens.
+
+Every training sequence has the same length, so drawing each sequence's domain in
+proportion to the weights gives each domain that share of tokens. Domains are
+allocated per batch by systematic sampling (each domain gets floor or ceil of
+B * w_i sequences, exactly B * w_i in expectation): far less variance than
+independent draws when batches are small. Within a domain, sequences are
+non-overlapping windows visited in a fresh seeded permutation each epoch, so the
+sampler knows how many epochs of every domain it has consumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tandem.errors import InputError
+
+
+@dataclass
+class Batch:
+    """Inputs and next-token targets [B, T] and the domain id of each row [B]."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    domain: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def split(self, micro: int) -> list["Batch"]:
+        return [Batch(self.x[i : i + micro], self.y[i : i + micro], self.domain[i : i + micro]) for i in range(0, len(self), micro)]
+
+    def to(self, device) -> "Batch":
+        return Batch(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True), self.domain.to(device, non_blocking=True))
+
+
+def systematic_counts(weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Integer counts summing to n with E[count_i] = n * w_i and |count_i - n w_i| < 1."""
+    cum = np.cumsum(weights) * n
+    cum[-1] = n  # guard against round-off leaving the last domain short
+    points = rng.random() + np.arange(n)
+    return np.bincount(np.searchsorted(cum, points, side="right"), minlength=len(weights))[: len(weights)]
+
+
+class MixtureSampler:
+    """Draws batches of (seq_len + 1)-token windows from several domains by weights.
+
+    State (for resume) is the RNG state and per-domain (epoch, position); window
+    orders are derived from (seed, domain, epoch) so they need not be stored.
+    """
+
+    def __init__(self, arrays: list[np.ndarray], seq_len: int, seed: int, names: list[str] | None = None, split: str = "train"):
+        self.arrays = arrays
+        self.seq_len = seq_len
+        self.seed = seed
+        self.names = names or [str(i) for i in range(len(arrays))]
+        self.n_windows = np.array([(len(a) - 1) // seq_len for a in arrays], dtype=np.int64)
+        for name, n, a in zip(self.names, self.n_windows, arrays):
+            if n < 1:
+                raise InputError(
+                    f"domain {name}: its {split} split has {len(a)} tokens, fewer than one sequence of "
+                    f"train.seq_len + 1 = {seq_len + 1}; lower train.seq_len or add text"
+                )
+        self.rng = np.random.default_rng([seed, 0x5A3])
+        self.epoch = np.zeros(len(arrays), dtype=np.int64)
+        self.pos = np.zeros(len(arrays), dtype=np.int64)
+        self._orders: dict[int, tuple[int, np.ndarray, int]] = {}
+
+    @property
+    def num_domains(self) -> int:
+        return len(self.arrays)
+
+    def _order(self, i: int) -> tuple[np.ndarray, int]:
+        cached = self._orders.get(i)
+        if cached is None or cached[0] != self.epoch[i]:
+            r = np.random.default_rng([self.seed, i, int(self.epoch[i])])
+            slack = (len(self.arrays[i]) - 1) - int(self.n_windows[i]) * self.seq_len
+            # A fresh offset each epoch so repeated epochs do not cut documents at the same places.
+            offset = int(r.integers(0, slack + 1))
+            cached = (int(self.epoch[i]), r.permutation(int(self.n_windows[i])), offset)
+            self._orders[i] = cached
+        return cached[1], cached[2]
+
+    def _take(self, i: int) -> np.ndarray:
+        order, offset = self._order(i)
+        start = offset + int(order[self.pos[i]]) * self.seq_len
+        self.pos[i] += 1
+        if self.pos[i] == self.n_windows[i]:
+            self.pos[i] = 0
+            self.epoch[i] += 1
+        return np.asarray(self.arrays[i][start : start + self.seq_len + 1], dtype=np.int64)
+
+    def sample(self, weights, batch_size: int) -> Batch:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (self.num_domains,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError(f"sampler weights must be {self.num_domains} finite non-negative numbers, got {w}")
+        w = w / w.sum()
+        counts = systematic_counts(w, batch_size, self.rng)
+        domains = np.repeat(np.arange(self.num_domains), counts)
+        rows = np.stack([self._take(int(i)) for i in domains])
+        t = torch.from_numpy(rows)
+        return Batch(t[:, :-1].contiguous(), t[:, 1:].contiguous(), torch.from_numpy(domains))
+
+    def epochs(self) -> np.ndarray:
+        """Epochs consumed of each domain (fractional)."""
+        return self.epoch + self.pos / self.n_windows
+
+    def tokens_seen(self) -> np.ndarray:
+        """Training tokens (targets) drawn from each domain."""
+        return (self.epoch * self.n_windows + self.pos) * self.seq_len
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "epoch": self.epoch.tolist(), "pos": self.pos.tolist()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.epoch = np.array(state["epoch"], dtype=np.int64)
+        self.pos = np.array(state["pos"], dtype=np.int64)
+        self._orders.clear()
+
+
+def eval_windows(tokens: np.ndarray, seq_len: int, max_tokens: int | None = None):
+    """Consecutive non-overlapping windows covering the split (the last may be shorter): (x, y) int64 arrays.
+
+    Every target token of the (capped) split is scored exactly once.
+    """
+    n = len(tokens) if max_tokens is None else min(len(tokens), max_tokens + 1)
+    for start in range(0, n - 1, seq_len):
+        end = min(start + seq_len + 1, n)
+        if end - start < 2:
+            break
+        w = np.asarray(tokens[start:end], dtype=np.int64)
+        yield w[:-1], w[1:]

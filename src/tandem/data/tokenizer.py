@@ -1,0 +1,107 @@
+"""Tokenizers: train a byte-level BPE on the train splits, or load a tokenizer.json / local HF folder."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from tokenizers import Tokenizer
+
+from tandem.errors import InputError
+
+EOS_TOKEN = "<|endoftext|>"
+
+
+class TextTokenizer:
+    """A `tokenizers.Tokenizer` plus the end-of-text id; encodes without adding special tokens."""
+
+    def __init__(self, tok: Tokenizer, eos_id: int, chat_template: str | None = None):
+        self.tok = tok
+        self.eos_id = eos_id
+        self.chat_template = chat_template
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.tok.to_str().encode()).hexdigest()
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids)
+
+    def save(self, path: Path | str) -> None:
+        from tandem.io import write_text
+
+        write_text(path, self.tok.to_str())
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> TextTokenizer:
+    """Byte-level BPE (GPT-2 style) with one special token, <|endoftext|>, id 0."""
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[EOS_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return TextTokenizer(tok, tok.token_to_id(EOS_TOKEN))
+
+
+def _eos_from(tok: Tokenizer, label: str) -> int:
+    for name in (EOS_TOKEN, "</s>", "<|im_end|>", "<eos>", "<|end_of_text|>"):
+        tid = tok.token_to_id(name)
+        if tid is not None:
+            return tid
+    raise InputError(f"{label}: no end-of-text token found (looked for {EOS_TOKEN}, </s>, <eos>)")
+
+
+def load_tokenizer_file(path: Path) -> TextTokenizer:
+    if not path.is_file():
+        raise InputError(f"tokenizer.path: file not found: {path}")
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as err:  # tokenizers raises a bare Exception on malformed files
+        raise InputError(f"tokenizer.path: {path} is not a valid tokenizer.json ({str(err).splitlines()[0]})") from None
+    return TextTokenizer(tok, _eos_from(tok, str(path)))
+
+
+def load_hf_tokenizer(path: Path) -> TextTokenizer:
+    if not path.is_dir():
+        raise InputError(f"tokenizer.path: {path} is not a folder (only local tokenizers are loaded)")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    try:
+        hf = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise InputError(f"tokenizer.path: cannot load a tokenizer from {path} ({str(err).splitlines()[0]})") from None
+    backend = getattr(hf, "backend_tokenizer", None)
+    if backend is None:
+        raise InputError(f"tokenizer.path: {path} has no fast tokenizer (tokenizer.json)")
+    eos = hf.eos_token_id if hf.eos_token_id is not None else _eos_from(backend, str(path))
+    return TextTokenizer(backend, eos, getattr(hf, "chat_template", None))
+
+
+def sample_texts(texts: Iterable[str], max_chars: int) -> Iterator[str]:
+    """Stop feeding the BPE trainer once max_chars have been seen (training cost grows with text)."""
+    seen = 0
+    for t in texts:
+        if seen >= max_chars:
+            return
+        yield t[: max_chars - seen]
+        seen += len(t)

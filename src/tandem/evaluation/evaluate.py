@@ -1,0 +1,84 @@
+"""Per-domain evaluation on the valid and test splits: exact token-mean loss, perplexity, average and worst."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from tandem.data.cache import PreparedData
+from tandem.data.sampler import eval_windows
+from tandem.training.learner import autocast_for
+from tandem.training.loss import DomainLossMeter, domain_sums, token_losses
+
+
+def summarize(per_domain: dict[str, float]) -> dict:
+    """{per_domain, average (unweighted mean over domains), worst (max)} plus perplexities."""
+    vals = [v for v in per_domain.values() if v is not None and math.isfinite(v)]
+    avg = float(np.mean(vals)) if vals else float("nan")
+    worst = float(np.max(vals)) if vals else float("nan")
+    return {
+        "per_domain": per_domain,
+        "average": avg,
+        "worst": worst,
+        "perplexity": {d: (math.exp(v) if v is not None and math.isfinite(v) else None) for d, v in per_domain.items()},
+    }
+
+
+@torch.no_grad()
+def domain_split_losses(
+    model: nn.Module,
+    arrays: list[np.ndarray],
+    seq_len: int,
+    max_tokens: int | None,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "auto",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token-mean loss and token count per array, scoring every (capped) target token once."""
+    model.eval()
+    autocast = autocast_for(device, precision)
+    meter = DomainLossMeter(len(arrays))
+    for i, arr in enumerate(arrays):
+        if len(arr) < 2:
+            continue
+        full, tail = [], []
+        for x, y in eval_windows(arr, seq_len, max_tokens):
+            (full if len(x) == seq_len else tail).append((x, y))
+        groups = [full[j : j + batch_size] for j in range(0, len(full), batch_size)] + [[t] for t in tail]
+        for g in groups:
+            x = torch.from_numpy(np.stack([a for a, _ in g])).to(device)
+            y = torch.from_numpy(np.stack([b for _, b in g])).to(device)
+            dom = torch.full((len(g),), i, dtype=torch.long, device=device)
+            with autocast():
+                logits = model(x)
+            loss, mask = token_losses(logits, y)
+            meter.add(*domain_sums(loss, mask, dom, len(arrays)))
+    return meter.losses(), meter.counts
+
+
+def evaluate(model: nn.Module, data: PreparedData, seq_len: int, max_tokens: int | None, batch_size: int,
+             device: torch.device, precision: str = "auto", splits=("valid", "test")) -> dict:
+    """{f"{split}_loss": summary} for each split; domains without text in a split are reported as null."""
+    out = {}
+    for split in splits:
+        losses, counts = domain_split_losses(model, data.split_arrays(split), seq_len, max_tokens, batch_size, device, precision)
+        per = {d: (float(l) if c > 0 else None) for d, l, c in zip(data.domains, losses, counts)}
+        out[f"{split}_loss"] = summarize(per)
+        out[f"{split}_tokens"] = {d: int(c) for d, c in zip(data.domains, counts)}
+    return out
+
+
+def format_eval(result: dict, split: str = "test") -> str:
+    s = result[f"{split}_loss"]
+    rows = [("domain", "loss", "ppl")]
+    for d, v in s["per_domain"].items():
+        rows.append((d, "-" if v is None else f"{v:.4f}", "-" if v is None else f"{math.exp(v):.2f}"))
+    rows.append(("average", f"{s['average']:.4f}", ""))
+    rows.append(("worst", f"{s['worst']:.4f}", ""))
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}" for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return f"{split} loss per domain\n" + "\n".join(lines)

@@ -1,0 +1,48 @@
+"""Mixture weights as files and arguments: `{"domain_weights": {name: weight}}`, `uniform`, `natural`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tandem.config import check_weights
+from tandem.errors import InputError
+
+
+def uniform(names: list[str]) -> dict[str, float]:
+    return {d: 1.0 / len(names) for d in names}
+
+
+def read_weights_file(path: Path | str, names: list[str]) -> dict[str, float]:
+    """Read and validate a weights JSON file against the config's domains (order of `names`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: weights file not found")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not valid JSON ({getattr(err, 'msg', err)})") from None
+    if not isinstance(obj, dict) or "domain_weights" not in obj:
+        raise InputError(f'{path}: expected an object with "domain_weights": {{domain: weight}}')
+    try:
+        w = check_weights(obj["domain_weights"], names, f"{path}: domain_weights")
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    return {d: w[d] for d in names}
+
+
+def resolve_weights(spec: str, names: list[str], natural: dict[str, float] | None = None) -> dict[str, float]:
+    """`uniform`, `natural` (token-proportional; needs the train token counts) or a weights file path."""
+    if spec == "uniform":
+        return uniform(names)
+    if spec == "natural":
+        if natural is None:
+            raise ValueError("natural weights need the prepared data")
+        return {d: natural[d] for d in names}
+    return read_weights_file(spec, names)
+
+
+def as_array(weights: dict[str, float], names: list[str]) -> np.ndarray:
+    return np.array([weights[d] for d in names], dtype=np.float64)

@@ -1,0 +1,146 @@
+"""A model with its optimizer and schedule: one `step` that every trainer and mixer shares.
+
+The trainer calls it with one resampled batch; the TANDEM reference calls it with a
+train batch and a validation batch, each with its own per-domain coefficients; the
+gradients of all parts accumulate into one optimizer step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from tandem.data.sampler import Batch
+from tandem.training.loss import DomainLossMeter, domain_sums, token_losses
+
+
+@dataclass
+class OptimConfig:
+    """What a Learner needs to know about optimization (built from TrainConfig or MixerConfig)."""
+
+    lr: float
+    total_steps: int
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    micro_batch_size: int | None = None
+
+
+def lr_at(step: int, peak: float, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to `peak`, then cosine decay to `min_ratio * peak` at `total`."""
+    if warmup > 0 and step < warmup:
+        return peak * (step + 1) / warmup
+    span = max(total - warmup, 1)
+    progress = min(max(step - warmup, 0) / span, 1.0)
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, precision: str):
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if use_bf16:
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def make_optimizer(model: nn.Module, oc: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    # Decay matrices only: decaying norms' gains and biases hurts small models.
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": oc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kw = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=oc.lr, betas=(oc.beta1, oc.beta2), **kw)
+
+
+class Learner:
+    def __init__(self, model: nn.Module, oc: OptimConfig, num_domains: int, device: torch.device, precision: str = "auto"):
+        self.model = model.to(device)
+        self.oc = oc
+        self.num_domains = num_domains
+        self.device = device
+        self.autocast = autocast_for(device, precision)
+        self.optimizer = make_optimizer(self.model, oc, device)
+        self.step_count = 0
+
+    def lr(self) -> float:
+        return lr_at(self.step_count, self.oc.lr, self.oc.warmup_steps, self.oc.total_steps, self.oc.min_lr_ratio)
+
+    def step(self, parts: list[tuple[Batch, torch.Tensor]]) -> DomainLossMeter:
+        """One optimizer step on sum over parts of sum_t coef[domain(t)] * loss_t.
+
+        Returns the per-domain losses of the first part, measured during the step (before the update).
+        """
+        model = self.model
+        model.train()
+        lr = self.lr()
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        meter = DomainLossMeter(self.num_domains)
+        for j, (batch, coef) in enumerate(parts):
+            coef = coef.to(self.device, torch.float32)
+            micro = self.oc.micro_batch_size or len(batch)
+            for mb in batch.split(micro):
+                mb = mb.to(self.device)
+                with self.autocast():
+                    logits = model(mb.x)
+                loss, mask = token_losses(logits, mb.y)
+                weighted = (loss * mask * coef[mb.domain][:, None]).sum()
+                weighted.backward()
+                if j == 0:
+                    meter.add(*domain_sums(loss.detach(), mask, mb.domain, self.num_domains))
+        if self.oc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.oc.grad_clip)
+        self.optimizer.step()
+        self.step_count += 1
+        return meter
+
+    @torch.no_grad()
+    def domain_losses(self, batches: list[Batch]) -> np.ndarray:
+        """Exact per-domain token-mean loss over the given batches (no update)."""
+        self.model.eval()
+        meter = DomainLossMeter(self.num_domains)
+        for batch in batches:
+            micro = self.oc.micro_batch_size or len(batch)
+            for mb in batch.split(micro):
+                mb = mb.to(self.device)
+                with self.autocast():
+                    logits = self.model(mb.x)
+                loss, mask = token_losses(logits, mb.y)
+                meter.add(*domain_sums(loss, mask, mb.domain, self.num_domains))
+        return meter.losses()
+
+    def copy_from(self, other: "Learner") -> None:
+        """Become a copy of `other`: parameters, optimizer moments and step count."""
+        with torch.no_grad():
+            for p, q in zip(self.model.parameters(), other.model.parameters()):
+                p.copy_(q)
+        self.optimizer.load_state_dict(copy.deepcopy(other.optimizer.state_dict()))
+        self.step_count = other.step_count
+
+    @torch.no_grad()
+    def distance(self, other: "Learner") -> float:
+        """Euclidean distance between the two models' parameters."""
+        sq = sum(((p.double() - q.double()) ** 2).sum() for p, q in zip(self.model.parameters(), other.model.parameters()))
+        return float(torch.sqrt(sq))
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "step": self.step_count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step_count = int(state["step"])

@@ -1,0 +1,149 @@
+"""Train a model on a fixed mixture of domains: the stage-two trainer behind `tandem train` and `tandem run`."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from tandem.config import Config, ModelConfig, TrainConfig
+from tandem.data.cache import PreparedData
+from tandem.data.sampler import MixtureSampler
+from tandem.io import append_jsonl
+from tandem.models import build_model
+from tandem.training.checkpoint import load_checkpoint, save_checkpoint
+from tandem.training.learner import Learner, OptimConfig, resolve_device
+from tandem.training.loss import domain_token_counts, objective_coefficients
+
+
+@dataclass
+class TrainOutcome:
+    model: nn.Module
+    learner: Learner
+    sampler: MixtureSampler
+    wall_time: float
+
+    def tokens_seen(self, names: list[str]) -> dict[str, int]:
+        return {d: int(t) for d, t in zip(names, self.sampler.tokens_seen())}
+
+    def epochs(self, names: list[str]) -> dict[str, float]:
+        return {d: float(e) for d, e in zip(names, self.sampler.epochs())}
+
+
+def optim_config(tc: TrainConfig) -> OptimConfig:
+    return OptimConfig(
+        lr=tc.lr, total_steps=tc.steps, warmup_steps=min(tc.warmup_steps, tc.steps), min_lr_ratio=tc.min_lr_ratio,
+        weight_decay=tc.weight_decay, beta1=tc.beta1, beta2=tc.beta2, grad_clip=tc.grad_clip,
+        micro_batch_size=tc.micro_batch_size,
+    )
+
+
+def setup_torch(tc: TrainConfig) -> torch.device:
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    return resolve_device(tc.device)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Records of a metrics.jsonl; a torn last line (killed writer) is skipped."""
+    out = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """On resume, drop records written after the checkpoint so the log has no duplicated steps."""
+    from tandem.io import write_text
+
+    keep = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
+    write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
+
+
+def train(
+    cfg: Config,
+    data: PreparedData,
+    weights: np.ndarray,
+    out_dir: Path,
+    model_cfg: ModelConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainOutcome:
+    """Train `model_cfg` (default: the target, cfg.model) for cfg.train.steps on the mixture `weights`."""
+    tc = cfg.train
+    device = setup_torch(tc)
+    names = data.domains
+    model = build_model(model_cfg or cfg.model, data.vocab_size, tc.seq_len, cfg.seed, cfg.base_dir)
+    learner = Learner(model, optim_config(tc), len(names), device, tc.precision)
+    if tc.compile:
+        learner.model = torch.compile(learner.model)
+    sampler = MixtureSampler(data.split_arrays("train"), tc.seq_len, cfg.seed, names)
+    weights = np.asarray(weights, dtype=np.float64)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = out_dir / "checkpoint"
+    metrics_path = out_dir / "metrics.jsonl"
+    if resume:
+        loaded = load_checkpoint(ckpt_dir, {"model": model}, ["optimizer", "rng"], log=log)
+        if loaded is not None:
+            tensors, state = loaded
+            learner.load_state_dict({"optimizer": tensors["optimizer"], "step": state["step"]})
+            sampler.load_state_dict(state["sampler"])
+            torch.set_rng_state(tensors["rng"])
+            truncate_metrics(metrics_path, learner.step_count)
+            log(f"resumed from step {learner.step_count}")
+    if learner.step_count == 0 and metrics_path.exists():
+        metrics_path.unlink()
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            ckpt_dir,
+            {"model": model},
+            {"optimizer": learner.optimizer.state_dict(), "rng": torch.get_rng_state()},
+            {"step": learner.step_count, "sampler": sampler.state_dict(), "weights": weights.tolist()},
+        )
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=tc.steps, initial=learner.step_count, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    tokens_since, t_last = 0, t0
+    while learner.step_count < tc.steps:
+        batch = sampler.sample(weights, tc.batch_size)
+        coef = objective_coefficients(domain_token_counts(batch.y, batch.domain, len(names)))
+        meter = learner.step([(batch, coef)])
+        loss = meter.mean()
+        if not np.isfinite(loss):
+            checkpoint()
+            raise FloatingPointError(f"non-finite training loss at step {learner.step_count}; checkpoint saved in {ckpt_dir}")
+        tokens_since += batch.x.numel()
+        step = learner.step_count
+        if step % tc.log_interval == 0 or step == tc.steps:
+            now = time.perf_counter()
+            tps = tokens_since / max(now - t_last, 1e-9)
+            tokens_since, t_last = 0, now
+            per = meter.losses()
+            append_jsonl(metrics_path, {
+                "step": step, "loss": loss, "lr": learner.lr(), "tokens_per_s": tps,
+                "domain_loss": {d: (None if np.isnan(v) else float(v)) for d, v in zip(names, per)},
+                "epochs": {d: float(e) for d, e in zip(names, sampler.epochs())},
+            })
+            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}")
+        bar.update(1)
+        if tc.checkpoint_interval and step % tc.checkpoint_interval == 0 and step < tc.steps:
+            checkpoint()
+    bar.close()
+    checkpoint()
+    return TrainOutcome(model=getattr(learner.model, "_orig_mod", learner.model), learner=learner, sampler=sampler,
+                        wall_time=time.perf_counter() - t0)
