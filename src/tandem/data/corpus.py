@@ -46,6 +46,15 @@ __all__ = [
     "SPLITS",
     "build_corpus",
     "scaled_budgets",
+    "chunk_paragraphs",
+    "format_table",
+    "read_code",
+    "read_books",
+    "read_scripture",
+    "read_legal",
+    "read_chat",
+    "read_docs",
+    "read_quotes",
     "main",
 ]
 
@@ -128,10 +137,8 @@ def _package_dir(domain: str, import_name: str, requirement: str) -> Path:
 
 
 def _package_version(dist_name: str) -> str:
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover - Python < 3.8
-        return "unknown"
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version(dist_name)
     except PackageNotFoundError:
