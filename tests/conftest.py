@@ -81,3 +81,26 @@ def tiny_config(root: Path, **sections) -> Path:
 @pytest.fixture
 def tiny_cfg(tmp_path) -> Path:
     return tiny_config(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def shared_cfg(tmp_path_factory) -> Path:
+    """One tiny config whose data and token cache are shared by tests that only read them.
+
+    Tests write their runs elsewhere (their own tmp_path) and never edit this folder's files.
+    """
+    return tiny_config(tmp_path_factory.mktemp("shared"))
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `tandem ARGV...` in-process; returns (exit code, stdout, stderr)."""
+    from tandem.cli.main import main
+
+    def run(*argv) -> tuple[int, str, str]:
+        capsys.readouterr()
+        rc = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run

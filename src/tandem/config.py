@@ -65,6 +65,8 @@ class DomainConfig(_Section):
         else:
             if self.train is None:
                 raise ValueError("needs `train` (or `source` with `split`)")
+            if self.split is not None:
+                raise ValueError("`split` applies only to `source`; with train/valid/test files leave it out")
         return self
 
 
@@ -161,7 +163,8 @@ class EvalConfig(_Section):
 
 
 class MixerConfig(_Section):
-    method: str = Field("tandem", description="Mixture method: tandem (more in later versions).")
+    method: str = Field("tandem", description="Mixture method: tandem, uniform, natural, fixed (see tandem.mixing.methods).")
+    weights: Optional[dict[str, float]] = Field(None, description="method=fixed: the mixture to use.")
     episodes: int = Field(20, ge=1, description="T: episodes of (sync, probe, update, free steps).")
     probe_steps: int = Field(5, ge=1, description="K: probing steps of both twins per episode.")
     free_steps: int = Field(10, ge=0, description="E: proxy steps on the new mixture after each update.")
@@ -178,11 +181,17 @@ class MixerConfig(_Section):
         "uniform", description="Validation target: `uniform` over domains, {domain: weight}, or a list of target domains."
     )
     sync: bool = Field(True, description="Reset the reference to the proxy every episode (switch off only as an ablation).")
-    eval_batches: int = Field(1, ge=1, description="Held batches per domain (from the train split) used to measure Delta.")
+    eval_sequences: int = Field(8, ge=1, description="Held sequences per domain (from the train split) on which Delta is measured.")
+    valid_fraction: float = Field(
+        0.5, gt=0, lt=1,
+        description="Share of the reference's batch taken from validation data; the rest are rows of the proxy's "
+        "batch, so a reference step costs one proxy step.",
+    )
     initial: Union[Literal["uniform", "natural"], dict[str, float]] = Field("uniform", description="Starting mixture.")
     report: Literal["average", "final"] = Field("average", description="Which mixture `domain_weights` recommends.")
     proxy: ModelConfig = Field(default_factory=lambda: ModelConfig(preset="tiny"), description="The proxy/reference model.")
     lr: Optional[float] = Field(None, gt=0, description="Twins' learning rate (default: train.lr).")
+    checkpoint_interval: int = Field(1, ge=0, description="Episodes between checkpoints of the twins (0 = never).")
     batch_size: Optional[int] = Field(None, ge=1, description="Twins' batch size (default: train.batch_size).")
 
     @field_validator("target")
@@ -217,6 +226,10 @@ class Config(_Section):
                     raise ValueError(f"{label}: unknown domain(s) {unknown}; expected some of {sorted(names)}")
                 if len(set(w)) != len(w):
                     raise ValueError(f"{label}: duplicate domain names {w}")
+        if self.mixer.method == "fixed":
+            if self.mixer.weights is None:
+                raise ValueError("mixer.method=fixed needs mixer.weights")
+            check_weights(self.mixer.weights, names, "mixer.weights")
         if self.mixer.floor * len(names) >= 1:
             raise ValueError(f"mixer.floor={self.mixer.floor} is too large for {len(names)} domains (need floor < 1/M)")
         return self

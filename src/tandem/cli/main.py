@@ -92,8 +92,22 @@ def cmd_train(args) -> int:
     from tandem.data.cache import natural_weights
 
     weights = resolve_weights(args.weights, data.domains, natural_weights(data))
-    _write_config(cfg, out)
-    ev = train_and_evaluate(cfg, data, weights, out, args.resume, args.quiet)
+    created = None  # the outermost folder this command creates, removed again on an input error
+    if not out.exists():
+        created = out
+        while not created.parent.exists():
+            created = created.parent
+    try:
+        _write_config(cfg, out)
+        ev = train_and_evaluate(cfg, data, weights, out, args.resume, args.quiet)
+    except InputError:
+        # Input problems found only once training starts (a domain shorter than one sequence, a model config
+        # the data does not fit) must leave nothing behind either.
+        if created is not None:
+            import shutil
+
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     print(format_eval(ev))
     print(f"wrote {out / 'eval.json'}")
     return 0
@@ -108,6 +122,10 @@ def cmd_eval(args) -> int:
     cfg = _load(args)
     check_writable_dir(Path(args.out).parent, "output file's folder")
     model, meta = load_model(args.model)
+    block = getattr(getattr(model, "config", None), "block_size", None)
+    if isinstance(block, int) and cfg.train.seq_len > block:
+        raise InputError(f"{args.model}: the model's context is {block} tokens, shorter than train.seq_len="
+                         f"{cfg.train.seq_len}; evaluate with --set train.seq_len={block}")
     data = _prepare(cfg, args)
     fp = meta.get("tokenizer_fingerprint")
     if fp is not None and fp != data.tokenizer.fingerprint:

@@ -109,6 +109,8 @@ def _split_of_documents(docs: list[str], fractions: dict[str, float], seed: int,
 def _documents(ds: DomainSplits, split: str, cfg: Config) -> list[str] | None:
     field_name = ds.spec.text_field or cfg.data.text_field
     if ds.spec.source is not None:
+        if ds.spec.split.get(split, 0.0) <= 0:
+            return None  # a split given no fraction is absent, like an omitted train/valid/test file
         docs = list(read_documents(ds.paths[split], ds.spec.format, field_name))
         return _split_of_documents(docs, ds.spec.split, cfg.seed, ds.name)[split]
     if not ds.paths[split]:
@@ -135,9 +137,13 @@ def load_tokenizer(cfg: Config, domains: list[DomainSplits], cache_dir: Path, in
         return load_tokenizer_file(cfg.resolve(tc.path))
     if tc.kind == "hf":
         return load_hf_tokenizer(cfg.resolve(tc.path))
-    key = _hash(
-        "bpe", tc.vocab_size, tc.min_frequency, tc.max_train_chars, [(d.name, d.fingerprint["train"], d.spec.split) for d in domains]
-    )
+    # Everything that decides which documents form the train splits, so the tokenizer never depends on cache history.
+    train_docs = [
+        (d.name, d.fingerprint["train"], d.spec.split, cfg.seed if d.spec.source is not None else None,
+         d.spec.text_field or cfg.data.text_field, d.spec.format)
+        for d in domains
+    ]
+    key = _hash("bpe", tc.vocab_size, tc.min_frequency, tc.max_train_chars, train_docs)
     path = cache_dir / "tokenizer.json"
     if index.get("tokenizer", {}).get("key") == key and path.is_file():
         return load_tokenizer_file(path)

@@ -54,6 +54,7 @@ def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, seed: int, base
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     if cfg.hf_config is not None:
         hc = dict(cfg.hf_config)
         model_type = hc.pop("model_type", None)
@@ -133,6 +134,7 @@ def load_model(model_dir: Path | str) -> tuple[nn.Module, dict]:
         import transformers
 
         transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()  # stderr stays for errors (and --quiet means quiet)
         model = HFCausalLM(
             transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32)
         )

@@ -1,0 +1,135 @@
+"""`tandem optimize` (stage one) and `tandem run` (stage one, stage two, evaluation)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tandem.errors import InputError
+
+
+def _validate(cfg) -> None:
+    from tandem.mixing import methods
+
+    methods.check_method(cfg.mixer.method)
+
+
+def cmd_optimize(args) -> int:
+    from tandem.cli.main import _load, _log, _prepare, _write_config
+    from tandem.io import check_writable_dir
+    from tandem.mixing.optimize import optimize
+
+    cfg = _load(args)
+    _validate(cfg)
+    out = check_writable_dir(args.out)
+    data = _prepare(cfg, args)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_config(cfg, out)
+    res = optimize(cfg, data, out, resume=args.resume, progress=not args.quiet, log=_log(args.quiet))
+    print(format_weights({"uniform": {d: 1 / len(res.names) for d in res.names}, cfg.mixer.method: res.as_dict(res.recommended)}))
+    print(f"wrote {out / 'weights.json'} ({res.wall_time:.1f} s)")
+    return 0
+
+
+def format_weights(mixtures: dict[str, dict[str, float]]) -> str:
+    labels = list(mixtures)
+    names = list(next(iter(mixtures.values())))
+    w = max(len(n) for n in names + ["domain"])
+    head = f"{'domain':<{w}}  " + "  ".join(f"{lab:>9}" for lab in labels)
+    lines = [head, "-" * len(head)]
+    for d in names:
+        lines.append(f"{d:<{w}}  " + "  ".join(f"{mixtures[lab][d]:>9.4f}" for lab in labels))
+    return "\n".join(lines)
+
+
+def format_side_by_side(weights: dict[str, dict[str, float]], evals: dict[str, dict]) -> str:
+    """Per domain: weight and test loss under each mixture, then average and worst."""
+    labels = list(weights)
+    names = list(next(iter(weights.values())))
+    w = max(len(n) for n in names + ["average"])
+    head = f"{'domain':<{w}}  " + "  ".join(f"{'w:' + lab:>12}  {'loss:' + lab:>14}" for lab in labels)
+    lines = [head, "-" * len(head)]
+    for d in names:
+        cells = []
+        for lab in labels:
+            v = evals[lab]["test_loss"]["per_domain"][d]
+            cells.append(f"{weights[lab][d]:>12.4f}  {('-' if v is None else f'{v:.4f}'):>14}")
+        lines.append(f"{d:<{w}}  " + "  ".join(cells))
+    for key in ("average", "worst"):
+        lines.append(f"{key:<{w}}  " + "  ".join(f"{'':>12}  {evals[lab]['test_loss'][key]:>14.4f}" for lab in labels))
+    return "\n".join(lines)
+
+
+def _stage_two(cfg, data, weights: dict, out: Path, args) -> dict:
+    """Train and evaluate the target; with --resume a finished stage (eval.json for these weights) is kept."""
+    from tandem.cli.main import train_and_evaluate
+
+    done = out / "eval.json"
+    if args.resume and done.is_file():
+        try:
+            ev = json.loads(done.read_text())
+            if ev.get("weights") == weights:
+                return ev
+        except json.JSONDecodeError:
+            pass
+    return train_and_evaluate(cfg, data, weights, out, args.resume, args.quiet)
+
+
+def cmd_run(args) -> int:
+    from tandem.cli.main import _load, _log, _prepare, _write_config
+    from tandem.io import check_writable_dir, write_text
+    from tandem.mixing.optimize import optimize
+
+    cfg = _load(args)
+    _validate(cfg)
+    out = check_writable_dir(args.out)
+    baselines = [b for b in (args.baseline or "").split(",") if b]
+    for b in baselines:
+        if b not in ("uniform", "natural"):
+            raise InputError(f"--baseline: unknown mixture {b!r}; expected uniform or natural")
+    data = _prepare(cfg, args)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_config(cfg, out)
+    log = _log(args.quiet)
+    log(f"stage one: {cfg.mixer.method} on a {cfg.mixer.proxy.preset} proxy")
+    res = optimize(cfg, data, out / "optimize", resume=args.resume, progress=not args.quiet, log=log)
+    shutil.copyfile(out / "optimize" / "weights.json", out / "weights.json")
+    learned = res.as_dict(res.recommended)
+    log(f"stage two: {cfg.model.preset} target on the learned mixture")
+    evals = {cfg.mixer.method: _stage_two(cfg, data, learned, out, args)}
+    weights = {cfg.mixer.method: learned}
+    from tandem.data.cache import natural_weights
+    from tandem.mixing.weights import resolve_weights
+
+    for b in baselines:
+        wb = resolve_weights(b, data.domains, natural_weights(data))
+        log(f"baseline: {cfg.model.preset} target on {b} weights")
+        evals[b] = _stage_two(cfg, data, wb, out / f"baseline-{b}", args)
+        weights[b] = wb
+    table = format_side_by_side(weights, evals)
+    write_text(out / "summary.md", "```\n" + table + "\n```\n")
+    print(table)
+    print(f"wrote {out / 'weights.json'}, {out / 'eval.json'}, {out / 'summary.md'} (stage one in {out / 'optimize'})")
+    return 0
+
+
+def register(sub, common) -> None:
+    sp = sub.add_parser("optimize", help="learn the domain weights (stage one) with mixer.method",
+                        description="Run the mixture method of the config (TANDEM by default) on the proxy and write "
+                                    "OUT/weights.json, OUT/trajectory.csv, OUT/metrics.jsonl and OUT/weights.png.")
+    common(sp)
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
+    sp.set_defaults(func=cmd_optimize)
+
+    sp = sub.add_parser("run", help="stage one (optimize) then stage two (train the target on the learned weights) and evaluate",
+                        description="Learn the mixture on the proxy, train cfg.model on it, evaluate per domain; "
+                                    "optionally train baselines for a side-by-side table.")
+    common(sp)
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--baseline", default="uniform",
+                    help="comma-separated baseline mixtures trained the same way for comparison, in OUT/baseline-NAME/ "
+                         "(uniform, natural; empty string for none; default: uniform)")
+    sp.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT")
+    sp.set_defaults(func=cmd_run)

@@ -1,0 +1,97 @@
+"""The language-model side of the mixture loop: where the twins' batches come from.
+
+Batches are drawn once and shared: the reference's train rows are a strided subset of
+the proxy's batch (common random numbers, so Delta measures the validation data's effect
+and not sampling noise), and both twins are scored on the same held batches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tandem.config import Config
+from tandem.data.cache import PreparedData
+from tandem.data.sampler import Batch, MixtureSampler
+from tandem.errors import InputError
+from tandem.training.loss import domain_token_counts, objective_coefficients
+
+
+def target_weights(target, names: list[str]) -> np.ndarray:
+    """The validation objective's weights over domains: uniform, a {domain: weight} map, or named domains."""
+    if target == "uniform":
+        return np.full(len(names), 1.0 / len(names))
+    if isinstance(target, list):
+        w = np.array([1.0 if d in target else 0.0 for d in names])
+        return w / w.sum()
+    w = np.array([float(target.get(d, 0.0)) for d in names])
+    return w / w.sum()
+
+
+class LMProblem:
+    """Implements tandem.mixing.loop.Problem over prepared token data."""
+
+    def __init__(self, cfg: Config, data: PreparedData, batch_size: int):
+        mc = cfg.mixer
+        names = data.domains
+        self.names = names
+        self.num_domains = len(names)
+        self.batch_size = batch_size
+        self.sampling = mc.sampling
+        seq_len = cfg.train.seq_len
+        # Separate streams (different seeds) so held and validation draws never shift the training stream.
+        self.train = MixtureSampler(data.split_arrays("train"), seq_len, cfg.seed, names)
+        self.held = MixtureSampler(data.split_arrays("train"), seq_len, cfg.seed + 7919, names)
+        self.target = target_weights(mc.target, names)
+        self.valid_ids = np.nonzero(self.target > 0)[0]
+        for i in self.valid_ids:
+            if len(data.tokens(names[i], "valid")) == 0:
+                raise InputError(f"data.domains.{names[i]}.valid: the validation target needs this domain's valid split")
+        self.valid = MixtureSampler(
+            [data.tokens(names[i], "valid") for i in self.valid_ids], seq_len, cfg.seed + 104729,
+            [names[i] for i in self.valid_ids], split="valid",
+        )
+        self.valid_rows = max(1, int(round(mc.valid_fraction * batch_size)))
+        self.ref_train_rows = max(1, batch_size - self.valid_rows)
+        self.eval_sequences = mc.eval_sequences
+        self._alpha = np.full(self.num_domains, 1.0 / self.num_domains)
+
+    def _coef(self, batch: Batch, alpha: np.ndarray | None) -> torch.Tensor:
+        counts = domain_token_counts(batch.y, batch.domain, self.num_domains)
+        return objective_coefficients(counts, None if alpha is None else torch.from_numpy(alpha))
+
+    def train_part(self, alpha: np.ndarray):
+        self._alpha = np.asarray(alpha, dtype=np.float64)
+        if self.sampling == "resample":
+            batch = self.train.sample(self._alpha, self.batch_size)
+            return batch, self._coef(batch, None)
+        # reweight: a fixed uniform draw, the mixture enters only through the loss weights
+        batch = self.train.sample(np.full(self.num_domains, 1.0 / self.num_domains), self.batch_size)
+        return batch, self._coef(batch, self._alpha)
+
+    def reference_train_part(self, part, gamma: float):
+        batch, _ = part
+        # Rows are grouped by domain, so an evenly spaced subset keeps the batch's domain shares.
+        rows = np.unique(np.linspace(0, len(batch) - 1, self.ref_train_rows).round().astype(np.int64))
+        idx = torch.from_numpy(rows)
+        sub = Batch(batch.x[idx], batch.y[idx], batch.domain[idx])
+        coef = self._coef(sub, None if self.sampling == "resample" else self._alpha)
+        return sub, gamma * coef
+
+    def valid_part(self):
+        b = self.valid.sample(self.target[self.valid_ids], self.valid_rows)
+        batch = Batch(b.x, b.y, torch.from_numpy(self.valid_ids)[b.domain])
+        return batch, self._coef(batch, None)
+
+    def held_batches(self) -> list[Batch]:
+        n = self.eval_sequences * self.num_domains
+        big = self.held.sample(np.full(self.num_domains, 1.0 / self.num_domains), n)
+        return big.split(self.batch_size)
+
+    def state_dict(self) -> dict:
+        return {"train": self.train.state_dict(), "held": self.held.state_dict(), "valid": self.valid.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.train.load_state_dict(state["train"])
+        self.held.load_state_dict(state["held"])
+        self.valid.load_state_dict(state["valid"])

@@ -1,0 +1,177 @@
+"""Stage one: learn the mixture (`tandem optimize`). Builds the twins, runs the loop, checkpoints every
+episode, and writes weights.json, trajectory.csv, metrics.jsonl and weights.png."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from tandem.config import Config
+from tandem.data.cache import PreparedData, natural_weights
+from tandem.io import append_jsonl, write_json, write_text
+from tandem.mixing import methods
+from tandem.mixing.lm import LMProblem, target_weights
+from tandem.mixing.loop import EpisodeRecord, LoopState, run_loop
+from tandem.models import build_model
+from tandem.training.checkpoint import load_checkpoint, save_checkpoint
+from tandem.training.learner import Learner, OptimConfig
+from tandem.training.trainer import setup_torch, truncate_metrics
+
+
+@dataclass
+class OptimizeResult:
+    names: list[str]
+    final: np.ndarray
+    average: np.ndarray
+    recommended: np.ndarray
+    history: list[EpisodeRecord]
+    wall_time: float
+    proxy_steps: int
+    train_tokens: int  # tokens both twins consumed in stage one (forward+backward)
+
+    def as_dict(self, w: np.ndarray) -> dict[str, float]:
+        return {d: float(x) for d, x in zip(self.names, w)}
+
+
+def _record_to_json(r: EpisodeRecord, names: list[str]) -> dict:
+    f = lambda a: {d: float(x) for d, x in zip(names, a)}  # noqa: E731
+    return {"episode": r.episode, "step": r.step, "alpha": f(r.alpha), "delta": f(r.delta), "distance": r.distance,
+            "proxy_loss": f(r.proxy_losses), "reference_loss": f(r.reference_losses)}
+
+
+def _record_from_json(d: dict, names: list[str]) -> EpisodeRecord:
+    g = lambda k: np.array([d[k][n] for n in names])  # noqa: E731
+    return EpisodeRecord(d["episode"], d["step"], g("alpha"), g("delta"), d["distance"], g("proxy_loss"), g("reference_loss"))
+
+
+def trajectory_csv(history: list[EpisodeRecord], names: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["episode", "step", *(f"weight_{d}" for d in names), *(f"delta_{d}" for d in names), "distance"])
+    for r in history:
+        w.writerow([r.episode, r.step, *(f"{x:.8g}" for x in r.alpha), *(f"{x:.8g}" for x in r.delta), f"{r.distance:.8g}"])
+    return buf.getvalue()
+
+
+def twin_optim_config(cfg: Config, total_steps: int) -> OptimConfig:
+    tc, mc = cfg.train, cfg.mixer
+    return OptimConfig(
+        lr=mc.lr or tc.lr, total_steps=total_steps, warmup_steps=min(tc.warmup_steps, total_steps),
+        min_lr_ratio=tc.min_lr_ratio, weight_decay=tc.weight_decay, beta1=tc.beta1, beta2=tc.beta2,
+        grad_clip=tc.grad_clip, micro_batch_size=tc.micro_batch_size,
+    )
+
+
+def write_weights(out_dir: Path, names: list[str], final: np.ndarray, average: np.ndarray, recommended: np.ndarray,
+                  method: str, extra: dict | None = None) -> None:
+    as_d = lambda w: {d: float(x) for d, x in zip(names, w)}  # noqa: E731
+    obj = {
+        "domain_weights": as_d(recommended),
+        "final": as_d(final),
+        "average": as_d(average),
+        # DoReMi's config format: the mixture to train on.
+        "train_domain_weights": as_d(recommended),
+        "method": method,
+    }
+    obj.update(extra or {})
+    write_json(out_dir / "weights.json", obj)
+
+
+def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = False, progress: bool = True,
+             log: Callable[[str], None] = print) -> OptimizeResult:
+    mc = cfg.mixer
+    names = data.domains
+    methods.check_method(mc.method)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    natural = natural_weights(data)
+    t0 = time.perf_counter()
+    if mc.method in methods.STATIC_METHODS:
+        w = methods.static_weights(mc, names, natural)
+        write_weights(out_dir, names, w, w, w, mc.method)
+        return OptimizeResult(names, w, w, w, [], time.perf_counter() - t0, 0, 0)
+
+    spec = methods.loop_spec(mc)
+    device = setup_torch(cfg.train)
+    batch_size = mc.batch_size or cfg.train.batch_size
+    total = spec.warmup_steps + spec.episodes * ((spec.probe_steps if spec.probe_proxy else 0) + spec.free_steps)
+    oc = twin_optim_config(cfg, total)
+    proxy_model = build_model(mc.proxy, data.vocab_size, cfg.train.seq_len, cfg.seed, cfg.base_dir)
+    ref_model = build_model(mc.proxy, data.vocab_size, cfg.train.seq_len, cfg.seed, cfg.base_dir)
+    proxy = Learner(proxy_model, oc, len(names), device, cfg.train.precision)
+    reference = Learner(ref_model, oc, len(names), device, cfg.train.precision)
+    problem = LMProblem(cfg, data, batch_size)
+    state = LoopState(alpha=methods.initial_weights(mc, names, natural))
+
+    ckpt_dir = out_dir / "checkpoint"
+    metrics_path = out_dir / "metrics.jsonl"
+    if resume:
+        loaded = load_checkpoint(ckpt_dir, {"proxy": proxy.model, "reference": reference.model},
+                                 ["proxy_opt", "reference_opt", "rng"], log=log)
+        if loaded is not None:
+            tensors, st = loaded
+            proxy.load_state_dict({"optimizer": tensors["proxy_opt"], "step": st["proxy_step"]})
+            reference.load_state_dict({"optimizer": tensors["reference_opt"], "step": st["reference_step"]})
+            problem.load_state_dict(st["samplers"])
+            torch.set_rng_state(tensors["rng"])
+            state = LoopState(alpha=np.array(st["alpha"]), episode=st["episode"], warmed_up=st["warmed_up"],
+                              history=[_record_from_json(h, names) for h in st["history"]])
+            truncate_metrics(metrics_path, state.episode)
+            log(f"resumed at episode {state.episode}")
+    if state.episode == 0 and not state.warmed_up and metrics_path.exists():
+        metrics_path.unlink()
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            ckpt_dir, {"proxy": proxy.model, "reference": reference.model},
+            {"proxy_opt": proxy.optimizer.state_dict(), "reference_opt": reference.optimizer.state_dict(),
+             "rng": torch.get_rng_state()},
+            {"episode": state.episode, "warmed_up": state.warmed_up, "alpha": state.alpha.tolist(),
+             "proxy_step": proxy.step_count, "reference_step": reference.step_count,
+             "samplers": problem.state_dict(), "history": [_record_to_json(h, names) for h in state.history]},
+        )
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=spec.episodes, initial=state.episode, desc=f"optimize ({mc.method})", unit="episode",
+               disable=not progress, dynamic_ncols=True)
+
+    def on_episode(st: LoopState, rec: EpisodeRecord) -> None:
+        # metrics "step" is the episode number (1-based) so resume can truncate by it
+        append_jsonl(metrics_path, {"step": st.episode, **_record_to_json(rec, names)})
+        top = int(np.argmax(rec.alpha))
+        bar.set_postfix(dist=f"{rec.distance:.3g}", top=f"{names[top]}={rec.alpha[top]:.2f}")
+        bar.update(1)
+        if mc.checkpoint_interval and st.episode % mc.checkpoint_interval == 0:
+            checkpoint()
+
+    state = run_loop(spec, problem, proxy, reference, state, on_episode=on_episode)
+    bar.close()
+    if mc.checkpoint_interval:
+        checkpoint()
+    wall = time.perf_counter() - t0
+    final, average = state.alpha, state.average
+    recommended = average if mc.report == "average" else final
+    seq_tokens = cfg.train.seq_len
+    ref_steps = spec.episodes * spec.probe_steps if spec.reference != "frozen" else 0
+    tokens = (proxy.step_count + ref_steps) * batch_size * seq_tokens
+    write_weights(out_dir, names, final, average, recommended, mc.method, {
+        "target": {d: float(x) for d, x in zip(names, target_weights(mc.target, names))},
+        "episodes": spec.episodes, "probe_steps": spec.probe_steps, "free_steps": spec.free_steps,
+        "gamma": spec.gamma, "eta_alpha": spec.eta_alpha, "update": spec.update, "sync": spec.sync,
+        "proxy_steps": proxy.step_count, "train_tokens": tokens, "wall_time_s": wall,
+    })
+    write_text(out_dir / "trajectory.csv", trajectory_csv(state.history, names))
+    if state.history:
+        from tandem.report.plots import plot_trajectories
+
+        plot_trajectories([r.step for r in state.history], np.stack([r.alpha for r in state.history]), names,
+                          out_dir / "weights.png", title=f"{mc.method}: domain weights per episode",
+                          distance=[max(r.distance, 1e-12) for r in state.history])
+    return OptimizeResult(names, final, average, recommended, state.history, wall, proxy.step_count, tokens)

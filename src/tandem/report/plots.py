@@ -1,0 +1,72 @@
+"""Figures: weight trajectories, mixtures side by side, per-domain losses. PNG via matplotlib's Agg backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    from tandem.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def plot_trajectories(steps: list[int], weights: np.ndarray, names: list[str], path: Path, title: str = "",
+                      distance: list[float] | None = None) -> None:
+    """weights: [episodes, M]. One line per domain; the twins' distance on a second panel if given."""
+    plt = _plt()
+    panels = 2 if distance is not None else 1
+    fig, axes = plt.subplots(panels, 1, figsize=(7, 3.2 * panels), squeeze=False)
+    ax = axes[0, 0]
+    for j, d in enumerate(names):
+        ax.plot(steps, weights[:, j], label=d, lw=1.6)
+    ax.axhline(1.0 / len(names), color="grey", ls=":", lw=1, label="uniform")
+    ax.set_xlabel("proxy step")
+    ax.set_ylabel("domain weight")
+    ax.set_title(title or "mixture trajectory")
+    ax.legend(fontsize=8, ncol=2 if len(names) > 5 else 1, loc="best")
+    if distance is not None:
+        ax2 = axes[1, 0]
+        ax2.plot(steps, distance, color="black", lw=1.2)
+        ax2.set_yscale("log")
+        ax2.set_xlabel("proxy step")
+        ax2.set_ylabel("||w - u|| at Delta")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_weight_bars(mixtures: dict[str, dict[str, float]], path: Path, title: str = "domain weights") -> None:
+    """Grouped bars: one group per domain, one bar per mixture (method)."""
+    plt = _plt()
+    labels = list(mixtures)
+    names = list(next(iter(mixtures.values())))
+    x = np.arange(len(names))
+    width = 0.8 / max(len(labels), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names) + 2), 3.4))
+    for k, lab in enumerate(labels):
+        ax.bar(x + k * width - 0.4 + width / 2, [mixtures[lab][d] for d in names], width, label=lab)
+    ax.set_xticks(x, names, rotation=20)
+    ax.set_ylabel("weight")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_domain_losses(losses: dict[str, dict[str, float]], path: Path, title: str = "test loss per domain") -> None:
+    """Grouped bars of per-domain losses, one bar per mixture/method."""
+    plot_weight_bars(losses, path, title)

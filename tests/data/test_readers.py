@@ -1,0 +1,153 @@
+"""Readers: jsonl, txt, parquet and `datasets` folders; source expansion; fingerprints; errors naming file/line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from tandem.data.readers import detect_format, expand_sources, fingerprint_sources, read_documents
+from tandem.errors import InputError
+
+DOCS = ["first document\nwith two lines", "second — unicode ✓", "third"]
+
+
+def _jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _read(path: Path, field: str = "text", fmt: str = "auto", split=None) -> list[str]:
+    return list(read_documents([path], fmt, field, split))
+
+
+def _err(path: Path, **kw) -> str:
+    with pytest.raises(InputError) as ei:
+        _read(path, **kw)
+    msg = str(ei.value)
+    assert str(path) in msg and "\n" not in msg
+    return msg
+
+
+def test_jsonl(tmp_path):
+    p = _jsonl(tmp_path / "a.jsonl", [{"text": d, "id": i} for i, d in enumerate(DOCS)])
+    assert _read(p) == DOCS
+    # Blank lines and empty texts are skipped; other fields are ignored; a custom field works.
+    q = _jsonl(tmp_path / "b.jsonl", [{"body": "x", "text": 1}, "", {"body": ""}, {"body": "y"}])
+    assert _read(q, field="body") == ["x", "y"]
+    g = tmp_path / "c.jsonl.gz"
+    with gzip.open(g, "wt", encoding="utf-8") as f:
+        f.write("".join(json.dumps({"text": d}) + "\n" for d in DOCS))
+    assert _read(g) == DOCS
+
+
+@pytest.mark.parametrize(
+    "rows, needle",
+    [
+        ([{"text": "ok"}, '{"text": "broken"'], ":2: invalid JSON"),
+        ([{"text": "ok"}, {"text": "ok"}, "[1, 2]"], ":3: expected a JSON object"),
+        ([{"text": "ok"}, {"body": "no text"}], ":2: missing field 'text'"),
+        ([{"text": ["a"]}], ":1: field 'text' must be a string, got list"),
+    ],
+)
+def test_jsonl_errors_name_the_line(tmp_path, rows, needle):
+    assert needle in _err(_jsonl(tmp_path / "bad.jsonl", rows))
+
+
+def test_jsonl_not_utf8(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_bytes(b'{"text": "\xff\xfe"}\n')
+    assert "not UTF-8" in _err(p)
+
+
+def test_txt(tmp_path):
+    p = tmp_path / "a.txt"
+    p.write_text("one whole file\n\nis one document\n", encoding="utf-8")
+    assert _read(p) == ["one whole file\n\nis one document\n"]
+    (tmp_path / "blank.md").write_text("  \n\n")
+    assert _read(tmp_path / "blank.md") == []
+    b = tmp_path / "bin.txt"
+    b.write_bytes(bytes(range(256)) * 4)
+    assert "binary file" in _err(b)
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9".encode("latin-1"))
+    assert "not UTF-8" in _err(latin)
+    assert "is a folder" in _err(tmp_path, fmt="txt")
+
+
+def test_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"content": DOCS + [None, ""], "n": list(range(5))}), p, row_group_size=2)
+    assert _read(p, field="content") == DOCS
+    assert "no column 'text'" in _err(p)
+    ints = tmp_path / "ints.parquet"
+    pq.write_table(pa.table({"text": [1, 2]}), ints)
+    assert "must hold strings" in _err(ints)
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
+    assert "parquet" in _err(broken)
+    junk = tmp_path / "junk.parquet"
+    junk.write_text("this is not parquet")
+    assert "not a readable parquet file" in _err(junk)
+
+
+def test_hf_datasets_folder(tmp_path):
+    import datasets
+
+    datasets.disable_progress_bars()
+    d = tmp_path / "ds"
+    datasets.Dataset.from_dict({"text": DOCS, "x": [1, 2, 3]}).save_to_disk(str(d))
+    assert detect_format(d) == "hf"
+    assert _read(d) == DOCS
+    assert "no column 'body'" in _err(d, field="body")
+    dd = tmp_path / "dd"
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict({"text": DOCS}), "test": datasets.Dataset.from_dict({"text": ["t"]})}
+    ).save_to_disk(str(dd))
+    assert _read(dd, split="test") == ["t"]
+    assert _read(dd, split="train") == DOCS
+    assert "holds splits" in _err(dd, split="valid")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "a.txt").write_text("x")
+    assert "not a datasets save_to_disk folder" in _err(plain)
+
+
+def test_detect_format(tmp_path):
+    assert detect_format(Path("a.jsonl")) == "jsonl"
+    assert detect_format(Path("a.JSON")) == "jsonl"
+    assert detect_format(Path("a.jsonl.gz")) == "jsonl"
+    assert detect_format(Path("a.parquet")) == "parquet"
+    assert detect_format(Path("a.md")) == "txt"
+    assert detect_format(Path("a.jsonl"), "txt") == "txt"
+
+
+def test_expand_sources(tmp_path):
+    for n in ("b.jsonl", "a.jsonl", "c.txt"):
+        (tmp_path / n).write_text("{}")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.jsonl").write_text("{}")
+    got = expand_sources(["*.jsonl", "a.jsonl", "**/*.jsonl"], tmp_path, "lbl")
+    assert got == [tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "sub" / "d.jsonl"]  # sorted, de-duplicated
+    assert expand_sources(str(tmp_path / "c.txt"), Path("/elsewhere"), "lbl") == [tmp_path / "c.txt"]
+    with pytest.raises(InputError, match=r"lbl: file not found: .*nope.jsonl"):
+        expand_sources("nope.jsonl", tmp_path, "lbl")
+    with pytest.raises(InputError, match=r"lbl: no files match"):
+        expand_sources("*.parquet", tmp_path, "lbl")
+    with pytest.raises(InputError, match="empty list"):
+        expand_sources([], tmp_path, "lbl")
+
+
+def test_fingerprint_changes_with_content_only(tmp_path):
+    a = _jsonl(tmp_path / "a.jsonl", [{"text": "x"}])
+    fp = fingerprint_sources([a])
+    assert fingerprint_sources([a]) == fp
+    a.write_text(a.read_text())  # rewritten, same bytes
+    assert fingerprint_sources([a]) == fp
+    _jsonl(a, [{"text": "y"}])
+    assert fingerprint_sources([a]) != fp
