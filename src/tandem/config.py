@@ -138,8 +138,8 @@ class TrainConfig(_Section):
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate of the cosine decay, as a fraction of lr.")
     warmup_steps: int = Field(20, ge=0, description="Linear warm-up steps.")
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (not applied to biases and norms).")
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.95, ge=0, lt=1)
+    beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1.")
+    beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2.")
     grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this value (0 = off).")
     log_interval: int = Field(10, ge=1, description="Steps between metrics.jsonl records.")
     checkpoint_interval: int = Field(0, ge=0, description="Steps between checkpoints (0 = only at the end).")
@@ -240,7 +240,7 @@ class Config(_Section):
 
     def resolve(self, p: str) -> Path:
         path = Path(p).expanduser()
-        return path if path.is_absolute() else Path(self.base_dir) / path
+        return (path if path.is_absolute() else Path(self.base_dir) / path).resolve()
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")

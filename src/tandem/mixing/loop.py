@@ -91,7 +91,8 @@ class LoopState:
 
     @property
     def average(self) -> np.ndarray:
-        """Mean of the mixtures used over the episodes (the initial one if no episode ran)."""
+        """Mean of the post-update mixtures over episodes (the ones the free steps train on, as DoReMi averages
+        its per-step mixtures); the initial mixture if no episode ran."""
         if not self.history:
             return self.alpha
         return np.mean([r.alpha for r in self.history], axis=0)
@@ -125,7 +126,8 @@ def run_loop(
         if spec.sync and spec.reference != "frozen":
             reference.copy_from(proxy)
         for _ in range(spec.probe_steps):
-            part = problem.train_part(alpha)
+            # Draw a train batch only if a twin uses it, so settings that skip it leave the sampler stream alone.
+            part = problem.train_part(alpha) if (spec.probe_proxy or spec.reference == "twin") else None
             if spec.reference == "twin":
                 reference.step([problem.reference_train_part(part, spec.gamma), problem.valid_part()])
             elif spec.reference == "valid":

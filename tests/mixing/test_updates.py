@@ -1,0 +1,251 @@
+"""The pure mixture math (tandem.mixing.updates) on small arrays: projections, update rules, signals."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from tandem.mixing.updates import (
+    apply_floor,
+    doge_update,
+    doremi_update,
+    eg_update,
+    project_simplex,
+    projected_update,
+    smooth,
+    twin_gap,
+    update_mixture,
+)
+
+RULES = ["eg", "projected"]
+
+
+def slow_projection(v: np.ndarray) -> np.ndarray:
+    """Reference Euclidean projection onto the simplex by enumerating every support set.
+
+    For a support S the only candidate is x_S = v_S - tau with tau = (sum v_S - 1) / |S|, x = 0 elsewhere;
+    it is the projection iff x_S > 0 and v_j <= tau off S (the KKT conditions). Among all candidates
+    that are feasible we also keep the one nearest to v, which must agree.
+    """
+    M = len(v)
+    best, best_d = None, np.inf
+    for r in range(1, M + 1):
+        for S in itertools.combinations(range(M), r):
+            S = list(S)
+            tau = (v[S].sum() - 1.0) / len(S)
+            x = np.zeros(M)
+            x[S] = v[S] - tau
+            if np.any(x[S] < 0):
+                continue
+            d = np.sum((x - v) ** 2)
+            if d < best_d:
+                best, best_d = x, d
+    return best
+
+
+def assert_kkt(x: np.ndarray, v: np.ndarray, tol: float = 1e-9) -> None:
+    """x = Proj(v) iff x on the simplex and x_i = max(v_i - tau, 0) for one tau."""
+    assert np.all(x >= 0)
+    assert abs(x.sum() - 1.0) < tol
+    support = x > 0
+    taus = (v - x)[support]
+    tau = taus.mean()
+    assert np.allclose(taus, tau, atol=tol)
+    assert np.all(v[~support] <= tau + tol)
+
+
+def on_simplex(x: np.ndarray, floor: float = 0.0, tol: float = 1e-9) -> None:
+    assert np.all(np.isfinite(x)), x
+    assert np.all(x >= 0), x
+    assert abs(x.sum() - 1.0) <= tol, x.sum()
+    assert np.all(x >= floor), (x, floor)
+
+
+# ---------------------------------------------------------------- project_simplex
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_projection_matches_slow_reference_and_kkt(seed):
+    rng = np.random.default_rng(seed)
+    M = int(rng.integers(1, 7))
+    v = rng.normal(0, [0.1, 1.0, 5.0][seed % 3], M) + rng.normal()
+    x = project_simplex(v)
+    on_simplex(x)
+    assert_kkt(x, v)
+    np.testing.assert_allclose(x, slow_projection(v), atol=1e-12)
+
+
+def test_projection_known_values():
+    np.testing.assert_allclose(project_simplex(np.array([0.5, 0.2, 0.1])), [0.5 + 0.2 / 3, 0.2 + 0.2 / 3, 0.1 + 0.2 / 3])
+    np.testing.assert_allclose(project_simplex(np.array([2.0, 0.0, -1.0])), [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(project_simplex(np.array([1.0, 1.0, -5.0])), [0.5, 0.5, 0.0])
+    np.testing.assert_allclose(project_simplex(np.array([7.0])), [1.0])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_projection_idempotent_on_simplex(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.dirichlet(np.full(5, 0.5))
+    a[rng.integers(5)] = 0.0
+    a /= a.sum()
+    np.testing.assert_allclose(project_simplex(a), a, atol=1e-15)
+    once = project_simplex(a + rng.normal(size=5))
+    np.testing.assert_allclose(project_simplex(once), once, atol=1e-15)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_projection_invariant_to_constant_shift(seed):
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=6)
+    ref = project_simplex(v)
+    for c in (-1e3, 1e3):
+        np.testing.assert_allclose(project_simplex(v + c), ref, atol=1e-9)
+
+
+def test_projection_huge_values():
+    # Values spread far beyond double precision of the sums: the result is still exact.
+    big = np.array([1e17 + 8.0, 1e17, 0.0, -1e300, -np.inf])
+    np.testing.assert_allclose(project_simplex(big), [0.5, 0.5, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(project_simplex(np.array([1e308, -1e308, 1e308])), [0.5, 0.0, 0.5])
+
+
+def test_projection_rejects_nan_and_inf():
+    for bad in ([np.nan, 0.0], [np.inf, 0.0], [-np.inf, -np.inf]):
+        with pytest.raises(FloatingPointError):
+            project_simplex(np.array(bad))
+
+
+# ---------------------------------------------------------------- update rules
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_rules_invariant_to_constant_delta(seed):
+    rng = np.random.default_rng(seed)
+    alpha = rng.dirichlet(np.ones(4))
+    delta = rng.normal(size=4)
+    eta = float(rng.uniform(0.01, 2.0))
+    for c in (-100.0, -1.0, 0.5, 37.0):
+        np.testing.assert_allclose(eg_update(alpha, delta + c, eta), eg_update(alpha, delta, eta), atol=1e-12)
+        np.testing.assert_allclose(projected_update(alpha, delta + c, eta), projected_update(alpha, delta, eta), atol=1e-12)
+
+
+def test_eg_update_matches_formula():
+    alpha = np.array([0.2, 0.3, 0.5])
+    delta = np.array([0.4, -0.1, 0.0])
+    w = alpha * np.exp(-0.7 * delta)
+    np.testing.assert_allclose(eg_update(alpha, delta, 0.7), w / w.sum(), rtol=1e-14)
+    # Moving against Delta: the domain with the most negative Delta gains weight, the largest loses.
+    new = eg_update(alpha, delta, 0.7)
+    assert new[1] > alpha[1] and new[0] < alpha[0]
+
+
+def test_projected_update_matches_formula():
+    alpha = np.array([0.2, 0.3, 0.5])
+    delta = np.array([0.4, -0.1, 0.0])
+    # alpha - 0.5 delta = [0, 0.35, 0.5] sums to 0.85: the projection adds 0.05 to each entry (all stay > 0).
+    np.testing.assert_allclose(projected_update(alpha, delta, 0.5), [0.05, 0.4, 0.55], atol=1e-15)
+
+
+def test_eg_update_huge_step_no_overflow():
+    alpha = np.full(3, 1 / 3)
+    with np.errstate(invalid="raise", divide="raise"):  # NaN would need inf - inf or 0 / 0
+        for eta, delta in [(1e6, [1e3, 0.0, -1e3]), (1.0, [1e300, 0.0, -1e300]), (10.0, [1e308, 0.0, -1e308]), (1e10, [1e300, 1e300, 0.0])]:
+            new = eg_update(alpha, np.array(delta), eta)
+            on_simplex(new)
+            idx = int(np.argmin(delta))
+            assert new[idx] == pytest.approx(1.0)
+        # a tie at the minimum splits in proportion to alpha
+        new = eg_update(np.array([0.1, 0.3, 0.6]), np.array([-1e300, -1e300, 1e300]), 1e5)
+        np.testing.assert_allclose(new, [0.25, 0.75, 0.0])
+        new = projected_update(alpha, np.array([1e308, 0.0, -1e308]), 10.0)
+        np.testing.assert_allclose(new, [0.0, 0.0, 1.0])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_update_mixture_stays_on_simplex(data):
+    M = data.draw(st.integers(2, 8), label="M")
+    raw = data.draw(arrays(np.float64, M, elements=st.floats(0.0, 1.0)), label="alpha_raw")
+    alpha = raw / raw.sum() if raw.sum() > 0 else np.full(M, 1.0 / M)
+    magnitude = data.draw(st.sampled_from([1e-6, 1.0, 1e3, 1e12, 1e300]), label="scale")
+    delta = data.draw(arrays(np.float64, M, elements=st.floats(-1.0, 1.0)), label="delta_unit") * magnitude
+    eta = data.draw(st.floats(1e-6, 1e4), label="eta")
+    smoothing = data.draw(st.one_of(st.just(0.0), st.floats(0.0, 1.0)), label="smoothing")
+    floor = data.draw(st.one_of(st.just(0.0), st.floats(0.0, 1.0 / M)), label="floor")
+    rule = data.draw(st.sampled_from(RULES), label="rule")
+    new = update_mixture(alpha, delta, rule, eta, smoothing, floor)
+    on_simplex(new, floor)
+    # once more, from the new point (repeated updates stay put on the simplex too)
+    on_simplex(update_mixture(new, -delta, rule, eta, smoothing, floor), floor)
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_update_mixture_rejects_nonfinite(rule, bad):
+    with pytest.raises(FloatingPointError):
+        update_mixture(np.full(3, 1 / 3), np.array([0.1, bad, 0.0]), rule, 1.0)
+
+
+def test_update_mixture_rejects_unknown_rule_and_bad_settings():
+    a = np.full(4, 0.25)
+    with pytest.raises(ValueError):
+        update_mixture(a, np.zeros(4), "sgd", 1.0)
+    with pytest.raises(ValueError):
+        update_mixture(a, np.zeros(4), "eg", 1.0, floor=0.3)  # 4 * 0.3 > 1: no simplex point has it
+    with pytest.raises(ValueError):
+        update_mixture(a, np.zeros(4), "eg", 1.0, smoothing=1.5)
+
+
+def test_update_mixture_zero_delta_is_fixed_point_and_composition():
+    a = np.array([0.1, 0.2, 0.7])
+    for rule in RULES:
+        np.testing.assert_allclose(update_mixture(a, np.zeros(3), rule, 3.0), a, atol=1e-15)
+    delta = np.array([0.3, -0.2, 0.1])
+    expected = apply_floor(smooth(eg_update(a, delta, 0.5), 0.1), 0.05)
+    np.testing.assert_allclose(update_mixture(a, delta, "eg", 0.5, 0.1, 0.05), expected, rtol=1e-15)
+    np.testing.assert_allclose(smooth(a, 0.1), 0.9 * a + 0.1 / 3)
+    np.testing.assert_allclose(apply_floor(a, 0.05), 0.05 + 0.85 * a)
+
+
+# ---------------------------------------------------------------- signals
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_twin_gap(seed):
+    rng = np.random.default_rng(seed)
+    lw, lu = rng.normal(size=5), rng.normal(size=5)
+    gamma = float(rng.uniform(0.1, 10))
+    np.testing.assert_allclose(twin_gap(lw, lu, gamma), gamma * (lw - lu), rtol=1e-15)
+    np.testing.assert_allclose(twin_gap(lw, lu, gamma, clip=True), np.minimum(gamma * (lw - lu), 0.0), rtol=1e-15)
+    assert np.all(twin_gap(lw, lu, gamma, clip=True) <= 0)
+
+
+def test_doremi_update_hand_computation():
+    alpha = np.array([0.5, 0.3, 0.2])
+    proxy = np.array([2.0, 1.5, 3.0])
+    ref = np.array([1.5, 1.8, 2.0])
+    # excess = max(proxy - ref, 0) = [0.5, 0, 1.0]
+    w = np.array([0.5 * np.exp(0.5), 0.3, 0.2 * np.exp(1.0)])
+    w /= w.sum()
+    expected = (1 - 1e-3) * w + 1e-3 / 3
+    np.testing.assert_allclose(doremi_update(alpha, proxy, ref, 1.0, 1e-3), expected, rtol=1e-14)
+    # eta scales the exponent
+    w2 = alpha * np.exp(2.0 * np.array([0.5, 0.0, 1.0]))
+    np.testing.assert_allclose(doremi_update(alpha, proxy, ref, 2.0, 0.0), w2 / w2.sum(), rtol=1e-14)
+    # the same step through the generic rule: Delta = clipped twin gap, EG with eta, smoothing
+    via_rule = update_mixture(alpha, twin_gap(ref, proxy, 1.0, clip=True), "eg", 1.0, smoothing=1e-3)
+    np.testing.assert_allclose(via_rule, expected, rtol=1e-14)
+    # huge excess does not overflow
+    on_simplex(doremi_update(alpha, np.array([1e4, 0.0, 0.0]), np.zeros(3)))
+
+
+def test_doge_update_hand_computation():
+    alpha = np.array([0.25, 0.25, 0.5])
+    scores = np.array([1.0, -2.0, 0.5])
+    w = alpha * np.exp(0.3 * scores)
+    np.testing.assert_allclose(doge_update(alpha, scores, 0.3), w / w.sum(), rtol=1e-14)

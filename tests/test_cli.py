@@ -1,0 +1,245 @@
+"""The `tandem` command: help, prepare, train/eval contract, and one-line errors (exit 2) for bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tandem.cli.main import build_parser, main
+
+DOMAINS = {"code", "docs", "prose"}
+FAST = ["--set", "train.steps=4", "--set", "train.device=cpu", "--set", "eval.max_tokens=1024", "--set", "train.log_interval=2"]
+
+
+def _tandem(*argv, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "tandem", *map(str, argv)], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+def _subcommands() -> list[str]:
+    p = build_parser()
+    (sub,) = [a for a in p._actions if a.__class__.__name__ == "_SubParsersAction"]
+    return list(sub.choices)
+
+
+def test_help_and_version(capsys):
+    r = _tandem("--help")
+    assert r.returncode == 0 and r.stderr == ""
+    cmds = _subcommands()
+    assert {"prepare", "train", "eval", "corpus"} <= set(cmds)
+    for c in cmds:
+        assert c in r.stdout
+    for c in cmds:
+        with pytest.raises(SystemExit) as ei:
+            main([c, "--help"])
+        assert ei.value.code == 0, c
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: tandem {c}"), c
+    with pytest.raises(SystemExit) as ei:
+        main(["--version"])
+    assert ei.value.code == 0 and capsys.readouterr().out.startswith("tandem ")
+    assert main([]) == 2  # no command: help, and a usage exit code
+    assert "usage: tandem" in capsys.readouterr().out
+
+
+def test_prepare_prints_a_table(shared_cfg, cli):
+    rc, out, err = cli("prepare", shared_cfg, "-q")
+    assert rc == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].split() == ["domain", "train", "valid", "test", "docs(train)", "share"]
+    rows = {ln.split()[0]: ln.split() for ln in lines[2:] if ln.strip() and not ln.startswith("tokenizer")}
+    assert set(rows) == DOMAINS | {"total"}
+    for d in DOMAINS:
+        assert int(rows[d][1].replace(",", "")) > 0
+    assert sum(int(rows[d][1].replace(",", "")) for d in DOMAINS) == int(rows["total"][1].replace(",", ""))
+    assert sum(float(rows[d][5]) for d in DOMAINS) == pytest.approx(1.0, abs=2e-3)
+    assert "tokenizer: vocab 512" in out
+
+
+def _check_summary(s: dict) -> None:
+    assert {"per_domain", "average", "worst"} <= set(s)
+    assert set(s["per_domain"]) == DOMAINS
+    vals = list(s["per_domain"].values())
+    assert all(np.isfinite(vals))
+    assert s["average"] == pytest.approx(float(np.mean(vals)))
+    assert s["worst"] == max(vals)
+
+
+def test_train_writes_the_contract_and_eval_reproduces_it(shared_cfg, tmp_path, cli):
+    out = tmp_path / "run"
+    rc, stdout, err = cli("train", shared_cfg, "--weights", "uniform", "--out", out, "-q", *FAST)
+    assert rc == 0 and err == ""
+    assert "test loss per domain" in stdout and "eval.json" in stdout
+    ev = json.loads((out / "eval.json").read_text())
+    assert {"test_loss", "valid_loss", "tokens_seen", "epochs", "weights"} <= set(ev)
+    _check_summary(ev["test_loss"])
+    _check_summary(ev["valid_loss"])
+    assert ev["weights"] == {d: pytest.approx(1 / 3) for d in DOMAINS}
+    assert set(ev["tokens_seen"]) == set(ev["epochs"]) == DOMAINS
+    assert sum(ev["tokens_seen"].values()) == 4 * 8 * 64  # steps * batch * seq_len
+    assert all(e > 0 for e in ev["epochs"].values())
+    recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [2, 4]
+    for f in ("model.safetensors", "tandem_model.json", "tokenizer.json"):
+        assert (out / "model" / f).is_file(), f
+    assert (out / "config.yaml").is_file()
+
+    rc, stdout, err = cli("eval", shared_cfg, "--model", out / "model", "--out", tmp_path / "ev.json", "-q", *FAST)
+    assert rc == 0 and err == ""
+    again = json.loads((tmp_path / "ev.json").read_text())
+    assert again["test_loss"] == ev["test_loss"]
+    assert again["valid_loss"] == ev["valid_loss"]
+
+    # A model evaluated on longer sequences than it was built for: one-line error, not a traceback.
+    rc, _, err = cli("eval", shared_cfg, "--model", out / "model", "--out", tmp_path / "ev2.json", "-q",
+                     "--set", "train.seq_len=128")
+    assert rc == 2 and "context is 64 tokens" in err and not (tmp_path / "ev2.json").exists()
+
+
+def test_train_with_a_weights_file(shared_cfg, tmp_path, cli):
+    w = tmp_path / "w.json"
+    w.write_text(json.dumps({"domain_weights": {"code": 0.75, "docs": 0.25, "prose": 0.0}}))
+    rc, _, err = cli("train", shared_cfg, "--weights", w, "--out", tmp_path / "run", "-q", *FAST)
+    assert rc == 0, err
+    ev = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert ev["weights"] == {"code": 0.75, "docs": 0.25, "prose": 0.0}
+    assert ev["tokens_seen"] == {"code": 4 * 6 * 64, "docs": 4 * 2 * 64, "prose": 0}
+    assert ev["epochs"]["prose"] == 0.0
+    _check_summary(ev["test_loss"])  # an unseen domain is still evaluated
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad inputs: exit code 2, one line on stderr naming the problem, nothing written.
+
+
+def _data_case(tmp_path: Path, name: str, write) -> list[str]:
+    path = tmp_path / name
+    write(path)
+    return ["--set", f"data.domains.prose.train={path}", "--set", f"data.cache_dir={tmp_path / 'cache'}"]
+
+
+def _jsonl_lines(*lines):
+    return lambda p: p.write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+
+
+def _weights(text: str):
+    def make(tmp_path: Path) -> list[str]:
+        p = tmp_path / "weights.json"
+        p.write_text(text)
+        return ["--weights", str(p)]
+
+    return make
+
+
+def _broken_parquet(p: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": ["some text"] * 100}), p)
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+
+
+def _config_file(text: str):
+    def make(tmp_path: Path) -> list[str]:
+        p = tmp_path / "bad.yaml"
+        p.write_text(text)
+        return ["CONFIG", str(p)]
+
+    return make
+
+
+def _out_under_file(tmp_path: Path) -> list[str]:
+    (tmp_path / "afile").write_text("x")  # running as root ignores permissions; a file as parent always fails
+    return ["OUT", str(tmp_path / "afile" / "run")]
+
+
+BAD = {
+    "missing data file": (lambda t: ["--set", f"data.domains.prose.train={t / 'missing.jsonl'}"],
+                          ["data.domains.prose.train", "file not found", "missing.jsonl"]),
+    "empty domain": (lambda t: _data_case(t, "empty.jsonl", _jsonl_lines('{"text": ""}', "")),
+                     ["data.domains.prose.train", "no text found", "empty.jsonl"]),
+    "malformed jsonl": (lambda t: _data_case(t, "mal.jsonl", _jsonl_lines('{"text": "a"}', '{"text": "b"}', '{"text": "c')),
+                        ["mal.jsonl:3:", "invalid JSON"]),
+    "jsonl missing text field": (lambda t: _data_case(t, "nofield.jsonl", _jsonl_lines('{"text": "a"}', '{"body": "b"}')),
+                                 ["nofield.jsonl:2:", "missing field 'text'"]),
+    "unknown config key": (lambda t: ["--set", "train.stpes=3"], ["unknown key 'train.stpes'", "steps"]),
+    "wrong type": (lambda t: ["--set", "train.steps=abc"], ["train.steps", "integer"]),
+    "steps below one": (lambda t: ["--set", "train.steps=0"], ["train.steps", "greater than or equal to 1"]),
+    "negative weight": (_weights('{"domain_weights": {"code": -0.5, "docs": 1.0, "prose": 0.5}}'),
+                        ["weights.json", "domain_weights.code", "non-negative"]),
+    "NaN weight": (_weights('{"domain_weights": {"code": NaN, "docs": 0.5, "prose": 0.5}}'),
+                   ["weights.json", "domain_weights.code", "finite"]),
+    "weights not summing to 1": (_weights('{"domain_weights": {"code": 0.2, "docs": 0.2, "prose": 0.2}}'),
+                                 ["weights.json", "sum to 1"]),
+    "unknown domain in weights": (_weights('{"domain_weights": {"code": 0.5, "docs": 0.25, "prose": 0.25, "web": 0}}'),
+                                  ["weights.json", "unknown domain", "web"]),
+    "missing domain in weights": (_weights('{"domain_weights": {"code": 0.5, "docs": 0.5}}'),
+                                  ["weights.json", "missing domain", "prose"]),
+    "weights not JSON": (_weights("code: 0.5\n"), ["weights.json", "not valid JSON"]),
+    "weights without domain_weights": (_weights('{"code": 1.0}'), ["weights.json", "domain_weights"]),
+    "weights file missing": (lambda t: ["--weights", str(t / "nope.json")], ["nope.json", "not found"]),
+    "missing config file": (lambda t: ["CONFIG", str(t / "nope.yaml")], ["nope.yaml", "config file not found"]),
+    "invalid YAML": (_config_file("data:\n  domains: [a, b\nseed: 1\n"), ["bad.yaml", "invalid YAML"]),
+    "unknown preset": (lambda t: ["--set", "model.preset=gigantic"], ["unknown preset 'gigantic'"]),
+    "--set without =": (lambda t: ["--set", "train.steps"], ["--set 'train.steps'", "KEY=VALUE"]),
+    "domain shorter than a sequence": (lambda t: ["--set", "train.seq_len=10000"],
+                                       ["domain prose", "fewer than one sequence", "seq_len"]),
+    "binary file as txt": (lambda t: _data_case(t, "blob.txt", lambda p: p.write_bytes(bytes(range(256)) * 8)),
+                           ["blob.txt", "binary file"]),
+    "broken parquet": (lambda t: _data_case(t, "broken.parquet", _broken_parquet), ["broken.parquet", "parquet"]),
+    "output under a regular file": (_out_under_file, ["afile", "not a folder"]),
+}
+
+
+def _argv(case: str, shared_cfg: Path, tmp_path: Path) -> tuple[list[str], Path]:
+    make, _ = BAD[case]
+    extra = make(tmp_path)
+    cfg, out = str(shared_cfg), tmp_path / "out"
+    if extra[:1] == ["CONFIG"]:
+        cfg, extra = extra[1], extra[2:]
+    if extra[:1] == ["OUT"]:
+        out, extra = Path(extra[1]), extra[2:]
+    return ["train", cfg, "--out", str(out), *FAST, *extra, "-q"], out
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_line_exit_2_nothing_written(case, shared_cfg, tmp_path, cli):
+    argv, out = _argv(case, shared_cfg, tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rc, stdout, err = cli(*argv)
+    assert rc == 2, (case, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, (case, err)
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    for needle in BAD[case][1]:
+        assert needle in lines[0], (case, needle, lines[0])
+    assert not out.exists(), case
+    after = sorted(p.name for p in tmp_path.iterdir() if p.name != "cache")
+    assert after == before, case
+    assert stdout == ""
+
+
+@pytest.mark.parametrize("case", ["malformed jsonl", "domain shorter than a sequence", "NaN weight"])
+def test_bad_input_in_a_real_process(case, shared_cfg, tmp_path):
+    argv, out = _argv(case, shared_cfg, tmp_path)
+    r = _tandem(*argv)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: ")
+    assert not out.exists()
+
+
+def test_eval_bad_inputs(shared_cfg, tmp_path, cli):
+    rc, _, err = cli("eval", shared_cfg, "--model", tmp_path / "nomodel", "--out", tmp_path / "e.json", "-q")
+    assert rc == 2 and "not a tandem model folder" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "afile").write_text("x")
+    rc, _, err = cli("eval", shared_cfg, "--model", tmp_path, "--out", tmp_path / "afile" / "e.json", "-q")
+    assert rc == 2 and "not a folder" in err
