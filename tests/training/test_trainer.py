@@ -16,7 +16,7 @@ from tandem.config import load_config
 from tandem.data.cache import prepare_data
 from tandem.evaluation.evaluate import evaluate
 from tandem.models import build_model
-from tandem.training.learner import Learner
+from tandem.training.learner import Learner, lr_at
 from tandem.training.trainer import read_metrics
 
 RUN = ["--set", "train.steps=16", "--set", "train.log_interval=4", "--set", "train.checkpoint_interval=8",
@@ -53,6 +53,8 @@ def test_loss_falls(shared_cfg, base):
     assert recs[-1]["loss"] < recs[0]["loss"] - 0.2, [r["loss"] for r in recs]
     for r in recs:
         assert set(r["domain_loss"]) == {"code", "docs", "prose"} and math.isfinite(r["loss"]) and r["lr"] > 0
+    # The logged rate is the one the logged step used: warm-up 5 steps to 3e-3, then cosine decay to 16.
+    assert [r["lr"] for r in recs] == pytest.approx([lr_at(r["step"] - 1, 3e-3, 5, 16, 0.1) for r in recs])
     ep = [r["epochs"]["prose"] for r in recs]
     assert ep == sorted(ep) and ep[0] > 0
     ev = json.loads((base / "eval.json").read_text())
@@ -139,3 +141,17 @@ def test_hf_llama_trains_and_evaluates(shared_cfg, tmp_path, capsys):
     assert capsys.readouterr().err == ""  # quiet means no progress bars either
     again = json.loads((tmp_path / "e.json").read_text())
     assert again["test_loss"]["per_domain"] == pytest.approx(ev["test_loss"]["per_domain"], rel=1e-6)
+
+
+def test_resume_with_other_weights_is_refused(shared_cfg, base, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(base, out)
+    w = tmp_path / "w.json"
+    w.write_text(json.dumps({"domain_weights": {"code": 0.5, "docs": 0.25, "prose": 0.25}}))
+    before = (out / "checkpoint" / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    rc = main(["train", str(shared_cfg), "--out", str(out), *RUN, "--resume", "--weights", str(w)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "checkpoint was trained on weights" in err and "another --out" in err
+    assert (out / "checkpoint" / "model.safetensors").read_bytes() == before

@@ -122,7 +122,7 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
             torch.set_rng_state(tensors["rng"])
             state = LoopState(alpha=np.array(st["alpha"]), episode=st["episode"], warmed_up=st["warmed_up"],
                               history=[_record_from_json(h, names) for h in st["history"]])
-            truncate_metrics(metrics_path, state.episode)
+            truncate_metrics(metrics_path, state.episode - 1, key="episode")
             log(f"resumed at episode {state.episode}")
     if state.episode == 0 and not state.warmed_up and metrics_path.exists():
         metrics_path.unlink()
@@ -143,8 +143,7 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
                disable=not progress, dynamic_ncols=True)
 
     def on_episode(st: LoopState, rec: EpisodeRecord) -> None:
-        # metrics "step" is the episode number (1-based) so resume can truncate by it
-        append_jsonl(metrics_path, {"step": st.episode, **_record_to_json(rec, names)})
+        append_jsonl(metrics_path, _record_to_json(rec, names))
         top = int(np.argmax(rec.alpha))
         bar.set_postfix(dist=f"{rec.distance:.3g}", top=f"{names[top]}={rec.alpha[top]:.2f}")
         bar.update(1)

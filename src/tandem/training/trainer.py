@@ -15,6 +15,7 @@ import torch.nn as nn
 from tandem.config import Config, ModelConfig, TrainConfig
 from tandem.data.cache import PreparedData
 from tandem.data.sampler import MixtureSampler
+from tandem.errors import InputError
 from tandem.io import append_jsonl
 from tandem.models import build_model
 from tandem.training.checkpoint import load_checkpoint, save_checkpoint
@@ -62,11 +63,11 @@ def read_metrics(path: Path) -> list[dict]:
     return out
 
 
-def truncate_metrics(path: Path, last_step: int) -> None:
-    """On resume, drop records written after the checkpoint so the log has no duplicated steps."""
+def truncate_metrics(path: Path, last: int, key: str = "step") -> None:
+    """On resume, drop records written after the checkpoint (record[key] > last) so the log has no duplicates."""
     from tandem.io import write_text
 
-    keep = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
+    keep = [r for r in read_metrics(path) if r.get(key, 0) <= last]
     write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
@@ -98,6 +99,12 @@ def train(
         loaded = load_checkpoint(ckpt_dir, {"model": model}, ["optimizer", "rng"], log=log)
         if loaded is not None:
             tensors, state = loaded
+            saved = state.get("weights")
+            if saved is not None and (len(saved) != len(weights) or not np.allclose(saved, weights, rtol=0, atol=1e-9)):
+                raise InputError(
+                    f"{ckpt_dir}: the checkpoint was trained on weights {dict(zip(names, saved))}, not "
+                    f"{dict(zip(names, weights.tolist()))}; resume with the same weights or use another --out"
+                )
             learner.load_state_dict({"optimizer": tensors["optimizer"], "step": state["step"]})
             sampler.load_state_dict(state["sampler"])
             torch.set_rng_state(tensors["rng"])
@@ -122,6 +129,7 @@ def train(
     while learner.step_count < tc.steps:
         batch = sampler.sample(weights, tc.batch_size)
         coef = objective_coefficients(domain_token_counts(batch.y, batch.domain, len(names)))
+        lr = learner.lr()  # the rate this step uses (learner.lr() afterwards is the next step's)
         meter = learner.step([(batch, coef)])
         loss = meter.mean()
         if not np.isfinite(loss):
@@ -135,7 +143,7 @@ def train(
             tokens_since, t_last = 0, now
             per = meter.losses()
             append_jsonl(metrics_path, {
-                "step": step, "loss": loss, "lr": learner.lr(), "tokens_per_s": tps,
+                "step": step, "loss": loss, "lr": lr, "tokens_per_s": tps,
                 "domain_loss": {d: (None if np.isnan(v) else float(v)) for d, v in zip(names, per)},
                 "epochs": {d: float(e) for d, e in zip(names, sampler.epochs())},
             })
