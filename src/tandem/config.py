@@ -163,7 +163,9 @@ class EvalConfig(_Section):
 
 
 class MixerConfig(_Section):
-    method: str = Field("tandem", description="Mixture method: tandem, uniform, natural, fixed (see tandem.mixing.methods).")
+    method: str = Field(
+        "tandem", description="Mixture method: tandem, doremi, doge, uniform, natural, fixed (see tandem.mixing.methods)."
+    )
     weights: Optional[dict[str, float]] = Field(None, description="method=fixed: the mixture to use.")
     episodes: int = Field(20, ge=1, description="T: episodes of (sync, probe, update, free steps).")
     probe_steps: int = Field(5, ge=1, description="K: probing steps of both twins per episode.")
@@ -192,6 +194,12 @@ class MixerConfig(_Section):
     proxy: ModelConfig = Field(default_factory=lambda: ModelConfig(preset="tiny"), description="The proxy/reference model.")
     lr: Optional[float] = Field(None, gt=0, description="Twins' learning rate (default: train.lr).")
     checkpoint_interval: int = Field(1, ge=0, description="Episodes between checkpoints of the twins (0 = never).")
+    reference_mixture: Literal["uniform", "natural"] = Field(
+        "uniform", description="method=doremi: the mixture the frozen reference is trained on."
+    )
+    reference_steps: Optional[int] = Field(
+        None, ge=1, description="method=doremi: steps of the frozen reference (default: the proxy's step count)."
+    )
     batch_size: Optional[int] = Field(None, ge=1, description="Twins' batch size (default: train.batch_size).")
 
     @field_validator("target")
@@ -210,6 +218,10 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     mixer: MixerConfig = Field(default_factory=MixerConfig)
+    methods: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-method mixer overrides for `tandem compare`, e.g. {doremi: {eta_alpha: 0.5}}.",
+    )
 
     # Folder the config file lives in; relative paths are resolved against it.
     base_dir: str = Field(".", exclude=True, description="Set by the loader.")

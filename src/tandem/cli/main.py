@@ -207,12 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_more(sub, common) -> None:
-    """Mixture-optimization commands (optimize, run) live in tandem.cli.mix."""
-    try:
-        from tandem.cli import mix
-    except ImportError:
-        return
+    """Mixture-optimization commands: optimize and run (tandem.cli.mix), compare (tandem.cli.compare)."""
+    from tandem.cli import compare, mix
+
     mix.register(sub, common)
+    compare.register(sub, common)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,11 @@
-"""Mixture methods behind one interface: `mixer.method` picks a static mixture or a setting of the one loop."""
+"""Mixture methods behind one interface: `mixer.method` picks a static mixture or a setting of the one loop.
+
+| method  | reference            | sync | probe            | Delta                          |
+|---------|----------------------|------|------------------|--------------------------------|
+| tandem  | L_val + gamma L_train| yes  | K steps of both  | gamma (L_i(w) - L_i(u))        |
+| doremi  | frozen, pre-trained  | no   | 1 proxy step     | min(L_i(w_ref) - L_i(u), 0)    |
+| doge    | L_val only           | yes  | 1 reference step | L_i(u - step on L_val) - L_i(u)|
+"""
 
 from __future__ import annotations
 
@@ -9,8 +16,15 @@ from tandem.errors import InputError
 from tandem.mixing.loop import LoopSpec
 
 STATIC_METHODS = ("uniform", "natural", "fixed")
-LOOP_METHODS = ("tandem",)
+LOOP_METHODS = ("tandem", "doremi", "doge")
 METHODS = STATIC_METHODS + LOOP_METHODS
+
+# Published defaults of each method, used for mixer fields the config does not set explicitly.
+METHOD_DEFAULTS = {
+    "tandem": {},
+    "doremi": {"probe_steps": 1, "free_steps": 0, "eta_alpha": 1.0, "smoothing": 1e-3, "gamma": 1.0},
+    "doge": {"probe_steps": 1, "gamma": 1.0},
+}
 
 
 def check_method(method: str) -> None:
@@ -18,14 +32,25 @@ def check_method(method: str) -> None:
         raise InputError(f"mixer.method: unknown method {method!r}; expected one of {', '.join(METHODS)}")
 
 
+def effective(mc: MixerConfig) -> MixerConfig:
+    """The mixer settings with the method's defaults filled in where the config is silent."""
+    defaults = {k: v for k, v in METHOD_DEFAULTS.get(mc.method, {}).items() if k not in mc.model_fields_set}
+    return mc.model_copy(update=defaults) if defaults else mc
+
+
 def loop_spec(mc: MixerConfig) -> LoopSpec:
     """The loop settings of a loop-based method."""
+    mc = effective(mc)
     common = dict(
         episodes=mc.episodes, probe_steps=mc.probe_steps, free_steps=mc.free_steps, warmup_steps=mc.warmup_steps,
         gamma=mc.gamma, eta_alpha=mc.eta_alpha, update=mc.update, smoothing=mc.smoothing, floor=mc.floor,
     )
     if mc.method == "tandem":
         return LoopSpec(**common, reference="twin", sync=mc.sync, probe_proxy=True, clip=False)
+    if mc.method == "doremi":
+        return LoopSpec(**common, reference="frozen", sync=False, probe_proxy=True, clip=True)
+    if mc.method == "doge":
+        return LoopSpec(**common, reference="valid", sync=True, probe_proxy=False, clip=False)
     raise InputError(f"mixer.method: {mc.method!r} is not a loop method")
 
 

@@ -84,11 +84,31 @@ def write_weights(out_dir: Path, names: list[str], final: np.ndarray, average: n
     write_json(out_dir / "weights.json", obj)
 
 
+def pretrain_reference(cfg: Config, data: PreparedData, reference: Learner, batch_size: int, proxy_total: int,
+                       natural: dict[str, float], progress: bool) -> int:
+    """DoReMi's reference: trained once on the reference mixture, then frozen. Returns its step count."""
+    from tqdm import tqdm
+
+    from tandem.data.sampler import MixtureSampler
+    from tandem.training.loss import domain_token_counts, objective_coefficients
+
+    mc = cfg.mixer
+    steps = mc.reference_steps or proxy_total
+    reference.oc = twin_optim_config(cfg, steps)
+    names = data.domains
+    w = np.full(len(names), 1.0 / len(names)) if mc.reference_mixture == "uniform" else np.array([natural[d] for d in names])
+    sampler = MixtureSampler(data.split_arrays("train"), cfg.train.seq_len, cfg.seed + 31, names)
+    for _ in tqdm(range(steps), desc="reference (frozen)", unit="step", disable=not progress, leave=False):
+        batch = sampler.sample(w, batch_size)
+        reference.step([(batch, objective_coefficients(domain_token_counts(batch.y, batch.domain, len(names))))])
+    return steps
+
+
 def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = False, progress: bool = True,
              log: Callable[[str], None] = print) -> OptimizeResult:
-    mc = cfg.mixer
+    methods.check_method(cfg.mixer.method)
+    mc = methods.effective(cfg.mixer)
     names = data.domains
-    methods.check_method(mc.method)
     out_dir.mkdir(parents=True, exist_ok=True)
     natural = natural_weights(data)
     t0 = time.perf_counter()
@@ -111,6 +131,7 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
 
     ckpt_dir = out_dir / "checkpoint"
     metrics_path = out_dir / "metrics.jsonl"
+    loaded = None
     if resume:
         loaded = load_checkpoint(ckpt_dir, {"proxy": proxy.model, "reference": reference.model},
                                  ["proxy_opt", "reference_opt", "rng"], log=log)
@@ -126,6 +147,9 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
             log(f"resumed at episode {state.episode}")
     if state.episode == 0 and not state.warmed_up and metrics_path.exists():
         metrics_path.unlink()
+    ref_steps_pre = 0
+    if spec.reference == "frozen" and loaded is None:
+        ref_steps_pre = pretrain_reference(cfg, data, reference, batch_size, total, natural, progress)
 
     def checkpoint() -> None:
         save_checkpoint(
@@ -158,7 +182,7 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     final, average = state.alpha, state.average
     recommended = average if mc.report == "average" else final
     seq_tokens = cfg.train.seq_len
-    ref_steps = spec.episodes * spec.probe_steps if spec.reference != "frozen" else 0
+    ref_steps = spec.episodes * spec.probe_steps if spec.reference != "frozen" else (mc.reference_steps or total)
     tokens = (proxy.step_count + ref_steps) * batch_size * seq_tokens
     write_weights(out_dir, names, final, average, recommended, mc.method, {
         "target": {d: float(x) for d, x in zip(names, target_weights(mc.target, names))},

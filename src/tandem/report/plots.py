@@ -70,3 +70,21 @@ def plot_weight_bars(mixtures: dict[str, dict[str, float]], path: Path, title: s
 def plot_domain_losses(losses: dict[str, dict[str, float]], path: Path, title: str = "test loss per domain") -> None:
     """Grouped bars of per-domain losses, one bar per mixture/method."""
     plot_weight_bars(losses, path, title)
+
+
+def plot_trajectories_grid(trajectories: dict[str, tuple[list[int], np.ndarray]], names: list[str], path: Path) -> None:
+    """One panel per method: its domain weights over proxy steps."""
+    plt = _plt()
+    n = len(trajectories)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False, sharey=True)
+    for ax, (method, (steps, w)) in zip(axes[0], trajectories.items()):
+        for j, d in enumerate(names):
+            ax.plot(steps, w[:, j], label=d, lw=1.4)
+        ax.axhline(1.0 / len(names), color="grey", ls=":", lw=1)
+        ax.set_title(method)
+        ax.set_xlabel("proxy step")
+    axes[0, 0].set_ylabel("domain weight")
+    axes[0, -1].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)

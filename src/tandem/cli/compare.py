@@ -1,0 +1,109 @@
+"""`tandem compare`: stage one of each method and the same stage two for each, over seeds; resumable."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from tandem.errors import InputError
+
+
+def method_config(cfg, method: str, seed_offset: int):
+    """The config of one (method, seed) run: the method's published settings, the same proxy-step budget as
+    the config's own mixer, then the user's `methods.<name>` overrides."""
+    from pydantic import ValidationError
+
+    from tandem.config import MixerConfig, format_validation_error
+    from tandem.mixing import methods
+
+    methods.check_method(method)
+    mc = cfg.mixer
+    budget = mc.episodes * (mc.probe_steps + mc.free_steps)
+    update: dict = {"method": method, **methods.METHOD_DEFAULTS.get(method, {})}
+    if method in methods.LOOP_METHODS:
+        k = update.get("probe_steps", mc.probe_steps)
+        e = update.get("free_steps", mc.free_steps)
+        per_episode = (0 if method == "doge" else k) + e
+        update["episodes"] = max(1, math.ceil(budget / max(per_episode, 1)))
+    merged = {**mc.model_dump(), **update, **cfg.methods.get(method, {})}
+    try:
+        new_mc = MixerConfig(**merged)
+    except ValidationError as err:
+        raise InputError(format_validation_error(err, f"methods.{method}")) from None
+    return cfg.model_copy(update={"mixer": new_mc, "seed": cfg.seed + seed_offset})
+
+
+def cmd_compare(args) -> int:
+    from tandem.cli.main import _load, _log, _prepare, _write_config
+    from tandem.cli.mix import _stage_two
+    from tandem.io import check_writable_dir, write_json
+    from tandem.mixing.optimize import optimize
+    from tandem.report.compare import write_report
+
+    cfg = _load(args)
+    names_m = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not names_m:
+        raise InputError("--methods: expected a comma-separated list, e.g. uniform,doremi,tandem")
+    if len(set(names_m)) != len(names_m):
+        raise InputError(f"--methods: duplicate method in {args.methods}")
+    if args.seeds < 1:
+        raise InputError(f"--seeds: expected >= 1, got {args.seeds}")
+    unknown = set(cfg.methods) - set(names_m)
+    plans = [(m, s, method_config(cfg, m, s)) for s in range(args.seeds) for m in names_m]  # validates all first
+    if unknown:
+        _log(args.quiet)(f"note: methods.{sorted(unknown)} not in --methods; ignored")
+    out = check_writable_dir(args.out)
+    log = _log(args.quiet)
+    data_by_seed = {}
+    results = []
+    out.mkdir(parents=True, exist_ok=True)
+    _write_config(cfg, out)
+    for i, (method, seed, mcfg) in enumerate(plans, 1):
+        run_dir = out / "runs" / f"{method}-seed{seed}"
+        done = run_dir / "result.json"
+        if done.is_file():
+            try:
+                results.append(json.loads(done.read_text()))
+                log(f"[{i}/{len(plans)}] {method} seed {seed}: done earlier, kept")
+                continue
+            except json.JSONDecodeError:
+                pass
+        log(f"[{i}/{len(plans)}] {method} seed {seed}")
+        if seed not in data_by_seed:
+            data_by_seed[seed] = _prepare(mcfg, args)
+        data = data_by_seed[seed]
+        t0 = time.perf_counter()
+        res = optimize(mcfg, data, run_dir / "optimize", resume=True, progress=not args.quiet, log=log)
+        t1 = time.perf_counter()
+        weights = res.as_dict(res.recommended)
+        args.resume = True
+        ev = _stage_two(mcfg, data, weights, run_dir, args)
+        r = {
+            "method": method, "seed": mcfg.seed, "weights": weights,
+            "test_loss": ev["test_loss"], "valid_loss": ev["valid_loss"], "epochs": ev["epochs"],
+            "stage1_wall_s": t1 - t0, "stage1_tokens": res.train_tokens, "stage1_proxy_steps": res.proxy_steps,
+            "stage2_wall_s": ev.get("train_wall_time_s"),
+            "stage2_tokens": int(sum(ev["tokens_seen"].values())),
+        }
+        write_json(done, r)
+        results.append(r)
+    write_json(out / "results.json", {"methods": names_m, "seeds": args.seeds, "runs": results})
+    table = write_report(out, results, names_m)
+    print(table)
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'} and plots in {out}")
+    return 0
+
+
+def register(sub, common) -> None:
+    sp = sub.add_parser("compare", help="run several mixture methods side by side over seeds and tabulate them",
+                        description="For each method and seed: stage one (learn the weights on the proxy), then the "
+                                    "same stage two (train the target, evaluate per domain). Finished runs are kept, "
+                                    "so a killed compare resumes where it stopped.")
+    common(sp)
+    sp.add_argument("--methods", default="uniform,natural,doremi,doge,tandem",
+                    help="comma-separated methods (default: uniform,natural,doremi,doge,tandem)")
+    sp.add_argument("--seeds", type=int, default=1, help="seeds per method (config seed, seed+1, ...)")
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.set_defaults(func=cmd_compare, resume=True)
