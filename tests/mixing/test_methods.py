@@ -1,0 +1,105 @@
+"""DoReMi and DoGE on language models through the same loop, and `tandem compare`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from tandem.cli.compare import method_config
+from tandem.cli.main import main
+from tandem.config import load_config
+from tandem.data.cache import prepare_data
+from tandem.errors import InputError
+from tandem.mixing import methods
+from tandem.mixing.optimize import optimize
+
+MIXER = {"episodes": 4, "probe_steps": 2, "free_steps": 3, "warmup_steps": 2, "eval_sequences": 2, "batch_size": 8}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("methods")
+    path = tiny_config(root, mixer=MIXER, train={"steps": 6})
+    cfg = load_config(path)
+    return path, cfg, prepare_data(cfg)
+
+
+def test_method_config_uses_published_defaults_and_same_budget(setup):
+    _, cfg, _ = setup
+    budget = 4 * (2 + 3)
+    d = method_config(cfg, "doremi", 1)
+    assert (d.mixer.probe_steps, d.mixer.free_steps, d.mixer.eta_alpha, d.mixer.smoothing) == (1, 0, 1.0, 1e-3)
+    assert d.mixer.episodes == budget and d.seed == cfg.seed + 1
+    g = method_config(cfg, "doge", 0)
+    assert g.mixer.probe_steps == 1 and g.mixer.episodes * g.mixer.free_steps >= budget
+    t = method_config(cfg, "tandem", 0)
+    assert t.mixer.episodes == 4
+    over = cfg.model_copy(update={"methods": {"doremi": {"eta_alpha": 0.25}}})
+    assert method_config(over, "doremi", 0).mixer.eta_alpha == 0.25
+    bad = cfg.model_copy(update={"methods": {"doremi": {"eta_alpha": -1}}})
+    with pytest.raises(InputError, match="methods.doremi"):
+        method_config(bad, "doremi", 0)
+
+
+def test_effective_keeps_explicit_settings(setup):
+    path, _, _ = setup
+    cfg = load_config(path, ["mixer.method=doremi"])  # probe_steps/free_steps set explicitly in the file
+    mc = methods.effective(cfg.mixer)
+    assert (mc.probe_steps, mc.free_steps) == (2, 3)
+    assert mc.eta_alpha == 1.0 and mc.smoothing == 1e-3  # not set in the file: DoReMi's defaults
+
+
+@pytest.mark.parametrize("method", ["doremi", "doge"])
+def test_loop_methods_run_and_stay_on_simplex(setup, tmp_path, method):
+    _, cfg, data = setup
+    mcfg = method_config(cfg, method, 0)
+    res = optimize(mcfg, data, tmp_path, progress=False, log=lambda s: None)
+    assert len(res.history) == mcfg.mixer.episodes
+    for r in res.history:
+        assert r.alpha.min() >= 0 and abs(r.alpha.sum() - 1) < 1e-9
+    if method == "doremi":
+        # clipped excess loss: Delta never positive; smoothing keeps every weight >= c / M
+        assert all((r.delta <= 0).all() for r in res.history)
+        assert min(r.alpha.min() for r in res.history) >= 1e-3 / 3 - 1e-12
+        w = json.loads((tmp_path / "weights.json").read_text())
+        assert w["method"] == "doremi"
+
+
+def test_compare_smoke_and_resume(setup, tmp_path, capsys):
+    path, _, _ = setup
+    out = tmp_path / "cmp"
+    argv = ["compare", str(path), "--methods", "uniform,doge,tandem", "--seeds", "2", "--out", str(out), "-q"]
+    assert main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert len(res["runs"]) == 6
+    assert {(r["method"], r["seed"]) for r in res["runs"]} == {(m, s) for m in ("uniform", "doge", "tandem") for s in (0, 1)}
+    md = (out / "results.md").read_text()
+    assert "± " in md and "**" in md
+    for png in ("weights.png", "test_loss.png", "trajectories.png"):
+        assert (out / png).stat().st_size > 1000
+    # a killed compare keeps finished runs: remove one result and rerun; only that run is redone
+    before = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")}
+    victim = out / "runs" / "tandem-seed1" / "result.json"
+    victim.unlink()
+    capsys.readouterr()
+    assert main(argv[:-1]) == 0
+    err = capsys.readouterr().err
+    assert err.count("done earlier, kept") == 5
+    for p, t in before.items():
+        if p != victim:
+            assert p.stat().st_mtime_ns == t
+    again = json.loads((out / "results.json").read_text())
+    old = {(r["method"], r["seed"]): r for r in res["runs"]}
+    new = {(r["method"], r["seed"]): r for r in again["runs"]}
+    assert new[("tandem", 1)]["weights"] == old[("tandem", 1)]["weights"]  # same seed, same weights
+
+
+def test_compare_bad_method(setup, tmp_path, capsys):
+    path, _, _ = setup
+    rc = main(["compare", str(path), "--methods", "uniform,nosuch", "--out", str(tmp_path / "c"), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "nosuch" in err[0]
+    assert not (tmp_path / "c").exists()
