@@ -164,8 +164,12 @@ class EvalConfig(_Section):
 
 class MixerConfig(_Section):
     method: str = Field(
-        "tandem", description="Mixture method: tandem, doremi, doge, uniform, natural, fixed (see tandem.mixing.methods)."
+        "tandem",
+        description="Mixture method: tandem, doremi, doge, odm, grid, regmix, uniform, natural, fixed "
+        "(see tandem.mixing.methods).",
     )
+    grid_resolution: int = Field(10, ge=1, description="method=grid: simplex grid step 1/resolution (3 domains, 10: 66 points).")
+    regmix_samples: int = Field(16, ge=2, description="method=regmix: proxies trained on Dirichlet-sampled mixtures.")
     weights: Optional[dict[str, float]] = Field(None, description="method=fixed: the mixture to use.")
     episodes: int = Field(20, ge=1, description="T: episodes of (sync, probe, update, free steps).")
     probe_steps: int = Field(5, ge=1, description="K: probing steps of both twins per episode.")

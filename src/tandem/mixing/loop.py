@@ -62,8 +62,8 @@ class LoopSpec:
     smoothing: float = 0.0
     floor: float = 0.0
     # How the reference moves: `twin` (L_val + gamma L_train, TANDEM), `valid` (L_val only, DoGE's probe),
-    # `frozen` (never steps: trained beforehand, DoReMi).
-    reference: Literal["twin", "valid", "frozen"] = "twin"
+    # `frozen` (never steps: trained beforehand, DoReMi), `none` (no reference: Delta = -gamma L_i(u), ODM).
+    reference: Literal["twin", "valid", "frozen", "none"] = "twin"
     sync: bool = True  # reset w <- u at each episode start
     probe_proxy: bool = True  # the proxy also steps during the probe (False: DoGE measures from u itself)
     clip: bool = False  # Delta <- min(Delta, 0): DoReMi's clipped excess loss
@@ -118,12 +118,12 @@ def run_loop(
     if not state.warmed_up:
         free(spec.warmup_steps, state.alpha)
         state.warmed_up = True
-        if spec.reference != "frozen":
+        if spec.reference in ("twin", "valid"):
             reference.copy_from(proxy)
 
     while state.episode < spec.episodes:
         alpha = state.alpha
-        if spec.sync and spec.reference != "frozen":
+        if spec.sync and spec.reference in ("twin", "valid"):
             reference.copy_from(proxy)
         for _ in range(spec.probe_steps):
             # Draw a train batch only if a twin uses it, so settings that skip it leave the sampler stream alone.
@@ -138,7 +138,7 @@ def run_loop(
             proxy_steps(spec.probe_steps)
         held = problem.held_batches()
         lu = proxy.domain_losses(held)
-        lw = reference.domain_losses(held)
+        lw = np.zeros_like(lu) if spec.reference == "none" else reference.domain_losses(held)
         delta = twin_gap(lw, lu, spec.gamma, clip=spec.clip)
         distance = reference.distance(proxy)
         if not np.all(np.isfinite(delta)):

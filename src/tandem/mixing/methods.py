@@ -5,6 +5,10 @@
 | tandem  | L_val + gamma L_train| yes  | K steps of both  | gamma (L_i(w) - L_i(u))        |
 | doremi  | frozen, pre-trained  | no   | 1 proxy step     | min(L_i(w_ref) - L_i(u), 0)    |
 | doge    | L_val only           | yes  | 1 reference step | L_i(u - step on L_val) - L_i(u)|
+| odm     | none                 | -    | 1 proxy step     | -L_i(u) (loss as bandit reward)|
+
+Search methods (tandem.mixing.search) train models at candidate mixtures instead: `grid` (every point of a
+simplex grid trains the target), `regmix` (a Dirichlet sweep of proxies, a regression, the best predicted mixture).
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ from tandem.errors import InputError
 from tandem.mixing.loop import LoopSpec
 
 STATIC_METHODS = ("uniform", "natural", "fixed")
-LOOP_METHODS = ("tandem", "doremi", "doge")
-METHODS = STATIC_METHODS + LOOP_METHODS
+LOOP_METHODS = ("tandem", "doremi", "doge", "odm")
+SEARCH_METHODS = ("grid", "regmix")
+METHODS = STATIC_METHODS + LOOP_METHODS + SEARCH_METHODS
 
 # Published defaults of each method, used for mixer fields the config does not set explicitly.
 METHOD_DEFAULTS = {
     "tandem": {},
     "doremi": {"probe_steps": 1, "free_steps": 0, "eta_alpha": 1.0, "smoothing": 1e-3, "gamma": 1.0},
     "doge": {"probe_steps": 1, "gamma": 1.0},
+    # ODM: one step per round, exploration mixing of 1/M-scale (its epsilon) as smoothing.
+    "odm": {"probe_steps": 1, "free_steps": 0, "eta_alpha": 0.1, "smoothing": 0.05, "gamma": 1.0},
 }
 
 
@@ -51,6 +58,8 @@ def loop_spec(mc: MixerConfig) -> LoopSpec:
         return LoopSpec(**common, reference="frozen", sync=False, probe_proxy=True, clip=True)
     if mc.method == "doge":
         return LoopSpec(**common, reference="valid", sync=True, probe_proxy=False, clip=False)
+    if mc.method == "odm":
+        return LoopSpec(**common, reference="none", sync=False, probe_proxy=True, clip=False)
     raise InputError(f"mixer.method: {mc.method!r} is not a loop method")
 
 

@@ -104,6 +104,62 @@ def pretrain_reference(cfg: Config, data: PreparedData, reference: Learner, batc
     return steps
 
 
+def mixture_valid_loss(cfg: Config, data: PreparedData, weights: np.ndarray, model_cfg, steps: int, batch_size: int) -> float:
+    """Train a fresh model for `steps` on `weights` and return its validation loss under the target weights."""
+    from tandem.data.sampler import MixtureSampler
+    from tandem.evaluation.evaluate import domain_split_losses
+    from tandem.training.loss import domain_token_counts, objective_coefficients
+
+    device = setup_torch(cfg.train)
+    names = data.domains
+    oc = twin_optim_config(cfg, steps)
+    learner = Learner(build_model(model_cfg, data.vocab_size, cfg.train.seq_len, cfg.seed, cfg.base_dir), oc,
+                      len(names), device, cfg.train.precision)
+    sampler = MixtureSampler(data.split_arrays("train"), cfg.train.seq_len, cfg.seed, names)
+    for _ in range(steps):
+        b = sampler.sample(weights, batch_size)
+        learner.step([(b, objective_coefficients(domain_token_counts(b.y, b.domain, len(names))))])
+    target = target_weights(cfg.mixer.target, names)
+    losses, _ = domain_split_losses(learner.model, data.split_arrays("valid"), cfg.train.seq_len, cfg.eval.max_tokens,
+                                    cfg.eval.batch_size, device, cfg.train.precision)
+    return float(np.nansum(target * losses))
+
+
+def search(cfg: Config, mc, data: PreparedData, out_dir: Path, natural: dict, progress: bool, log, t0: float) -> OptimizeResult:
+    """grid (each point trains the target) or regmix (a proxy sweep and a regression); resumable per point."""
+    from tqdm import tqdm
+
+    from tandem.mixing import search as S
+
+    names = data.domains
+    if mc.method == "grid":
+        points = S.simplex_grid(len(names), mc.grid_resolution)
+        model_cfg, steps, batch = cfg.model, cfg.train.steps, cfg.train.batch_size
+    else:
+        points = S.dirichlet_mixtures(mc.regmix_samples, np.array([natural[d] for d in names]), cfg.seed)
+        model_cfg, batch = mc.proxy, mc.batch_size or cfg.train.batch_size
+        steps = mc.warmup_steps + mc.episodes * (mc.probe_steps + mc.free_steps)
+    bar = tqdm(total=len(points), desc=f"optimize ({mc.method})", unit="mixture", disable=not progress, dynamic_ncols=True)
+    values = S.evaluate_points(points, lambda w: mixture_valid_loss(cfg, data, w, model_cfg, steps, batch),
+                               out_dir / "points.jsonl", on_point=lambda i, w, v: bar.update(1))
+    bar.close()
+    if mc.method == "grid":
+        best = points[int(np.argmin(values))]
+    else:
+        # candidates from the sweep's own prior: the regression is only trusted where it saw data
+        candidates = S.dirichlet_mixtures(20000, np.array([natural[d] for d in names]), cfg.seed + 1)
+        best = S.regmix_choose(points, values, np.vstack([candidates, points]))
+    wall = time.perf_counter() - t0
+    tokens = len(points) * steps * batch * cfg.train.seq_len
+    rows = ["," .join([*(f"weight_{d}" for d in names), "valid_loss"])]
+    rows += [",".join([*(f"{x:.6g}" for x in w), f"{v:.6g}"]) for w, v in zip(points, values)]
+    write_text(out_dir / "points.csv", "\n".join(rows) + "\n")
+    write_weights(out_dir, names, best, best, best, mc.method,
+                  {"points": len(points), "steps_per_point": steps, "train_tokens": tokens, "wall_time_s": wall,
+                   "best_valid_loss": float(values.min())})
+    return OptimizeResult(names, best, best, best, [], wall, len(points) * steps, tokens)
+
+
 def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = False, progress: bool = True,
              log: Callable[[str], None] = print) -> OptimizeResult:
     methods.check_method(cfg.mixer.method)
@@ -116,6 +172,8 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
         w = methods.static_weights(mc, names, natural)
         write_weights(out_dir, names, w, w, w, mc.method)
         return OptimizeResult(names, w, w, w, [], time.perf_counter() - t0, 0, 0)
+    if mc.method in methods.SEARCH_METHODS:
+        return search(cfg, mc, data, out_dir, natural, progress, log, t0)
 
     spec = methods.loop_spec(mc)
     device = setup_torch(cfg.train)
@@ -182,7 +240,8 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     final, average = state.alpha, state.average
     recommended = average if mc.report == "average" else final
     seq_tokens = cfg.train.seq_len
-    ref_steps = spec.episodes * spec.probe_steps if spec.reference != "frozen" else (mc.reference_steps or total)
+    ref_steps = {"twin": spec.episodes * spec.probe_steps, "valid": spec.episodes * spec.probe_steps,
+                 "frozen": mc.reference_steps or total, "none": 0}[spec.reference]
     tokens = (proxy.step_count + ref_steps) * batch_size * seq_tokens
     write_weights(out_dir, names, final, average, recommended, mc.method, {
         "target": {d: float(x) for d, x in zip(names, target_weights(mc.target, names))},
