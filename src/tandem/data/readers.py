@@ -106,6 +106,17 @@ def read_txt(path: Path) -> Iterator[str]:
         yield text
 
 
+def _string_column(values, path: Path, field: str) -> Iterator[str]:
+    """Non-empty strings of a column; nulls skipped, any other type is an input error."""
+    for text in values:
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise InputError(f"{path}: column '{field}' must hold strings, got {type(text).__name__}")
+        if text:
+            yield text
+
+
 def read_parquet(path: Path, field: str) -> Iterator[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -118,13 +129,7 @@ def read_parquet(path: Path, field: str) -> Iterator[str]:
         raise InputError(f"{path}: no column '{field}' (columns: {', '.join(pf.schema_arrow.names)})")
     try:
         for batch in pf.iter_batches(columns=[field], batch_size=4096):
-            for text in batch.column(0).to_pylist():
-                if text is None:
-                    continue
-                if not isinstance(text, str):
-                    raise InputError(f"{path}: column '{field}' must hold strings, got {type(text).__name__}")
-                if text:
-                    yield text
+            yield from _string_column(batch.column(0).to_pylist(), path, field)
     except pa.ArrowException as err:
         raise InputError(f"{path}: broken parquet file ({str(err).splitlines()[0]})") from None
 
@@ -145,13 +150,7 @@ def read_hf_folder(path: Path, field: str, split: str | None) -> Iterator[str]:
             raise InputError(f"{path}: holds splits {list(ds)}; point at one or name the split as the domain's split")
     if field not in ds.column_names:
         raise InputError(f"{path}: no column '{field}' (columns: {', '.join(ds.column_names)})")
-    for text in ds[field]:
-        if text is None:
-            continue
-        if not isinstance(text, str):
-            raise InputError(f"{path}: column '{field}' must hold strings, got {type(text).__name__}")
-        if text:
-            yield text
+    yield from _string_column(ds[field], path, field)
 
 
 def read_documents(paths: list[Path], fmt: str, field: str, split: str | None = None) -> Iterator[str]:

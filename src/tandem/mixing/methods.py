@@ -63,17 +63,17 @@ def loop_spec(mc: MixerConfig) -> LoopSpec:
     raise InputError(f"mixer.method: {mc.method!r} is not a loop method")
 
 
-def static_weights(mc: MixerConfig, names: list[str], natural: dict[str, float]) -> np.ndarray:
-    if mc.method == "uniform":
+def mixture_array(spec: str | dict[str, float], names: list[str], natural: dict[str, float]) -> np.ndarray:
+    """`uniform`, `natural` or a {domain: weight} map, as an array in the order of `names`."""
+    if spec == "uniform":
         return np.full(len(names), 1.0 / len(names))
-    if mc.method == "natural":
-        return np.array([natural[d] for d in names])
-    return np.array([mc.weights[d] for d in names])
+    source = natural if spec == "natural" else spec
+    return np.array([source[d] for d in names])
+
+
+def static_weights(mc: MixerConfig, names: list[str], natural: dict[str, float]) -> np.ndarray:
+    return mixture_array(mc.weights if mc.method == "fixed" else mc.method, names, natural)
 
 
 def initial_weights(mc: MixerConfig, names: list[str], natural: dict[str, float]) -> np.ndarray:
-    if mc.initial == "uniform":
-        return np.full(len(names), 1.0 / len(names))
-    if mc.initial == "natural":
-        return np.array([natural[d] for d in names])
-    return np.array([mc.initial[d] for d in names])
+    return mixture_array(mc.initial, names, natural)

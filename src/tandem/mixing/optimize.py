@@ -96,7 +96,7 @@ def pretrain_reference(cfg: Config, data: PreparedData, reference: Learner, batc
     steps = mc.reference_steps or proxy_total
     reference.oc = twin_optim_config(cfg, steps)
     names = data.domains
-    w = np.full(len(names), 1.0 / len(names)) if mc.reference_mixture == "uniform" else np.array([natural[d] for d in names])
+    w = methods.mixture_array(mc.reference_mixture, names, natural)
     sampler = MixtureSampler(data.split_arrays("train"), cfg.train.seq_len, cfg.seed + 31, names)
     for _ in tqdm(range(steps), desc="reference (frozen)", unit="step", disable=not progress, leave=False):
         batch = sampler.sample(w, batch_size)
