@@ -1,0 +1,158 @@
+"""Learned weights in the formats other trainers read (`tandem export`).
+
+| format     | file                                             | read by                                                   |
+|------------|--------------------------------------------------|-----------------------------------------------------------|
+| `megatron` | one `WEIGHT PREFIX` pair per line                | Megatron-LM `--data-args-path FILE` (or `--data-path $(cat FILE)`) |
+| `doremi`   | `{"train_domain_weights", "eval_domain_weights"}`| DoReMi's `--domain_config_path`                            |
+| `datasets` | `{"domains": [...], "probabilities": [...]}`     | `datasets.interleave_datasets(probabilities=...)`          |
+| `yaml`     | `domain: weight` per line                        | anything that reads YAML (also `mixer.weights` here)       |
+
+Weights come from a `weights.json` (`tandem optimize` / `tandem run`), a `results.json` of `tandem compare`
+(one method, averaged over seeds), or a folder holding either.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from tandem.config import check_weights
+from tandem.errors import InputError
+
+FORMATS = ("megatron", "doremi", "datasets", "yaml")
+
+
+def read_weights(path: str | Path, method: str | None = None) -> tuple[dict[str, float], dict]:
+    """The mixture in a weights file (or a compare results file), validated; returns (weights, the file's JSON).
+
+    For a compare results file `method` picks the run (mean over its seeds); for a folder, its weights.json or
+    results.json is read.
+    """
+    path = Path(path)
+    if path.is_dir():
+        for name in ("weights.json", "results.json"):
+            if (path / name).is_file():
+                path = path / name
+                break
+        else:
+            raise InputError(f"{path}: no weights.json or results.json in this folder")
+    if not path.is_file():
+        raise InputError(f"{path}: weights file not found")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not valid JSON ({getattr(err, 'msg', err)})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("runs"), list):
+        weights = _compare_weights(obj, path, method)
+    elif isinstance(obj, dict) and isinstance(obj.get("domain_weights"), dict):
+        if method is not None and obj.get("method") not in (None, method):
+            raise InputError(f"{path}: holds the weights of method {obj.get('method')!r}, not --method {method!r}")
+        weights = obj["domain_weights"]
+    else:
+        raise InputError(f'{path}: expected {{"domain_weights": {{domain: weight}}}} or a compare results.json')
+    try:
+        checked = check_weights(weights, list(weights), f"{path}: domain_weights")
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    return {d: float(checked[d]) for d in weights}, obj
+
+
+def _compare_weights(obj: dict, path: Path, method: str | None) -> dict[str, float]:
+    methods = list(dict.fromkeys(r.get("method") for r in obj["runs"] if isinstance(r, dict)))
+    if method is None:
+        if len(methods) != 1:
+            raise InputError(f"{path}: a comparison of {methods}; pick one with --method")
+        method = methods[0]
+    runs = [r for r in obj["runs"] if isinstance(r, dict) and r.get("method") == method]
+    if not runs:
+        raise InputError(f"{path}: --method {method!r} not in this comparison; expected one of {methods}")
+    names = list(runs[0].get("weights") or {})
+    if not names or any(list(r.get("weights") or {}) != names for r in runs):
+        raise InputError(f"{path}: runs of {method!r} lack weights or name different domains")
+    mean = {d: sum(float(r["weights"][d]) for r in runs) / len(runs) for d in names}
+    total = sum(mean.values())
+    return {d: v / total for d, v in mean.items()}
+
+
+def exact_probabilities(weights: list[float]) -> list[float]:
+    """Renormalised in float64 so the sum is 1 to rounding: numpy's `choice(p=...)` (behind `interleave_datasets`)
+    rejects sums off by more than ~1e-8, and weights files only promise 1e-6."""
+    total = math.fsum(weights)
+    p = [w / total for w in weights]
+    # Put the last rounding residue on the largest entry, where it changes the mixture least.
+    k = max(range(len(p)), key=p.__getitem__)
+    p[k] += 1.0 - math.fsum(p)
+    return p
+
+
+def _order(weights: dict[str, float], order: list[str] | None, source: str) -> list[str]:
+    if order is None:
+        return list(weights)
+    unknown = [d for d in order if d not in weights]
+    missing = [d for d in weights if d not in order]
+    if unknown or missing or len(set(order)) != len(order):
+        raise InputError(f"--order: expected each of {list(weights)} exactly once (from {source}), got {order}")
+    return order
+
+
+def megatron_blend(weights: dict[str, float], prefix_template: str = "{domain}", prefixes: dict[str, str] | None = None,
+                   order: list[str] | None = None) -> str:
+    """Megatron-LM's blend: `WEIGHT PREFIX` pairs, one per line; Megatron splits the file on whitespace and reads
+    alternating weights and data prefixes (the `.bin`/`.idx` pair without extension). Zero-weight domains are left
+    out (Megatron would build an empty dataset for them)."""
+    prefixes = dict(prefixes or {})
+    unknown = sorted(set(prefixes) - set(weights))
+    if unknown:
+        raise InputError(f"--prefix: unknown domain(s) {unknown}; expected some of {list(weights)}")
+    lines = []
+    for d in _order(weights, order, "the weights file"):
+        if weights[d] <= 0:
+            continue
+        if d in prefixes:
+            prefix = prefixes[d]
+        else:
+            if "{domain}" not in prefix_template:
+                raise InputError(f"--prefix-template {prefix_template!r}: needs '{{domain}}' (or a --prefix for domain {d})")
+            prefix = prefix_template.replace("{domain}", d)
+        if not prefix or any(c.isspace() for c in prefix):
+            raise InputError(f"data prefix {prefix!r} of domain {d}: must be non-empty without whitespace (Megatron "
+                             "splits the blend on whitespace)")
+        lines.append(f"{weights[d]:.10g} {prefix}")
+    return "\n".join(lines) + "\n"
+
+
+def doremi_config(weights: dict[str, float], eval_weights: dict[str, float] | None = None) -> str:
+    """DoReMi's domain config: the mixture to train on and the one to evaluate with (default: uniform)."""
+    eval_weights = eval_weights or {d: 1.0 / len(weights) for d in weights}
+    return json.dumps({"train_domain_weights": weights, "eval_domain_weights": eval_weights}, indent=2) + "\n"
+
+
+def datasets_probabilities(weights: dict[str, float], order: list[str] | None = None) -> dict:
+    """`{"domains": [...], "probabilities": [...]}` in an explicit order, the order the datasets must be passed in."""
+    names = _order(weights, order, "the weights file")
+    return {"domains": names, "probabilities": exact_probabilities([weights[d] for d in names])}
+
+
+def plain_yaml(weights: dict[str, float], order: list[str] | None = None) -> str:
+    import yaml
+
+    names = _order(weights, order, "the weights file")
+    return yaml.safe_dump({d: float(weights[d]) for d in names}, sort_keys=False)
+
+
+def export(weights: dict[str, float], fmt: str, source: dict | None = None, order: list[str] | None = None,
+           prefix_template: str = "{domain}", prefixes: dict[str, str] | None = None) -> str:
+    """The text of `weights` in format `fmt` (one of FORMATS)."""
+    if fmt == "megatron":
+        return megatron_blend(weights, prefix_template, prefixes, order)
+    if fmt == "doremi":
+        target = (source or {}).get("target")
+        names = _order(weights, order, "the weights file")
+        ev = {d: float(target[d]) for d in names} if isinstance(target, dict) and set(target) == set(weights) else None
+        return doremi_config({d: weights[d] for d in names}, ev)
+    if fmt == "datasets":
+        return json.dumps(datasets_probabilities(weights, order), indent=2) + "\n"
+    if fmt == "yaml":
+        return plain_yaml(weights, order)
+    raise InputError(f"--format: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")

@@ -1,0 +1,113 @@
+"""`tandem export`: every format parses the way its consumer reads it."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tandem.mixing.optimize import write_weights
+
+NAMES = ["code", "books", "chat"]
+# Sums to 1 only within 1e-6, as weights files are allowed to: exporters must still satisfy strict consumers.
+WEIGHTS = np.array([0.5, 0.3, 0.2 + 4e-7])
+
+
+@pytest.fixture
+def weights_file(tmp_path) -> Path:
+    write_weights(tmp_path / "opt", NAMES, WEIGHTS, WEIGHTS, WEIGHTS, "tandem",
+                  {"target": {"code": 0.5, "books": 0.25, "chat": 0.25}})
+    return tmp_path / "opt" / "weights.json"
+
+
+def test_megatron_blend_parses_with_megatron_core(weights_file, tmp_path, cli):
+    from megatron.core.datasets.utils import get_blend_from_list
+
+    out = tmp_path / "blend.txt"
+    rc, _, err = cli("export", weights_file, "--format", "megatron", "--out", out,
+                     "--prefix-template", "data/{domain}_text_document", "--prefix", "chat=/abs/chat_doc")
+    assert rc == 0, err
+    # What Megatron does with --data-args-path FILE: split the file on whitespace, read weight/prefix pairs.
+    prefixes, weights = get_blend_from_list(out.read_text().split())
+    assert prefixes == ["data/code_text_document", "data/books_text_document", "/abs/chat_doc"]
+    np.testing.assert_allclose(weights, WEIGHTS, atol=1e-9)
+
+
+def test_megatron_leaves_out_zero_weights_and_rejects_bad_prefixes(tmp_path, cli):
+    w = tmp_path / "w.json"
+    w.write_text(json.dumps({"domain_weights": {"a": 0.0, "b": 1.0}}))
+    rc, out, _ = cli("export", w, "--format", "megatron", "--prefix-template", "p/{domain}")
+    assert rc == 0 and out.split() == ["1", "p/b"]
+    rc, out, err = cli("export", w, "--format", "megatron", "--prefix-template", "my data/{domain}")
+    assert rc == 2 and "whitespace" in err and out == ""
+    rc, _, err = cli("export", w, "--format", "megatron", "--prefix", "zzz=p")
+    assert rc == 2 and "zzz" in err
+
+
+def test_doremi_config_reads_as_doremi_does(weights_file, tmp_path, cli):
+    out = tmp_path / "doremi.json"
+    assert cli("export", weights_file, "--format", "doremi", "--out", out)[0] == 0
+    cfg = json.loads(out.read_text())
+    train, ev = cfg["train_domain_weights"], cfg["eval_domain_weights"]
+    # DoReMi sorts the domain names and indexes both maps by them.
+    domain_list = sorted(train)
+    assert domain_list == sorted(NAMES) and sorted(ev) == domain_list
+    np.testing.assert_allclose([train[d] for d in NAMES], WEIGHTS)
+    assert ev == {"code": 0.5, "books": 0.25, "chat": 0.25}  # the optimization target
+
+
+def test_datasets_probabilities_drive_interleave_datasets(weights_file, tmp_path, cli):
+    from datasets import Dataset, interleave_datasets
+
+    out = tmp_path / "probs.json"
+    order = ["chat", "code", "books"]
+    assert cli("export", weights_file, "--format", "datasets", "--order", ",".join(order), "--out", out)[0] == 0
+    spec = json.loads(out.read_text())
+    assert spec["domains"] == order
+    assert sum(spec["probabilities"]) == pytest.approx(1.0, abs=1e-15)
+    parts = {d: Dataset.from_dict({"domain": [d] * 3000}) for d in NAMES}
+    mixed = interleave_datasets([parts[d] for d in spec["domains"]], probabilities=spec["probabilities"], seed=0)
+    n = 2000
+    counts = Counter(mixed.select(range(n))["domain"])
+    for d, w in zip(NAMES, WEIGHTS):
+        assert abs(counts[d] / n - w) < 4 * np.sqrt(w * (1 - w) / n), (d, counts)
+
+
+def test_yaml_is_a_plain_mapping(weights_file, cli):
+    rc, out, _ = cli("export", weights_file, "--format", "yaml")
+    assert rc == 0
+    data = yaml.safe_load(out)
+    assert list(data) == NAMES
+    np.testing.assert_allclose(list(data.values()), WEIGHTS)
+
+
+def test_compare_results_need_a_method_and_average_its_seeds(tmp_path, cli):
+    runs = [{"method": "tandem", "seed": s, "weights": {"a": 0.2 + 0.2 * s, "b": 0.8 - 0.2 * s}} for s in (0, 1)]
+    runs.append({"method": "uniform", "seed": 0, "weights": {"a": 0.5, "b": 0.5}})
+    res = tmp_path / "cmp"
+    res.mkdir()
+    (res / "results.json").write_text(json.dumps({"methods": ["tandem", "uniform"], "seeds": 2, "runs": runs}))
+    rc, _, err = cli("export", res, "--format", "yaml")
+    assert rc == 2 and "--method" in err
+    rc, out, _ = cli("export", res, "--format", "yaml", "--method", "tandem")
+    assert rc == 0 and yaml.safe_load(out) == pytest.approx({"a": 0.3, "b": 0.7})
+
+
+def test_bad_input_is_one_line_and_writes_nothing(weights_file, tmp_path, cli):
+    out = tmp_path / "x.txt"
+    for argv, needle in [
+        ((weights_file, "--format", "csv"), "--format"),
+        ((tmp_path / "missing.json", "--format", "yaml"), "not found"),
+        ((weights_file, "--format", "datasets", "--order", "code,books"), "--order"),
+    ]:
+        rc, _, err = cli("export", *argv, "--out", out)
+        assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"domain_weights": {"a": 0.7, "b": 0.7}}))
+    rc, _, err = cli("export", bad, "--format", "yaml", "--out", out)
+    assert rc == 2 and "sum" in err
+    assert not out.exists()
