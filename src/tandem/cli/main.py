@@ -208,10 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_more(sub, common) -> None:
     """Mixture-optimization commands: optimize and run (tandem.cli.mix), compare (tandem.cli.compare)."""
-    from tandem.cli import compare, mix
+    from tandem.cli import compare, mix, tools
 
     mix.register(sub, common)
     compare.register(sub, common)
+    tools.register(sub, common)  # export, report
 
 
 def main(argv: list[str] | None = None) -> int:
