@@ -146,6 +146,11 @@ class TrainConfig(_Section):
     device: str = Field("auto", description="`auto` (cuda if available), `cpu`, `cuda`, `cuda:1`, ...")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="`auto`: bf16 autocast on GPU, fp32 on CPU.")
     compile: bool = Field(False, description="torch.compile the model (faster steps, slower start).")
+    fsdp: bool = Field(
+        False,
+        description="Under torchrun, shard parameters, gradients and optimizer state across ranks (FSDP2) instead of "
+        "replicating them; for models too large for one device. No checkpoints are written with it (no --resume).",
+    )
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
 
     @model_validator(mode="after")
@@ -205,6 +210,8 @@ class MixerConfig(_Section):
         None, ge=1, description="method=doremi: steps of the frozen reference (default: the proxy's step count)."
     )
     batch_size: Optional[int] = Field(None, ge=1, description="Twins' batch size (default: train.batch_size).")
+    compile: Optional[bool] = Field(None, description="torch.compile the proxy and reference (default: train.compile).")
+    fsdp: Optional[bool] = Field(None, description="Shard the proxy and reference across ranks with FSDP2 (default: train.fsdp).")
 
     @field_validator("target")
     @classmethod

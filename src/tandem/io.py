@@ -1,6 +1,8 @@
 """Atomic file output: write to a temporary file beside the target, then rename.
 
 A killed run therefore leaves either the previous file or the new one, never a truncated one.
+Under torchrun only rank 0 writes: on other ranks the writers here do nothing (and `atomic_path`
+hands out a scratch file that is thrown away), so every caller is rank-safe without checks of its own.
 """
 
 from __future__ import annotations
@@ -13,10 +15,20 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def _writes() -> bool:
+    from tandem.training.distributed import is_main
+
+    return is_main()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it replaces `path` atomically."""
     path = Path(path)
+    if not _writes():
+        with tempfile.TemporaryDirectory(prefix="tandem-rank-") as scratch:
+            yield Path(scratch) / path.name
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -30,6 +42,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
+    if not _writes():
+        return
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
@@ -43,6 +57,8 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Append one line; a log, so a torn last line on kill is acceptable and skipped by readers."""
+    if not _writes():
+        return
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
 

@@ -6,6 +6,7 @@ Input errors print one line on stderr and exit with code 2; nothing is written f
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -25,8 +26,10 @@ def _load(args):
 
 def _prepare(cfg, args):
     from tandem.data.cache import prepare_data
+    from tandem.training.distributed import main_first
 
-    return prepare_data(cfg, log=_log(args.quiet), progress=not args.quiet)
+    with main_first():  # under torchrun rank 0 fills the token cache, then the other ranks read it
+        return prepare_data(cfg, log=_log(args.quiet), progress=not args.quiet)
 
 
 def cmd_prepare(args) -> int:
@@ -53,8 +56,11 @@ def train_and_evaluate(cfg, data, weights: dict, out: Path, resume: bool, quiet:
 
     log = _log(quiet)
     outcome = train(cfg, data, as_array(weights, data.domains), out, model_cfg=model_cfg, resume=resume, progress=not quiet, log=log)
-    save_model(outcome.model, out / "model", extra=_model_meta(cfg, data))
-    data.tokenizer.save(out / "model" / "tokenizer.json")
+    from tandem.training.distributed import is_main
+
+    if is_main():
+        save_model(outcome.model, out / "model", extra=_model_meta(cfg, data))
+        data.tokenizer.save(out / "model" / "tokenizer.json")
     result = evaluate(outcome.model, data, cfg.train.seq_len, cfg.eval.max_tokens, cfg.eval.batch_size,
                       outcome.learner.device, cfg.train.precision)
     ev = {
@@ -216,15 +222,23 @@ def _register_more(sub, common) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tandem.training import distributed
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    stdout = sys.stdout
+    distributed.init_from_env()  # under torchrun: join the process group; otherwise nothing
+    if not distributed.is_main():
+        args.quiet = True  # one progress bar, one log and one printed result: rank 0's
+        sys.stdout = open(os.devnull, "w")
     try:
         return int(args.func(args) or 0)
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if distributed.is_main():  # every rank meets the same input error; one line says it
+            print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -234,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 0
+    finally:
+        if sys.stdout is not stdout:
+            sys.stdout.close()
+            sys.stdout = stdout
+        distributed.teardown()
 
 
 if __name__ == "__main__":

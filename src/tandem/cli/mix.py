@@ -94,7 +94,10 @@ def cmd_run(args) -> int:
     log = _log(args.quiet)
     log(f"stage one: {cfg.mixer.method} on a {cfg.mixer.proxy.preset} proxy")
     res = optimize(cfg, data, out / "optimize", resume=args.resume, progress=not args.quiet, log=log)
-    shutil.copyfile(out / "optimize" / "weights.json", out / "weights.json")
+    from tandem.training.distributed import is_main
+
+    if is_main():
+        shutil.copyfile(out / "optimize" / "weights.json", out / "weights.json")
     learned = res.as_dict(res.recommended)
     log(f"stage two: {cfg.model.preset} target on the learned mixture")
     evals = {cfg.mixer.method: _stage_two(cfg, data, learned, out, args)}

@@ -15,12 +15,14 @@ import torch
 
 from tandem.config import Config
 from tandem.data.cache import PreparedData, natural_weights
+from tandem.errors import InputError
 from tandem.io import append_jsonl, write_json, write_text
 from tandem.mixing import methods
 from tandem.mixing.lm import LMProblem, target_weights
 from tandem.mixing.loop import EpisodeRecord, LoopState, run_loop
 from tandem.models import build_model
 from tandem.training.checkpoint import load_checkpoint, save_checkpoint
+from tandem.training.distributed import is_main
 from tandem.training.learner import Learner, OptimConfig
 from tandem.training.trainer import setup_torch, truncate_metrics
 
@@ -182,8 +184,12 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     oc = twin_optim_config(cfg, total)
     proxy_model = build_model(mc.proxy, data.vocab_size, cfg.train.seq_len, cfg.seed, cfg.base_dir)
     ref_model = build_model(mc.proxy, data.vocab_size, cfg.train.seq_len, cfg.seed, cfg.base_dir)
-    proxy = Learner(proxy_model, oc, len(names), device, cfg.train.precision)
-    reference = Learner(ref_model, oc, len(names), device, cfg.train.precision)
+    compile_ = cfg.train.compile if mc.compile is None else mc.compile
+    fsdp = cfg.train.fsdp if mc.fsdp is None else mc.fsdp
+    proxy = Learner(proxy_model, oc, len(names), device, cfg.train.precision, compile=compile_, fsdp=fsdp)
+    reference = Learner(ref_model, oc, len(names), device, cfg.train.precision, compile=compile_, fsdp=fsdp)
+    if resume and proxy.fsdp:
+        raise InputError("mixer.fsdp: no checkpoints are written with FSDP, so --resume is not available with it")
     problem = LMProblem(cfg, data, batch_size)
     state = LoopState(alpha=methods.initial_weights(mc, names, natural))
 
@@ -203,13 +209,15 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
                               history=[_record_from_json(h, names) for h in st["history"]])
             truncate_metrics(metrics_path, state.episode - 1, key="episode")
             log(f"resumed at episode {state.episode}")
-    if state.episode == 0 and not state.warmed_up and metrics_path.exists():
+    if state.episode == 0 and not state.warmed_up and metrics_path.exists() and is_main():
         metrics_path.unlink()
     ref_steps_pre = 0
     if spec.reference == "frozen" and loaded is None:
         ref_steps_pre = pretrain_reference(cfg, data, reference, batch_size, total, natural, progress)
 
     def checkpoint() -> None:
+        if proxy.fsdp or not is_main():  # rank 0 saves; sharded twins are not checkpointed
+            return
         save_checkpoint(
             ckpt_dir, {"proxy": proxy.model, "reference": reference.model},
             {"proxy_opt": proxy.optimizer.state_dict(), "reference_opt": reference.optimizer.state_dict(),

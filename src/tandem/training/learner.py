@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from tandem.data.sampler import Batch
+from tandem.training import distributed
 from tandem.training.loss import DomainLossMeter, domain_sums, token_losses
 
 
@@ -45,9 +46,18 @@ def lr_at(step: int, peak: float, warmup: int, total: int, min_ratio: float) -> 
 
 
 def resolve_device(name: str) -> torch.device:
+    """`auto` is CUDA when present; under torchrun a bare `cuda` means this process's own GPU (LOCAL_RANK)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if device.index is None and distributed.active():
+            device = torch.device("cuda", distributed.local_rank())
+        # TF32 for the float32 matmuls that stay outside bf16 autocast (losses, optimizer): same speed class, no
+        # visible change in loss at these scales.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
 
 
 def autocast_for(device: torch.device, precision: str):
@@ -62,18 +72,36 @@ def make_optimizer(model: nn.Module, oc: OptimConfig, device: torch.device) -> t
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": oc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # Fused AdamW is one kernel per step on CUDA; foreach is the fast path on the CPU.
     kw = {"fused": True} if device.type == "cuda" else {"foreach": True}
     return torch.optim.AdamW(groups, lr=oc.lr, betas=(oc.beta1, oc.beta2), **kw)
 
 
 class Learner:
-    def __init__(self, model: nn.Module, oc: OptimConfig, num_domains: int, device: torch.device, precision: str = "auto"):
-        self.model = model.to(device)
+    """A model and its optimizer. Under torchrun every rank holds the same global batches and runs its own rows
+    of them; gradients and per-domain sums are summed across ranks, so every method sees one big batch.
+
+    fsdp: shard parameters, gradients and optimizer state across ranks (FSDP2) for models too large for one
+    device; `compile`: torch.compile the model's forward.
+    """
+
+    def __init__(self, model: nn.Module, oc: OptimConfig, num_domains: int, device: torch.device, precision: str = "auto",
+                 compile: bool = False, fsdp: bool = False):
+        model = model.to(device)
+        distributed.broadcast_params(model)
+        self.fsdp = fsdp and distributed.active()
+        self._plain = None
+        if self.fsdp:
+            # An unsharded copy on the CPU to gather the shards into for saving and evaluation.
+            self._plain = copy.deepcopy(model).to("cpu")
+            distributed.shard_model(model)
+        self.module = model  # the uncompiled module: parameters, state dicts and saving go through it
+        self.model = torch.compile(model) if compile else model
         self.oc = oc
         self.num_domains = num_domains
         self.device = device
         self.autocast = autocast_for(device, precision)
-        self.optimizer = make_optimizer(self.model, oc, device)
+        self.optimizer = make_optimizer(model, oc, device)
         self.step_count = 0
 
     def lr(self) -> float:
@@ -92,9 +120,11 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         meter = DomainLossMeter(self.num_domains)
         for j, (batch, coef) in enumerate(parts):
+            # Coefficients come from the global batch, so summing the ranks' gradients gives the global objective.
             coef = coef.to(self.device, torch.float32)
-            micro = self.oc.micro_batch_size or len(batch)
-            for mb in batch.split(micro):
+            for mb in self._micro_batches(batch):
+                if len(mb) == 0 and not self.fsdp:
+                    continue
                 mb = mb.to(self.device)
                 with self.autocast():
                     logits = model(mb.x)
@@ -103,11 +133,18 @@ class Learner:
                 weighted.backward()
                 if j == 0:
                     meter.add(*domain_sums(loss.detach(), mask, mb.domain, self.num_domains))
+        if not self.fsdp:
+            distributed.all_reduce_grads(self.module.parameters())  # FSDP reduce-scatters its own (as sums)
+        distributed.all_reduce_meter(meter)
         if self.oc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.oc.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.oc.grad_clip)
         self.optimizer.step()
         self.step_count += 1
         return meter
+
+    def _micro_batches(self, batch: Batch) -> list[Batch]:
+        return distributed.micro_batches(distributed.local_rows(batch), len(batch), self.oc.micro_batch_size,
+                                         equal_count=self.fsdp)
 
     @torch.no_grad()
     def domain_losses(self, batches: list[Batch]) -> np.ndarray:
@@ -115,19 +152,24 @@ class Learner:
         self.model.eval()
         meter = DomainLossMeter(self.num_domains)
         for batch in batches:
-            micro = self.oc.micro_batch_size or len(batch)
-            for mb in batch.split(micro):
+            for mb in self._micro_batches(batch):
+                if len(mb) == 0 and not self.fsdp:
+                    continue
                 mb = mb.to(self.device)
                 with self.autocast():
                     logits = self.model(mb.x)
                 loss, mask = token_losses(logits, mb.y)
                 meter.add(*domain_sums(loss, mask, mb.domain, self.num_domains))
+        distributed.all_reduce_meter(meter)
         return meter.losses()
 
     def copy_from(self, other: "Learner") -> None:
-        """Become a copy of `other`: parameters, optimizer moments and step count."""
+        """Become a copy of `other`: parameters, optimizer moments and step count (shard by shard under FSDP)."""
+        if self.fsdp:
+            distributed.reshard(self.module)
+            distributed.reshard(other.module)
         with torch.no_grad():
-            for p, q in zip(self.model.parameters(), other.model.parameters()):
+            for p, q in zip(self.module.parameters(), other.module.parameters()):
                 p.copy_(q)
         self.optimizer.load_state_dict(copy.deepcopy(other.optimizer.state_dict()))
         self.step_count = other.step_count
@@ -135,8 +177,23 @@ class Learner:
     @torch.no_grad()
     def distance(self, other: "Learner") -> float:
         """Euclidean distance between the two models' parameters."""
-        sq = sum(((p.double() - q.double()) ** 2).sum() for p, q in zip(self.model.parameters(), other.model.parameters()))
+        if self.fsdp:
+            distributed.reshard(self.module)
+            distributed.reshard(other.module)
+        pairs = zip(self.module.parameters(), other.module.parameters())
+        sq = sum(((distributed.local_tensor(p).double() - distributed.local_tensor(q).double()) ** 2).sum()
+                 for p, q in pairs)
+        if self.fsdp:
+            sq = distributed.all_reduce_sum(torch.as_tensor(sq, dtype=torch.float64).cpu())
         return float(torch.sqrt(sq))
+
+    def full_module(self) -> nn.Module:
+        """The model with all of its parameters, uncompiled, for saving and evaluation (under FSDP a collective
+        that gathers the shards into a plain copy on every rank)."""
+        if not self.fsdp:
+            return self.module
+        self._plain.to(self.device).load_state_dict(distributed.full_state_dict(self.module))
+        return self._plain
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "step": self.step_count}

@@ -19,6 +19,7 @@ from tandem.errors import InputError
 from tandem.io import append_jsonl
 from tandem.models import build_model
 from tandem.training.checkpoint import load_checkpoint, save_checkpoint
+from tandem.training.distributed import is_main
 from tandem.training.learner import Learner, OptimConfig, resolve_device
 from tandem.training.loss import domain_token_counts, objective_coefficients
 
@@ -86,9 +87,9 @@ def train(
     device = setup_torch(tc)
     names = data.domains
     model = build_model(model_cfg or cfg.model, data.vocab_size, tc.seq_len, cfg.seed, cfg.base_dir)
-    learner = Learner(model, optim_config(tc), len(names), device, tc.precision)
-    if tc.compile:
-        learner.model = torch.compile(learner.model)
+    learner = Learner(model, optim_config(tc), len(names), device, tc.precision, compile=tc.compile, fsdp=tc.fsdp)
+    if resume and learner.fsdp:
+        raise InputError("train.fsdp: no checkpoints are written with FSDP, so --resume is not available with it")
     sampler = MixtureSampler(data.split_arrays("train"), tc.seq_len, cfg.seed, names)
     weights = np.asarray(weights, dtype=np.float64)
 
@@ -110,10 +111,12 @@ def train(
             torch.set_rng_state(tensors["rng"])
             truncate_metrics(metrics_path, learner.step_count)
             log(f"resumed from step {learner.step_count}")
-    if learner.step_count == 0 and metrics_path.exists():
+    if learner.step_count == 0 and metrics_path.exists() and is_main():
         metrics_path.unlink()
 
     def checkpoint() -> None:
+        if learner.fsdp or not is_main():  # rank 0 saves; sharded models are not checkpointed
+            return
         save_checkpoint(
             ckpt_dir,
             {"model": model},
@@ -153,5 +156,5 @@ def train(
             checkpoint()
     bar.close()
     checkpoint()
-    return TrainOutcome(model=getattr(learner.model, "_orig_mod", learner.model), learner=learner, sampler=sampler,
+    return TrainOutcome(model=learner.full_module(), learner=learner, sampler=sampler,
                         wall_time=time.perf_counter() - t0)
