@@ -67,6 +67,9 @@ class LoopSpec:
     sync: bool = True  # reset w <- u at each episode start
     probe_proxy: bool = True  # the proxy also steps during the probe (False: DoGE measures from u itself)
     clip: bool = False  # Delta <- min(Delta, 0): DoReMi's clipped excess loss
+    # A non-finite Delta, or a reference step refused for a non-finite gradient: `stop` raises FloatingPointError,
+    # `skip` keeps the episode's mixture (the record says so) and goes on.
+    on_nonfinite: Literal["stop", "skip"] = "stop"
 
 
 @dataclass
@@ -78,6 +81,7 @@ class EpisodeRecord:
     distance: float  # ||w - u|| when Delta was measured
     proxy_losses: np.ndarray
     reference_losses: np.ndarray
+    skipped: bool = False  # Delta was not finite and on_nonfinite=skip left alpha as it was
 
 
 @dataclass
@@ -125,13 +129,20 @@ def run_loop(
         alpha = state.alpha
         if spec.sync and spec.reference in ("twin", "valid"):
             reference.copy_from(proxy)
+        reference_failed = False
         for _ in range(spec.probe_steps):
             # Draw a train batch only if a twin uses it, so settings that skip it leave the sampler stream alone.
             part = problem.train_part(alpha) if (spec.probe_proxy or spec.reference == "twin") else None
-            if spec.reference == "twin":
-                reference.step([problem.reference_train_part(part, spec.gamma), problem.valid_part()])
-            elif spec.reference == "valid":
-                reference.step([problem.valid_part()])
+            # The same batches are drawn after a failed reference step, so the proxy's stream does not depend on it.
+            ref_parts = ([problem.reference_train_part(part, spec.gamma), problem.valid_part()] if spec.reference == "twin"
+                         else [problem.valid_part()] if spec.reference == "valid" else None)
+            if ref_parts is not None and not reference_failed:
+                try:
+                    reference.step(ref_parts)
+                except FloatingPointError:
+                    if spec.on_nonfinite == "stop":
+                        raise
+                    reference_failed = True
             if spec.probe_proxy:
                 proxy.step([part])
         if spec.probe_proxy and proxy_steps is not None:
@@ -140,12 +151,17 @@ def run_loop(
         lu = proxy.domain_losses(held)
         lw = np.zeros_like(lu) if spec.reference == "none" else reference.domain_losses(held)
         delta = twin_gap(lw, lu, spec.gamma, clip=spec.clip)
+        if reference_failed:
+            delta = np.full_like(delta, np.nan)  # the reference's probe is void, so is the gap it measured
         distance = reference.distance(proxy)
-        if not np.all(np.isfinite(delta)):
+        skipped = not np.all(np.isfinite(delta))
+        if skipped and spec.on_nonfinite == "stop":
             raise FloatingPointError(f"non-finite Delta at episode {state.episode}: {delta}")
-        state.alpha = update_mixture(alpha, delta, spec.update, spec.eta_alpha, spec.smoothing, spec.floor)
+        if not skipped:
+            state.alpha = update_mixture(alpha, delta, spec.update, spec.eta_alpha, spec.smoothing, spec.floor)
         free(spec.free_steps, state.alpha)
-        rec = EpisodeRecord(state.episode, getattr(proxy, "step_count", 0), state.alpha.copy(), delta, distance, lu, lw)
+        rec = EpisodeRecord(state.episode, getattr(proxy, "step_count", 0), state.alpha.copy(), delta, distance, lu, lw,
+                            skipped=skipped)
         state.history.append(rec)
         state.episode += 1
         if on_episode is not None:

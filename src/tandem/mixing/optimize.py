@@ -4,6 +4,7 @@ episode, and writes weights.json, trajectory.csv, metrics.jsonl and weights.png.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from tandem.models import build_model
 from tandem.training.checkpoint import load_checkpoint, save_checkpoint
 from tandem.training.distributed import is_main
 from tandem.training.learner import Learner, OptimConfig
-from tandem.training.trainer import setup_torch, truncate_metrics
+from tandem.training.trainer import refuse_nonfinite_updates, setup_torch, truncate_metrics
 
 
 @dataclass
@@ -43,14 +44,18 @@ class OptimizeResult:
 
 
 def _record_to_json(r: EpisodeRecord, names: list[str]) -> dict:
-    f = lambda a: {d: float(x) for d, x in zip(names, a)}  # noqa: E731
-    return {"episode": r.episode, "step": r.step, "alpha": f(r.alpha), "delta": f(r.delta), "distance": r.distance,
-            "proxy_loss": f(r.proxy_losses), "reference_loss": f(r.reference_losses)}
+    # NaN and infinity are not JSON: a skipped episode's non-finite values are written as null.
+    f = lambda a: {d: (float(x) if np.isfinite(x) else None) for d, x in zip(names, a)}  # noqa: E731
+    return {"episode": r.episode, "step": r.step, "alpha": f(r.alpha), "delta": f(r.delta),
+            "distance": r.distance if np.isfinite(r.distance) else None,
+            "proxy_loss": f(r.proxy_losses), "reference_loss": f(r.reference_losses), "skipped": r.skipped}
 
 
 def _record_from_json(d: dict, names: list[str]) -> EpisodeRecord:
-    g = lambda k: np.array([d[k][n] for n in names])  # noqa: E731
-    return EpisodeRecord(d["episode"], d["step"], g("alpha"), g("delta"), d["distance"], g("proxy_loss"), g("reference_loss"))
+    g = lambda k: np.array([np.nan if d[k][n] is None else d[k][n] for n in names], dtype=np.float64)  # noqa: E731
+    return EpisodeRecord(d["episode"], d["step"], g("alpha"), g("delta"),
+                         np.nan if d["distance"] is None else d["distance"], g("proxy_loss"), g("reference_loss"),
+                         skipped=d.get("skipped", False))
 
 
 def trajectory_csv(history: list[EpisodeRecord], names: list[str]) -> str:
@@ -177,7 +182,7 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     if mc.method in methods.SEARCH_METHODS:
         return search(cfg, mc, data, out_dir, natural, progress, log, t0)
 
-    spec = methods.loop_spec(mc)
+    spec = dataclasses.replace(methods.loop_spec(mc), on_nonfinite=mc.on_nonfinite)
     device = setup_torch(cfg.train)
     batch_size = mc.batch_size or cfg.train.batch_size
     total = spec.warmup_steps + spec.episodes * ((spec.probe_steps if spec.probe_proxy else 0) + spec.free_steps)
@@ -190,6 +195,8 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     reference = Learner(ref_model, oc, len(names), device, cfg.train.precision, compile=compile_, fsdp=fsdp)
     if resume and proxy.fsdp:
         raise InputError("mixer.fsdp: no checkpoints are written with FSDP, so --resume is not available with it")
+    refuse_nonfinite_updates(proxy, "proxy")
+    refuse_nonfinite_updates(reference, "reference")
     problem = LMProblem(cfg, data, batch_size)
     state = LoopState(alpha=methods.initial_weights(mc, names, natural))
 
@@ -215,9 +222,13 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     if spec.reference == "frozen" and loaded is None:
         ref_steps_pre = pretrain_reference(cfg, data, reference, batch_size, total, natural, progress)
 
+    saved_episode = state.episode if loaded is not None else None
+
     def checkpoint() -> None:
+        nonlocal saved_episode
         if proxy.fsdp or not is_main():  # rank 0 saves; sharded twins are not checkpointed
             return
+        saved_episode = state.episode
         save_checkpoint(
             ckpt_dir, {"proxy": proxy.model, "reference": reference.model},
             {"proxy_opt": proxy.optimizer.state_dict(), "reference_opt": reference.optimizer.state_dict(),
@@ -234,13 +245,22 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
 
     def on_episode(st: LoopState, rec: EpisodeRecord) -> None:
         append_jsonl(metrics_path, _record_to_json(rec, names))
+        if rec.skipped:
+            log(f"episode {rec.episode}: non-finite Delta {rec.delta.tolist()}; mixture update skipped (mixer.on_nonfinite=skip)")
         top = int(np.argmax(rec.alpha))
         bar.set_postfix(dist=f"{rec.distance:.3g}", top=f"{names[top]}={rec.alpha[top]:.2f}")
         bar.update(1)
         if mc.checkpoint_interval and st.episode % mc.checkpoint_interval == 0:
             checkpoint()
 
-    state = run_loop(spec, problem, proxy, reference, state, on_episode=on_episode)
+    try:
+        state = run_loop(spec, problem, proxy, reference, state, on_episode=on_episode)
+    except FloatingPointError as err:
+        bar.close()
+        kept = ("no checkpoint yet (a rerun starts from the beginning)" if saved_episode is None
+                else f"the checkpoint after episode {saved_episode} in {ckpt_dir} is kept for --resume")
+        raise FloatingPointError(f"{mc.method} stopped: {str(err).splitlines()[0]}; {kept}; lower mixer.lr or gamma, "
+                                 f"or set mixer.on_nonfinite=skip to drop such episodes' updates") from None
     bar.close()
     if mc.checkpoint_interval:
         checkpoint()

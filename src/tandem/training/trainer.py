@@ -52,6 +52,20 @@ def setup_torch(tc: TrainConfig) -> torch.device:
     return resolve_device(tc.device)
 
 
+def refuse_nonfinite_updates(learner: Learner, what: str) -> None:
+    """Make the learner's optimizer step raise FloatingPointError on a NaN or infinite gradient, before anything
+    moves: the model and its optimizer state stay at the last good step, so a checkpoint taken then resumes."""
+    if learner.fsdp:  # each rank holds only a shard of the gradient; they could disagree on whether to raise
+        return
+
+    def check(optimizer, args, kwargs) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads and not bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))):
+            raise FloatingPointError(f"non-finite gradient in the {what} at step {learner.step_count + 1}")
+
+    learner.optimizer.register_step_pre_hook(check)
+
+
 def read_metrics(path: Path) -> list[dict]:
     """Records of a metrics.jsonl; a torn last line (killed writer) is skipped."""
     out = []
@@ -90,6 +104,7 @@ def train(
     learner = Learner(model, optim_config(tc), len(names), device, tc.precision, compile=tc.compile, fsdp=tc.fsdp)
     if resume and learner.fsdp:
         raise InputError("train.fsdp: no checkpoints are written with FSDP, so --resume is not available with it")
+    refuse_nonfinite_updates(learner, "model")
     sampler = MixtureSampler(data.split_arrays("train"), tc.seq_len, cfg.seed, names)
     weights = np.asarray(weights, dtype=np.float64)
 
@@ -129,15 +144,27 @@ def train(
     bar = tqdm(total=tc.steps, initial=learner.step_count, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
     t0 = time.perf_counter()
     tokens_since, t_last = 0, t0
+    def stop(problem: str) -> None:
+        checkpoint()
+        where = f"checkpoint of step {learner.step_count} saved in {ckpt_dir}" if is_main() and not learner.fsdp else "no checkpoint"
+        raise FloatingPointError(f"{problem}; stopped with a {where}: continue with --resume (for example after "
+                                 f"lowering train.lr)")
+
     while learner.step_count < tc.steps:
+        # Sampler and RNG as they were before this step: a refused step is saved as not yet taken.
+        before = (sampler.state_dict(), torch.get_rng_state())
         batch = sampler.sample(weights, tc.batch_size)
         coef = objective_coefficients(domain_token_counts(batch.y, batch.domain, len(names)))
         lr = learner.lr()  # the rate this step uses (learner.lr() afterwards is the next step's)
-        meter = learner.step([(batch, coef)])
+        try:
+            meter = learner.step([(batch, coef)])
+        except FloatingPointError as err:
+            sampler.load_state_dict(before[0])
+            torch.set_rng_state(before[1])
+            stop(str(err))
         loss = meter.mean()
         if not np.isfinite(loss):
-            checkpoint()
-            raise FloatingPointError(f"non-finite training loss at step {learner.step_count}; checkpoint saved in {ckpt_dir}")
+            stop(f"non-finite training loss at step {learner.step_count}")
         tokens_since += batch.x.numel()
         step = learner.step_count
         if step % tc.log_interval == 0 or step == tc.steps:
