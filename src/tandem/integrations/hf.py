@@ -1,0 +1,266 @@
+"""TANDEM inside an existing Hugging Face `Trainer` run: a sampling dataset and a callback that steers it.
+
+The Trainer's model plays the proxy u and keeps training as the Trainer says. The callback holds the
+reference twin w (a `Learner` on a copy of the model) and runs the episodes of `tandem.mixing.loop` on
+the Trainer's clock:
+
+    warm-up: mixer.warmup_steps Trainer steps on the initial mixture
+    episode start (Trainer step begins):  w <- u   (parameters, AdamW moments, current learning rate)
+    each of the next K Trainer steps:     w takes one step on L_val + gamma L_train(alpha)
+    after the K-th:                        Delta = gamma (L(w) - L(u)) on held batches; alpha <- update(alpha, Delta);
+                                           the dataset draws by the new alpha from its next draw on
+    E more Trainer steps (free steps), then the next episode
+
+Batches, Delta and the update are the same code as `tandem optimize` (LMProblem, twin_gap, update_mixture).
+One difference: the proxy's batches come from the Trainer's data loader, so the reference's train rows are
+drawn from the same mixture but are not the proxy's rows (in `tandem optimize` they are a subset of them).
+
+    cfg = load_config("configs/default.yaml"); data = prepare_data(cfg)
+    dataset = MixtureDataset(data, cfg.train.seq_len, seed=cfg.seed)
+    tandem = TandemCallback(cfg, data, dataset, out_dir="runs/hf-mix")
+    Trainer(model=model, args=args, train_dataset=dataset, callbacks=[tandem]).train()
+    tandem.interleave_probabilities()   # for datasets.interleave_datasets(probabilities=...)
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+
+from tandem.config import Config
+from tandem.data.cache import PreparedData, natural_weights
+from tandem.data.sampler import MixtureSampler
+from tandem.errors import InputError
+from tandem.mixing import methods
+from tandem.mixing.lm import LMProblem, target_weights
+from tandem.mixing.loop import EpisodeRecord, LoopState
+from tandem.mixing.updates import twin_gap, update_mixture
+from tandem.models import HFCausalLM
+from tandem.training.learner import Learner, OptimConfig
+
+
+class MixtureDataset(torch.utils.data.IterableDataset):
+    """An endless stream of `{"input_ids", "labels"}` rows of `seq_len` tokens from the train splits, each
+    draw of `draw_size` rows allocated to domains by the weights current at that draw.
+
+    The weights live in shared memory, so data-loader workers (forked after the dataset is built) see every
+    `set_weights`; each worker draws its own seeded stream. `draw_size` equal to the per-device batch gives
+    every batch its domains' shares exactly (floor or ceiling of B w_i rows; see MixtureSampler). With
+    `record_draws`, the main process keeps (weights read, rows per domain) of every draw.
+    """
+
+    def __init__(self, data: PreparedData, seq_len: int, weights=None, seed: int = 0, draw_size: int = 1,
+                 record_draws: bool = False):
+        super().__init__()
+        self.names = list(data.domains)
+        self.arrays = data.split_arrays("train")
+        self.seq_len = seq_len
+        self.seed = seed
+        if draw_size < 1:
+            raise InputError(f"MixtureDataset: draw_size must be >= 1, got {draw_size}")
+        self.draw_size = draw_size
+        self.record_draws = record_draws
+        self.draws: list[tuple[np.ndarray, np.ndarray]] = []
+        self._weights = torch.full((len(self.names),), 1.0 / len(self.names), dtype=torch.float64).share_memory_()
+        self._sampler: MixtureSampler | None = None
+        if weights is not None:
+            self.set_weights(weights)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {d: float(w) for d, w in zip(self.names, self._weights.tolist())}
+
+    def set_weights(self, weights) -> None:
+        """New sampling weights (a {domain: weight} map or an array in domain order), used from the next draw."""
+        if isinstance(weights, dict):
+            unknown = set(weights) - set(self.names)
+            if unknown:
+                raise InputError(f"MixtureDataset.set_weights: unknown domain(s) {sorted(unknown)}; expected {self.names}")
+            weights = [weights.get(d, 0.0) for d in self.names]
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(self.names),) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise InputError(f"MixtureDataset.set_weights: expected {len(self.names)} finite non-negative weights "
+                             f"with a positive sum, got {w}")
+        self._weights.copy_(torch.from_numpy(w / w.sum()))
+
+    def __iter__(self):
+        if self._sampler is None:
+            info = torch.utils.data.get_worker_info()
+            worker = info.id if info is not None else 0
+            # The sampler persists across iter() calls so a restarted epoch continues the stream, not repeats it.
+            self._sampler = MixtureSampler(self.arrays, self.seq_len, self.seed + 7_777 * (worker + 1), self.names)
+        sampler = self._sampler
+        while True:
+            w = self._weights.numpy().copy()
+            batch = sampler.sample(w, self.draw_size)
+            if self.record_draws:
+                self.draws.append((w, np.bincount(batch.domain.numpy(), minlength=len(self.names))))
+            for row in batch.x:
+                # Hugging Face causal LMs shift the labels themselves.
+                yield {"input_ids": row, "labels": row.clone()}
+
+
+def _adam_moments(optimizer) -> torch.optim.Optimizer | None:
+    opt = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the Trainer's optimizer
+    return opt if isinstance(opt, torch.optim.Optimizer) else None
+
+
+class TandemCallback(TrainerCallback):
+    """Steers a running `Trainer` whose `train_dataset` is `dataset` by TANDEM (settings from `cfg.mixer`).
+
+    out_dir: where to write what `tandem optimize` writes (weights.json, trajectory.csv, metrics.jsonl,
+    weights.png), so `tandem export` and `tandem report` read it; None writes nothing.
+    """
+
+    def __init__(self, cfg: Config, data: PreparedData, dataset: MixtureDataset, out_dir: str | Path | None = None):
+        mc = methods.effective(cfg.mixer)
+        if mc.method != "tandem":
+            raise InputError(f"mixer.method: the Trainer callback runs tandem, got {mc.method!r}")
+        if dataset.names != list(data.domains) or dataset.seq_len != cfg.train.seq_len:
+            raise InputError(f"TandemCallback: the dataset must draw the config's domains {data.domains} with "
+                             f"train.seq_len={cfg.train.seq_len} tokens per row")
+        self.cfg, self.data, self.dataset = cfg, data, dataset
+        self.mc = mc
+        self.spec = methods.loop_spec(mc)
+        self.names = list(data.domains)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.state = LoopState(alpha=methods.initial_weights(mc, self.names, natural_weights(data)))
+        self.dataset.set_weights(self.state.alpha)
+        self.problem: LMProblem | None = None
+        self.proxy: Learner | None = None
+        self.reference: Learner | None = None
+        self._probe_left = 0
+        self._model = None
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The current mixture (what the dataset draws by)."""
+        return {d: float(x) for d, x in zip(self.names, self.state.alpha)}
+
+    @property
+    def recommended(self) -> dict[str, float]:
+        """The mixture `mixer.report` recommends: the average over episodes or the final one."""
+        w = self.state.average if self.mc.report == "average" else self.state.alpha
+        return {d: float(x) for d, x in zip(self.names, w)}
+
+    def interleave_probabilities(self, order: list[str] | None = None) -> list[float]:
+        """The recommended mixture as `datasets.interleave_datasets(probabilities=...)` wants it, in `order`."""
+        from tandem.report.export import datasets_probabilities
+
+        return datasets_probabilities(self.recommended, order)["probabilities"]
+
+    # --- Trainer events -------------------------------------------------------------------------------------
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if model is None:
+            raise InputError("TandemCallback: the Trainer passed no model")
+        if args.dataloader_num_workers > 0 and self.dataset.record_draws:
+            raise InputError("MixtureDataset(record_draws=True) sees only draws made in the main process; "
+                             "set dataloader_num_workers=0")
+        device = next(model.parameters()).device
+        batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
+        self.problem = LMProblem(self.cfg, self.data, batch)
+        oc = OptimConfig(lr=args.learning_rate, total_steps=1 << 30, warmup_steps=0, min_lr_ratio=1.0,
+                         weight_decay=args.weight_decay, beta1=args.adam_beta1, beta2=args.adam_beta2,
+                         grad_clip=args.max_grad_norm, micro_batch_size=args.per_device_train_batch_size)
+        precision = self.cfg.train.precision
+        # The proxy's Learner only measures losses (its optimizer never steps: the Trainer trains the model).
+        self.proxy = Learner(HFCausalLM(model), oc, len(self.names), device, precision)
+        self.reference = Learner(HFCausalLM(copy.deepcopy(model)), oc, len(self.names), device, precision)
+        self._model = model
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
+
+    def on_step_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        spec = self.spec
+        since = state.global_step - spec.warmup_steps
+        if (self._probe_left == 0 and self.state.episode < spec.episodes and since >= 0
+                and since % (spec.probe_steps + spec.free_steps) == 0):
+            self.state.warmed_up = True
+            if spec.sync or self.state.episode == 0:
+                self._sync(optimizer, lr_scheduler, state.global_step)
+            self._probe_left = spec.probe_steps
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._probe_left == 0:
+            return
+        spec, problem = self.spec, self.problem
+        part = problem.train_part(self.state.alpha)
+        self.reference.step([problem.reference_train_part(part, spec.gamma), problem.valid_part()])
+        self._probe_left -= 1
+        if self._probe_left == 0:
+            self._update(state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.out_dir is None:
+            return
+        from tandem.io import write_text
+        from tandem.mixing.optimize import trajectory_csv, write_weights
+
+        average = self.state.average
+        recommended = average if self.mc.report == "average" else self.state.alpha
+        write_weights(self.out_dir, self.names, self.state.alpha, average, recommended, "tandem", {
+            "target": {d: float(x) for d, x in zip(self.names, target_weights(self.mc.target, self.names))},
+            "episodes": self.state.episode, "probe_steps": self.spec.probe_steps, "free_steps": self.spec.free_steps,
+            "gamma": self.spec.gamma, "eta_alpha": self.spec.eta_alpha, "update": self.spec.update,
+            "sync": self.spec.sync, "proxy_steps": state.global_step, "trainer": "transformers.Trainer",
+        })
+        write_text(self.out_dir / "trajectory.csv", trajectory_csv(self.state.history, self.names))
+        if self.state.history:
+            from tandem.report.plots import plot_trajectories
+
+            h = self.state.history
+            plot_trajectories([r.step for r in h], np.stack([r.alpha for r in h]), self.names,
+                              self.out_dir / "weights.png", title="tandem (Trainer callback): domain weights",
+                              distance=[max(r.distance, 1e-12) for r in h])
+
+    # --- the twin ---------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _sync(self, optimizer, lr_scheduler, step: int) -> None:
+        """w <- u: parameters, the AdamW moments of the Trainer's optimizer, and its current learning rate."""
+        ref, proxy = self.reference, self.proxy
+        ref_params = list(ref.model.parameters())
+        proxy_params = list(proxy.model.parameters())
+        for p, q in zip(ref_params, proxy_params):
+            p.copy_(q)
+        ref.optimizer.state.clear()
+        source = _adam_moments(optimizer)
+        if source is not None:
+            for p, q in zip(ref_params, proxy_params):
+                st = source.state.get(q)
+                # Moments are copied only from an Adam-family optimizer; otherwise the twin starts them fresh.
+                if st and {"exp_avg", "exp_avg_sq", "step"} <= set(st):
+                    ref.optimizer.state[p] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in st.items()}
+        lr = lr_scheduler.get_last_lr()[0] if lr_scheduler is not None else (
+            source.param_groups[0]["lr"] if source is not None else ref.oc.lr)
+        ref.oc = replace(ref.oc, lr=float(lr))  # constant over the K probe steps, as the Trainer's barely moves
+        ref.step_count = step
+
+    def _update(self, step: int) -> None:
+        spec = self.spec
+        held = self.problem.held_batches()
+        lu = self.proxy.domain_losses(held)
+        lw = self.reference.domain_losses(held)
+        self._model.train()  # domain_losses leaves the model in eval mode
+        delta = twin_gap(lw, lu, spec.gamma)
+        if not np.all(np.isfinite(delta)):
+            raise FloatingPointError(f"non-finite Delta at episode {self.state.episode}: {delta}")
+        distance = self.reference.distance(self.proxy)
+        self.state.alpha = update_mixture(self.state.alpha, delta, spec.update, spec.eta_alpha, spec.smoothing,
+                                          spec.floor)
+        self.dataset.set_weights(self.state.alpha)
+        rec = EpisodeRecord(self.state.episode, step, self.state.alpha.copy(), delta, distance, lu, lw)
+        self.state.history.append(rec)
+        self.state.episode += 1
+        if self.out_dir is not None:
+            from tandem.io import append_jsonl
+            from tandem.mixing.optimize import _record_to_json
+
+            append_jsonl(self.out_dir / "metrics.jsonl", _record_to_json(rec, self.names))

@@ -1,0 +1,90 @@
+"""TANDEM steering a real Hugging Face Trainer: the callback moves the weights, the dataset draws by them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tandem.config import load_config
+from tandem.data.cache import prepare_data
+
+transformers = pytest.importorskip("transformers")
+
+K, E, EPISODES, STEPS, BATCH = 2, 2, 6, 24, 8
+
+
+@pytest.fixture(scope="module")
+def trained(shared_cfg, tmp_path_factory):
+    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+
+    from tandem.integrations.hf import MixtureDataset, TandemCallback
+
+    torch.set_num_threads(1)
+    cfg = load_config(shared_cfg, [f"mixer.episodes={EPISODES}", f"mixer.probe_steps={K}", f"mixer.free_steps={E}",
+                                   "mixer.eta_alpha=30", "mixer.eval_sequences=4"])
+    data = prepare_data(cfg)
+    out = tmp_path_factory.mktemp("hf")
+    dataset = MixtureDataset(data, cfg.train.seq_len, seed=cfg.seed, draw_size=BATCH, record_draws=True)
+    callback = TandemCallback(cfg, data, dataset, out_dir=out / "tandem")
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=data.vocab_size, n_positions=cfg.train.seq_len, n_embd=32,
+                                       n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0))
+    args = TrainingArguments(output_dir=str(out / "trainer"), max_steps=STEPS, per_device_train_batch_size=BATCH,
+                             learning_rate=3e-3, logging_strategy="no", save_strategy="no", report_to="none",
+                             use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0)
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, callbacks=[callback])
+    trainer.train()
+    return callback, dataset, trainer, out / "tandem"
+
+
+def test_callback_changes_the_sampling_weights(trained):
+    callback, dataset, trainer, _ = trained
+    assert trainer.state.global_step == STEPS
+    assert len(callback.state.history) == EPISODES
+    # Episodes end after K probe steps, on the Trainer's clock: steps 2, 6, 10, ...
+    assert [r.step for r in callback.state.history] == [K + i * (K + E) for i in range(EPISODES)]
+    first = callback.state.history[0]
+    assert first.distance > 0  # the twin moved away from the proxy during the probe
+    uniform = np.full(3, 1 / 3)
+    assert np.abs(callback.state.alpha - uniform).max() > 0.02
+    np.testing.assert_allclose(list(dataset.weights.values()), callback.state.alpha, atol=1e-12)
+    # The update is the optimize loop's: EG on Delta from the measured twin losses.
+    from tandem.mixing.updates import twin_gap, update_mixture
+
+    for prev, rec in zip([uniform] + [r.alpha for r in callback.state.history], callback.state.history):
+        delta = twin_gap(rec.reference_losses, rec.proxy_losses, callback.spec.gamma)
+        np.testing.assert_allclose(rec.delta, delta)
+        np.testing.assert_allclose(rec.alpha, update_mixture(prev, delta, "eg", callback.spec.eta_alpha), atol=1e-12)
+
+
+def test_draws_follow_the_current_weights(trained):
+    callback, dataset, _, _ = trained
+    draws = dataset.draws
+    assert len(draws) >= STEPS
+    for w, counts in draws:
+        assert counts.sum() == BATCH
+        assert np.all(np.abs(counts - BATCH * w) < 1 + 1e-9), (w, counts)  # each batch holds its shares exactly
+    seen = [w for w, _ in draws]
+    # Every mixture the callback set (but the last, set at the final step) was read by later draws.
+    for rec in callback.state.history[:-1]:
+        assert any(np.allclose(w, rec.alpha, atol=1e-12) for w in seen), rec.episode
+    # Each mixture is read by every draw until the next update: K + E batches, less the one the loader prefetched.
+    for rec in callback.state.history[:-1]:
+        used = [c for w, c in draws if np.allclose(w, rec.alpha, atol=1e-12)]
+        assert len(used) >= K + E - 1, (rec.episode, len(used))
+        assert np.all(np.abs(sum(used) - len(used) * BATCH * rec.alpha) < len(used))
+
+
+def test_outputs_match_tandem_optimize_and_export(trained, cli):
+    callback, _, _, out = trained
+    w = json.loads((out / "weights.json").read_text())
+    assert w["domain_weights"] == pytest.approx(callback.recommended)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == EPISODES
+    assert len((out / "trajectory.csv").read_text().splitlines()) == EPISODES + 1
+    probs = callback.interleave_probabilities(["prose", "docs", "code"])
+    assert probs == pytest.approx([callback.recommended[d] for d in ["prose", "docs", "code"]])
+    rc, text, _ = cli("export", out, "--format", "datasets", "--order", "prose,docs,code")
+    assert rc == 0 and json.loads(text)["probabilities"] == pytest.approx(probs)
