@@ -210,6 +210,12 @@ class MixerConfig(_Section):
         None, ge=1, description="method=doremi: steps of the frozen reference (default: the proxy's step count)."
     )
     batch_size: Optional[int] = Field(None, ge=1, description="Twins' batch size (default: train.batch_size).")
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        "stop",
+        description="A NaN or infinite Delta (or a reference step with a non-finite gradient): `stop` ends the run "
+        "with a message and keeps the last episode checkpoint for --resume; `skip` keeps that episode's mixture, "
+        "logs it and goes on.",
+    )
     compile: Optional[bool] = Field(None, description="torch.compile the proxy and reference (default: train.compile).")
     fsdp: Optional[bool] = Field(None, description="Shard the proxy and reference across ranks with FSDP2 (default: train.fsdp).")
 
