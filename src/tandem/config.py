@@ -45,6 +45,11 @@ class DomainConfig(_Section):
     format: Literal["auto", "jsonl", "txt", "parquet", "hf"] = Field(
         "auto", description="File format; `auto` infers it from the extension (a folder is a `datasets` save_to_disk folder)."
     )
+    metric: Optional[Literal["accuracy", "exact_match_f1"]] = Field(
+        None,
+        description="SFT task metric from greedy generation (`tandem metrics`): `accuracy` for classification, "
+        "`exact_match_f1` (exact match and token F1) for extraction; null = loss only.",
+    )
 
     @model_validator(mode="after")
     def _one_layout(self) -> "DomainConfig":

@@ -214,11 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_more(sub, common) -> None:
     """Mixture-optimization commands: optimize and run (tandem.cli.mix), compare (tandem.cli.compare)."""
-    from tandem.cli import compare, mix, tools
+    from tandem.cli import compare, mix, sft, tools
 
     mix.register(sub, common)
     compare.register(sub, common)
     tools.register(sub, common)  # export, report
+    sft.register(sub, common)  # ecommerce, metrics
 
 
 def main(argv: list[str] | None = None) -> int:
