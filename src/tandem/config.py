@@ -50,6 +50,11 @@ class DomainConfig(_Section):
         description="SFT task metric from greedy generation (`tandem metrics`): `accuracy` for classification, "
         "`exact_match_f1` (exact match and token F1) for extraction; null = loss only.",
     )
+    kind: Literal["text", "sft"] = Field(
+        "text",
+        description="`text`: documents for language modelling; `sft`: supervised fine-tuning rows "
+        "({prompt, response} or {messages: [{role, content}, ...]}), loss only on the response (assistant) tokens.",
+    )
 
     @model_validator(mode="after")
     def _one_layout(self) -> "DomainConfig":
@@ -80,6 +85,11 @@ class DataConfig(_Section):
     text_field: str = Field("text", description="Default field holding the text in jsonl/parquet/datasets rows.")
     cache_dir: str = Field(".tandem_cache", description="Token cache folder (relative to the config file).")
     append_eos: bool = Field(True, description="Append the end-of-text token after every document.")
+    chat_template: str = Field(
+        "auto",
+        description="How SFT rows are rendered: `auto` (the tokenizer's own chat template where it has one, the "
+        "default template otherwise), `default` (always the default template), or a Jinja template file (relative to the config).",
+    )
 
     @field_validator("domains")
     @classmethod

@@ -19,7 +19,8 @@ from typing import Callable
 import numpy as np
 
 from tandem.config import SPLITS, Config, DomainConfig
-from tandem.data.readers import expand_sources, fingerprint_sources, read_documents
+from tandem.data.readers import expand_sources, fingerprint_sources, read_documents, read_records
+from tandem.data.sft import ChatRenderer, SFTExamples, message_text, resolve_template, row_messages
 from tandem.data.tokenizer import TextTokenizer, load_hf_tokenizer, load_tokenizer_file, sample_texts, train_bpe
 from tandem.errors import InputError
 from tandem.io import atomic_path, write_json
@@ -46,10 +47,15 @@ class PreparedData:
     tokenizer: TextTokenizer
     cache_dir: Path
     index: dict
-    arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    # A text domain's split is a flat token array; an SFT domain's is SFTExamples, whose len() counts supervised tokens.
+    arrays: dict[str, dict[str, np.ndarray | SFTExamples]] = field(default_factory=dict)
+    chat: ChatRenderer | None = None  # the renderer SFT domains were encoded with (None when there are none)
 
-    def tokens(self, domain: str, split: str) -> np.ndarray:
+    def tokens(self, domain: str, split: str) -> np.ndarray | SFTExamples:
         return self.arrays[domain][split]
+
+    def is_sft(self, domain: str) -> bool:
+        return isinstance(self.arrays[domain]["train"], SFTExamples)
 
     def split_arrays(self, split: str) -> list[np.ndarray]:
         return [self.arrays[d][split] for d in self.domains]
@@ -106,20 +112,27 @@ def _split_of_documents(docs: list[str], fractions: dict[str, float], seed: int,
     return {s: [docs[i] for i in sorted(idx)] for s, idx in parts.items()}
 
 
-def _documents(ds: DomainSplits, split: str, cfg: Config) -> list[str] | None:
+def _documents(ds: DomainSplits, split: str, cfg: Config) -> list | None:
+    """A split's documents: strings for text domains, conversations (lists of messages) for SFT domains."""
     field_name = ds.spec.text_field or cfg.data.text_field
+    if ds.spec.kind == "sft":
+        read = lambda paths, sp: [row_messages(row, where) for where, row in read_records(paths, ds.spec.format, sp)]  # noqa: E731
+    else:
+        read = lambda paths, sp: list(read_documents(paths, ds.spec.format, field_name, sp))  # noqa: E731
     if ds.spec.source is not None:
         if ds.spec.split.get(split, 0.0) <= 0:
             return None  # a split given no fraction is absent, like an omitted train/valid/test file
-        docs = list(read_documents(ds.paths[split], ds.spec.format, field_name))
+        docs = read(ds.paths[split], None)
         return _split_of_documents(docs, ds.spec.split, cfg.seed, ds.name)[split]
     if not ds.paths[split]:
         return None
-    return list(read_documents(ds.paths[split], ds.spec.format, field_name, split))
+    return read(ds.paths[split], split)
 
 
-def _entry_key(ds: DomainSplits, split: str, cfg: Config, tok_fp: str) -> str:
+def _entry_key(ds: DomainSplits, split: str, cfg: Config, tok_fp: str, chat: ChatRenderer | None = None) -> str:
     layout = {"split": ds.spec.split, "seed": cfg.seed} if ds.spec.source is not None else None
+    if ds.spec.kind == "sft":
+        return _hash(INDEX_VERSION, "sft", ds.fingerprint[split], tok_fp, chat.fingerprint, ds.spec.format, layout)
     return _hash(
         INDEX_VERSION,
         ds.fingerprint[split],
@@ -140,7 +153,7 @@ def load_tokenizer(cfg: Config, domains: list[DomainSplits], cache_dir: Path, in
     # Everything that decides which documents form the train splits, so the tokenizer never depends on cache history.
     train_docs = [
         (d.name, d.fingerprint["train"], d.spec.split, cfg.seed if d.spec.source is not None else None,
-         d.spec.text_field or cfg.data.text_field, d.spec.format)
+         d.spec.text_field or cfg.data.text_field, d.spec.format, *(("sft",) if d.spec.kind == "sft" else ()))
         for d in domains
     ]
     key = _hash("bpe", tc.vocab_size, tc.min_frequency, tc.max_train_chars, train_docs)
@@ -151,7 +164,8 @@ def load_tokenizer(cfg: Config, domains: list[DomainSplits], cache_dir: Path, in
 
     def texts():
         # Round-robin over domains so a capped trainer still sees every domain.
-        iters = [iter(_documents(d, "train", cfg) or []) for d in domains]
+        iters = [iter(_documents(d, "train", cfg) or []) if d.spec.kind == "text"
+                 else (message_text(c) for c in _documents(d, "train", cfg) or []) for d in domains]
         while iters:
             alive = []
             for it in iters:
@@ -183,6 +197,45 @@ def _write_tokens(docs: list[str], tok: TextTokenizer, path: Path, dtype: np.dty
     return n
 
 
+def _write_sft(convs: list, chat: ChatRenderer, paths: dict[str, Path], dtype: np.dtype) -> int:
+    """Tokens, response mask (uint8) and example offsets (int64, one more than examples); returns the token count."""
+    offsets = [0]
+    with atomic_path(paths["tokens"]) as tmp_t, atomic_path(paths["mask"]) as tmp_m:
+        with open(tmp_t, "wb") as ft, open(tmp_m, "wb") as fm:
+            for i in range(0, len(convs), ENCODE_CHUNK):
+                for ids, mask in chat.encode(convs[i : i + ENCODE_CHUNK]):
+                    ft.write(np.asarray(ids, dtype=dtype).tobytes())
+                    fm.write(mask.tobytes())
+                    offsets.append(offsets[-1] + len(ids))
+            for f in (ft, fm):
+                f.flush()
+                os.fsync(f.fileno())
+        with atomic_path(paths["offsets"]) as tmp_o:
+            np.asarray(offsets, dtype=np.int64).tofile(tmp_o)
+    return offsets[-1]
+
+
+def _sft_paths(cache_dir: Path, rel: str) -> dict[str, Path]:
+    stem = rel.removesuffix(".bin")
+    return {"tokens": cache_dir / rel, "mask": cache_dir / f"{stem}.mask.bin", "offsets": cache_dir / f"{stem}.offsets.bin"}
+
+
+def _open_sft(cache_dir: Path, e: dict, dtype: np.dtype, pad_id: int) -> SFTExamples:
+    paths = _sft_paths(cache_dir, e["file"])
+    n, m = e["tokens"], e["documents"]
+    return SFTExamples(np.memmap(paths["tokens"], dtype=dtype, mode="r", shape=(n,)),
+                       np.memmap(paths["mask"], dtype=np.uint8, mode="r", shape=(n,)),
+                       np.fromfile(paths["offsets"], dtype=np.int64, count=m + 1), pad_id)
+
+
+def _sft_fresh(cache_dir: Path, e: dict, dtype: np.dtype) -> bool:
+    if e.get("file") is None:
+        return True
+    paths = _sft_paths(cache_dir, e["file"])
+    sizes = {"tokens": e["tokens"] * dtype.itemsize, "mask": e["tokens"], "offsets": (e["documents"] + 1) * 8}
+    return all(paths[k].is_file() and paths[k].stat().st_size == v for k, v in sizes.items())
+
+
 def prepare_data(cfg: Config, log: Callable[[str], None] = lambda s: None, progress: bool = False) -> PreparedData:
     """Tokenize every domain and split (reusing the cache where nothing changed) and open them as memmaps."""
     cache_dir = cfg.resolve(cfg.data.cache_dir)
@@ -207,6 +260,9 @@ def prepare_data(cfg: Config, log: Callable[[str], None] = lambda s: None, progr
     index["tokenizer"] = {**index.get("tokenizer", {}), "fingerprint": tok_fp, "vocab_size": tok.vocab_size, "eos_id": tok.eos_id}
     index["dtype"] = dtype.name
     entries = index.setdefault("entries", {})
+    chat = None
+    if any(d.spec.kind == "sft" for d in domains):
+        chat = ChatRenderer(tok, resolve_template(cfg.data.chat_template, tok, cfg.base_dir))
 
     todo = [(d, s) for d in domains for s in SPLITS]
     bar = None
@@ -217,16 +273,14 @@ def prepare_data(cfg: Config, log: Callable[[str], None] = lambda s: None, progr
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for ds, split in todo:
         name = f"{ds.name}/{split}"
-        key = _entry_key(ds, split, cfg, tok_fp)
+        sft = ds.spec.kind == "sft"
+        key = _entry_key(ds, split, cfg, tok_fp, chat)
         rel = f"{ds.name}/{split}.bin"
         path = cache_dir / rel
         e = entries.get(name)
-        fresh = (
-            e is not None
-            and e.get("key") == key
-            and e.get("dtype") == dtype.name
-            and path.is_file()
-            and path.stat().st_size == e["tokens"] * dtype.itemsize
+        fresh = e is not None and e.get("key") == key and e.get("dtype") == dtype.name and (
+            _sft_fresh(cache_dir, e, dtype) if sft
+            else (path.is_file() and path.stat().st_size == e["tokens"] * dtype.itemsize)
         )
         if not fresh:
             docs = _documents(ds, split, cfg)
@@ -236,13 +290,23 @@ def prepare_data(cfg: Config, log: Callable[[str], None] = lambda s: None, progr
                 if not docs:
                     srcs = ", ".join(str(p) for p in ds.paths[split])
                     raise InputError(f"data.domains.{ds.name}.{split}: no text found in {srcs}")
-                log(f"tokenizing {name} ({len(docs)} documents)")
-                n = _write_tokens(docs, tok, path, dtype, cfg.data.append_eos)
+                log(f"tokenizing {name} ({len(docs)} {'examples' if sft else 'documents'})")
+                if sft:
+                    n = _write_sft(docs, chat, _sft_paths(cache_dir, rel), dtype)
+                else:
+                    n = _write_tokens(docs, tok, path, dtype, cfg.data.append_eos)
                 e = {"key": key, "file": rel, "tokens": n, "documents": len(docs), "dtype": dtype.name,
                      "sources": [str(p) for p in ds.paths[split]]}
+                if sft:
+                    e["kind"] = "sft"
             entries[name] = e
             write_json(index_path, index)  # after every shard, so an interrupted prepare keeps its finished work
-        if e["file"] is None or e["tokens"] == 0:
+        if sft:
+            arr = (_open_sft(cache_dir, e, dtype, tok.eos_id) if e["file"] is not None
+                   else SFTExamples(np.zeros(0, dtype), np.zeros(0, np.uint8), np.zeros(1, np.int64), tok.eos_id))
+            if "supervised" not in e:
+                e["supervised"] = len(arr)
+        elif e["file"] is None or e["tokens"] == 0:
             arr = np.zeros(0, dtype=dtype)
         else:
             arr = np.memmap(path, dtype=dtype, mode="r", shape=(e["tokens"],))
@@ -252,7 +316,8 @@ def prepare_data(cfg: Config, log: Callable[[str], None] = lambda s: None, progr
     if bar is not None:
         bar.close()
     write_json(index_path, index)
-    return PreparedData(domains=[d.name for d in domains], tokenizer=tok, cache_dir=cache_dir, index=index, arrays=arrays)
+    return PreparedData(domains=[d.name for d in domains], tokenizer=tok, cache_dir=cache_dir, index=index, arrays=arrays,
+                        chat=chat)
 
 
 def natural_weights(data: PreparedData) -> dict[str, float]:

@@ -134,7 +134,8 @@ def read_parquet(path: Path, field: str) -> Iterator[str]:
         raise InputError(f"{path}: broken parquet file ({str(err).splitlines()[0]})") from None
 
 
-def read_hf_folder(path: Path, field: str, split: str | None) -> Iterator[str]:
+def _load_hf_split(path: Path, split: str | None):
+    """A `datasets` save_to_disk folder; a DatasetDict gives the named split (or its only one)."""
     import datasets
 
     try:
@@ -148,6 +149,11 @@ def read_hf_folder(path: Path, field: str, split: str | None) -> Iterator[str]:
             ds = next(iter(ds.values()))
         else:
             raise InputError(f"{path}: holds splits {list(ds)}; point at one or name the split as the domain's split")
+    return ds
+
+
+def read_hf_folder(path: Path, field: str, split: str | None) -> Iterator[str]:
+    ds = _load_hf_split(path, split)
     if field not in ds.column_names:
         raise InputError(f"{path}: no column '{field}' (columns: {', '.join(ds.column_names)})")
     yield from _string_column(ds[field], path, field)
@@ -167,6 +173,59 @@ def read_documents(paths: list[Path], fmt: str, field: str, split: str | None = 
             if path.is_dir():
                 raise InputError(f"{path}: is a folder; expected a text file")
             yield from read_txt(path)
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[str, dict]]:
+    try:
+        with _open_text(path) as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise InputError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
+                if not isinstance(row, dict):
+                    raise InputError(f"{path}:{lineno}: expected a JSON object per line")
+                yield f"{path}:{lineno}", row
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text (a binary file?)") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+def _parquet_records(path: Path) -> Iterator[tuple[str, dict]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+        n = 0
+        for batch in pf.iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
+                n += 1
+                yield f"{path} row {n}", row
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(f"{path}: not a readable parquet file ({str(err).splitlines()[0]})") from None
+
+
+def _hf_records(path: Path, split: str | None) -> Iterator[tuple[str, dict]]:
+    for n, row in enumerate(_load_hf_split(path, split), 1):
+        yield f"{path} row {n}", row
+
+
+def read_records(paths: list[Path], fmt: str, split: str | None = None) -> Iterator[tuple[str, dict]]:
+    """All rows of structured sources (jsonl, parquet, datasets folders) as (where, row); `where` names file and line."""
+    for path in paths:
+        kind = detect_format(path, fmt)
+        if kind == "jsonl":
+            yield from _jsonl_records(path)
+        elif kind == "parquet":
+            yield from _parquet_records(path)
+        elif kind == "hf":
+            yield from _hf_records(path, split)
+        else:
+            raise InputError(f"{path}: SFT rows must be jsonl, parquet or a datasets folder, not plain text")
 
 
 def fingerprint_sources(paths: list[Path]) -> str:

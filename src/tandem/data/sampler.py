@@ -7,6 +7,12 @@ B * w_i sequences, exactly B * w_i in expectation): far less variance than
 independent draws when batches are small. Within a domain, sequences are
 non-overlapping windows visited in a fresh seeded permutation each epoch, so the
 sampler knows how many epochs of every domain it has consumed.
+
+An SFT domain (tandem.data.sft.SFTExamples) is drawn by example instead: each row is one
+example (truncated to seq_len + 1 tokens, right-padded, targets IGNORE_INDEX outside the
+response), visited in a fresh seeded permutation each epoch. Its weight is therefore its
+share of rows (examples), and its tokens seen are the supervised targets drawn. When every
+row of a batch has padding at its end, the columns no row supervises are dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tandem.data.sft import SFTExamples, trim_padding
 from tandem.errors import InputError
 
 
@@ -52,12 +59,27 @@ class MixtureSampler:
     orders are derived from (seed, domain, epoch) so they need not be stored.
     """
 
-    def __init__(self, arrays: list[np.ndarray], seq_len: int, seed: int, names: list[str] | None = None, split: str = "train"):
+    def __init__(self, arrays: list[np.ndarray | SFTExamples], seq_len: int, seed: int, names: list[str] | None = None,
+                 split: str = "train"):
         self.arrays = arrays
         self.seq_len = seq_len
         self.seed = seed
         self.names = names or [str(i) for i in range(len(arrays))]
-        self.n_windows = np.array([(len(a) - 1) // seq_len for a in arrays], dtype=np.int64)
+        # SFT domains: the examples with at least one supervised target after truncation, and those targets' counts.
+        self._examples: dict[int, np.ndarray] = {}
+        self._supervised: dict[int, np.ndarray] = {}
+        for i, a in enumerate(arrays):
+            if isinstance(a, SFTExamples):
+                counts = a.supervised_counts(seq_len)
+                self._examples[i] = np.nonzero(counts > 0)[0]
+                self._supervised[i] = counts[self._examples[i]]
+                if len(self._examples[i]) == 0:
+                    raise InputError(
+                        f"domain {self.names[i]}: none of its {a.num_examples} {split} example(s) has a response token "
+                        f"within train.seq_len + 1 = {seq_len + 1} tokens; raise train.seq_len or shorten the prompts"
+                    )
+        self.n_windows = np.array([len(self._examples[i]) if i in self._examples else (len(a) - 1) // seq_len
+                                   for i, a in enumerate(arrays)], dtype=np.int64)
         for name, n, a in zip(self.names, self.n_windows, arrays):
             if n < 1:
                 raise InputError(
@@ -77,21 +99,25 @@ class MixtureSampler:
         cached = self._orders.get(i)
         if cached is None or cached[0] != self.epoch[i]:
             r = np.random.default_rng([self.seed, i, int(self.epoch[i])])
-            slack = (len(self.arrays[i]) - 1) - int(self.n_windows[i]) * self.seq_len
+            slack = 0 if i in self._examples else (len(self.arrays[i]) - 1) - int(self.n_windows[i]) * self.seq_len
             # A fresh offset each epoch so repeated epochs do not cut documents at the same places.
             offset = int(r.integers(0, slack + 1))
             cached = (int(self.epoch[i]), r.permutation(int(self.n_windows[i])), offset)
             self._orders[i] = cached
         return cached[1], cached[2]
 
-    def _take(self, i: int) -> np.ndarray:
+    def _take(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         order, offset = self._order(i)
-        start = offset + int(order[self.pos[i]]) * self.seq_len
+        k = int(order[self.pos[i]])
         self.pos[i] += 1
         if self.pos[i] == self.n_windows[i]:
             self.pos[i] = 0
             self.epoch[i] += 1
-        return np.asarray(self.arrays[i][start : start + self.seq_len + 1], dtype=np.int64)
+        if i in self._examples:
+            return self.arrays[i].row(int(self._examples[i][k]), self.seq_len)
+        start = offset + k * self.seq_len
+        w = np.asarray(self.arrays[i][start : start + self.seq_len + 1], dtype=np.int64)
+        return w[:-1], w[1:]
 
     def sample(self, weights, batch_size: int) -> Batch:
         w = np.asarray(weights, dtype=np.float64)
@@ -100,17 +126,24 @@ class MixtureSampler:
         w = w / w.sum()
         counts = systematic_counts(w, batch_size, self.rng)
         domains = np.repeat(np.arange(self.num_domains), counts)
-        rows = np.stack([self._take(int(i)) for i in domains])
-        t = torch.from_numpy(rows)
-        return Batch(t[:, :-1].contiguous(), t[:, 1:].contiguous(), torch.from_numpy(domains))
+        rows = [self._take(int(i)) for i in domains]
+        x, y = np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+        if self._examples:
+            x, y = trim_padding(x, y)
+        return Batch(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y)),
+                     torch.from_numpy(domains))
 
     def epochs(self) -> np.ndarray:
         """Epochs consumed of each domain (fractional)."""
         return self.epoch + self.pos / self.n_windows
 
     def tokens_seen(self) -> np.ndarray:
-        """Training tokens (targets) drawn from each domain."""
-        return (self.epoch * self.n_windows + self.pos) * self.seq_len
+        """Training tokens (targets) drawn from each domain; for SFT domains only the supervised ones."""
+        seen = (self.epoch * self.n_windows + self.pos) * self.seq_len
+        for i, sup in self._supervised.items():
+            order, _ = self._order(i)
+            seen[i] = int(self.epoch[i]) * int(sup.sum()) + int(sup[order[: self.pos[i]]].sum())
+        return seen
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state, "epoch": self.epoch.tolist(), "pos": self.pos.tolist()}

@@ -16,10 +16,15 @@ EOS_TOKEN = "<|endoftext|>"
 class TextTokenizer:
     """A `tokenizers.Tokenizer` plus the end-of-text id; encodes without adding special tokens."""
 
-    def __init__(self, tok: Tokenizer, eos_id: int, chat_template: str | None = None):
+    def __init__(self, tok: Tokenizer, eos_id: int, chat_template: str | None = None, bos_token: str | None = None):
         self.tok = tok
         self.eos_id = eos_id
-        self.chat_template = chat_template
+        self.chat_template = chat_template  # a Hugging Face tokenizer's own Jinja chat template, if it has one
+        self.bos_token = bos_token
+
+    @property
+    def eos_token(self) -> str:
+        return self.tok.id_to_token(self.eos_id)
 
     @property
     def vocab_size(self) -> int:
@@ -34,6 +39,10 @@ class TextTokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch_offsets(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Ids and (start, end) character offsets of every token, to map character spans onto tokens."""
+        return [(e.ids, e.offsets) for e in self.tok.encode_batch(texts, add_special_tokens=False)]
 
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids)
@@ -81,20 +90,23 @@ def load_tokenizer_file(path: Path) -> TextTokenizer:
 
 
 def load_hf_tokenizer(path: Path) -> TextTokenizer:
-    if not path.is_dir():
-        raise InputError(f"tokenizer.path: {path} is not a folder (only local tokenizers are loaded)")
+    """A local Hugging Face tokenizer folder, or the tokenizer inside a local GGUF model file."""
+    is_gguf = path.is_file() and path.name.lower().endswith(".gguf")
+    if not path.is_dir() and not is_gguf:
+        raise InputError(f"tokenizer.path: {path} is not a folder or a .gguf file (only local tokenizers are loaded)")
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
+    folder, kw = (path.parent, {"gguf_file": path.name}) if is_gguf else (path, {})
     try:
-        hf = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        hf = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True, **kw)
     except (OSError, ValueError) as err:
         raise InputError(f"tokenizer.path: cannot load a tokenizer from {path} ({str(err).splitlines()[0]})") from None
     backend = getattr(hf, "backend_tokenizer", None)
     if backend is None:
         raise InputError(f"tokenizer.path: {path} has no fast tokenizer (tokenizer.json)")
     eos = hf.eos_token_id if hf.eos_token_id is not None else _eos_from(backend, str(path))
-    return TextTokenizer(backend, eos, getattr(hf, "chat_template", None))
+    return TextTokenizer(backend, eos, getattr(hf, "chat_template", None), getattr(hf, "bos_token", None))
 
 
 def sample_texts(texts: Iterable[str], max_chars: int) -> Iterator[str]:

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from tandem.data.cache import PreparedData
 from tandem.data.sampler import eval_windows
+from tandem.data.sft import SFTExamples, eval_rows, trim_padding
 from tandem.training.learner import autocast_for
 from tandem.training.loss import DomainLossMeter, domain_sums, token_losses
 
@@ -30,27 +31,36 @@ def summarize(per_domain: dict[str, float]) -> dict:
 @torch.no_grad()
 def domain_split_losses(
     model: nn.Module,
-    arrays: list[np.ndarray],
+    arrays: list[np.ndarray | SFTExamples],
     seq_len: int,
     max_tokens: int | None,
     batch_size: int,
     device: torch.device,
     precision: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Token-mean loss and token count per array, scoring every (capped) target token once."""
+    """Token-mean loss and token count per array, scoring every (capped) target token once.
+
+    SFT examples are scored one per row with the training rows' masking: only response tokens count.
+    """
     model.eval()
     autocast = autocast_for(device, precision)
     meter = DomainLossMeter(len(arrays))
     for i, arr in enumerate(arrays):
-        if len(arr) < 2:
-            continue
-        full, tail = [], []
-        for x, y in eval_windows(arr, seq_len, max_tokens):
-            (full if len(x) == seq_len else tail).append((x, y))
-        groups = [full[j : j + batch_size] for j in range(0, len(full), batch_size)] + [[t] for t in tail]
+        if isinstance(arr, SFTExamples):
+            rows = list(eval_rows(arr, seq_len, max_tokens))
+            groups = [rows[j : j + batch_size] for j in range(0, len(rows), batch_size)]
+        else:
+            if len(arr) < 2:
+                continue
+            full, tail = [], []
+            for x, y in eval_windows(arr, seq_len, max_tokens):
+                (full if len(x) == seq_len else tail).append((x, y))
+            groups = [full[j : j + batch_size] for j in range(0, len(full), batch_size)] + [[t] for t in tail]
         for g in groups:
-            x = torch.from_numpy(np.stack([a for a, _ in g])).to(device)
-            y = torch.from_numpy(np.stack([b for _, b in g])).to(device)
+            x, y = np.stack([a for a, _ in g]), np.stack([b for _, b in g])
+            if isinstance(arr, SFTExamples):
+                x, y = trim_padding(x, y)
+            x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
             dom = torch.full((len(g),), i, dtype=torch.long, device=device)
             with autocast():
                 logits = model(x)
