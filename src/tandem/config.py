@@ -167,6 +167,24 @@ class TrainConfig(_Section):
         "replicating them; for models too large for one device. No checkpoints are written with it (no --resume).",
     )
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
+    report_to: list[Literal["none", "tensorboard", "wandb"]] = Field(
+        default_factory=lambda: ["none"],
+        description="Reporters besides metrics.jsonl, as in Hugging Face: `none`, `tensorboard` (OUT/tensorboard), "
+        "`wandb` (offline unless WANDB_MODE is set); a name or a list. Needs the `tracking` extra.",
+    )
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to(cls, v):
+        v = [v] if isinstance(v, str) else v
+        if isinstance(v, list) and "none" in v and len(v) > 1:
+            raise ValueError("`none` cannot be combined with other reporters")
+        import importlib.util
+
+        for r in v if isinstance(v, list) else []:
+            if r in ("tensorboard", "wandb") and importlib.util.find_spec(r) is None:
+                raise ValueError(f"{r} needs the `{r}` package: pip install 'tandem-mix[tracking]'")
+        return v
 
     @model_validator(mode="after")
     def _micro(self) -> "TrainConfig":

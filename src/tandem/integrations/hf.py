@@ -260,7 +260,7 @@ class TandemCallback(TrainerCallback):
         self.state.history.append(rec)
         self.state.episode += 1
         if self.out_dir is not None:
-            from tandem.io import append_jsonl
             from tandem.mixing.optimize import _record_to_json
+            from tandem.tracking import append_metrics
 
-            append_jsonl(self.out_dir / "metrics.jsonl", _record_to_json(rec, self.names))
+            append_metrics(self.out_dir / "metrics.jsonl", _record_to_json(rec, self.names), self.cfg.train.report_to)

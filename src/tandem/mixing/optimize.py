@@ -17,7 +17,8 @@ import torch
 from tandem.config import Config
 from tandem.data.cache import PreparedData, natural_weights
 from tandem.errors import InputError
-from tandem.io import append_jsonl, write_json, write_text
+from tandem.io import write_json, write_text
+from tandem.tracking import append_metrics
 from tandem.mixing import methods
 from tandem.mixing.lm import LMProblem, target_weights
 from tandem.mixing.loop import EpisodeRecord, LoopState, run_loop
@@ -244,7 +245,7 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
                disable=not progress, dynamic_ncols=True)
 
     def on_episode(st: LoopState, rec: EpisodeRecord) -> None:
-        append_jsonl(metrics_path, _record_to_json(rec, names))
+        append_metrics(metrics_path, _record_to_json(rec, names), cfg.train.report_to)  # tandem.tracking
         if rec.skipped:
             log(f"episode {rec.episode}: non-finite Delta {rec.delta.tolist()}; mixture update skipped (mixer.on_nonfinite=skip)")
         top = int(np.argmax(rec.alpha))

@@ -16,7 +16,7 @@ from tandem.config import Config, ModelConfig, TrainConfig
 from tandem.data.cache import PreparedData
 from tandem.data.sampler import MixtureSampler
 from tandem.errors import InputError
-from tandem.io import append_jsonl
+from tandem.tracking import append_metrics
 from tandem.models import build_model
 from tandem.training.checkpoint import load_checkpoint, save_checkpoint
 from tandem.training.distributed import is_main
@@ -172,11 +172,11 @@ def train(
             tps = tokens_since / max(now - t_last, 1e-9)
             tokens_since, t_last = 0, now
             per = meter.losses()
-            append_jsonl(metrics_path, {
+            append_metrics(metrics_path, {
                 "step": step, "loss": loss, "lr": lr, "tokens_per_s": tps,
                 "domain_loss": {d: (None if np.isnan(v) else float(v)) for d, v in zip(names, per)},
                 "epochs": {d: float(e) for d, e in zip(names, sampler.epochs())},
-            })
+            }, tc.report_to)
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}")
         bar.update(1)
         if tc.checkpoint_interval and step % tc.checkpoint_interval == 0 and step < tc.steps:
