@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/install_browser.sh  # headless Chromium for the HTML report test (tests/report)
 python -m pytest -m "not slow" "$@"

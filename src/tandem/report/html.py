@@ -1,0 +1,294 @@
+"""`tandem report DIR`: one self-contained HTML page for an optimize, run or compare folder.
+
+Plots are PNGs inlined as base64 data URIs, styles are inline and nothing is fetched, so the page opens
+anywhere (an e-mail attachment, an air-gapped machine). A small script in the page marks `<body>` with
+`data-plots="rendered N/N"` once every plot has decoded (or `broken K/N`), which the tests read from a
+headless browser.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tandem.errors import InputError
+from tandem.io import write_text
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.9em;margin:.5em 0}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}td.best{font-weight:bold}
+pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em;max-height:40em}
+img{max-width:100%;display:block;margin:.5em 0}.meta{color:#666;font-size:.85em}
+"""
+
+_CHECK = """
+<script>
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (im) { return im.complete && im.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-plots', (ok === imgs.length ? 'rendered ' : 'broken ') + ok + '/' + imgs.length);
+});
+</script>
+"""
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not valid JSON ({getattr(err, 'msg', err)})") from None
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    from tandem.training.trainer import read_metrics
+
+    return read_metrics(path)
+
+
+def _trajectory(path: Path) -> tuple[list[str], list[int], np.ndarray, np.ndarray, np.ndarray] | None:
+    """(domains, steps, weights [E, M], Delta [E, M], distance [E]) of a trajectory.csv, or None."""
+    if not path.is_file():
+        return None
+    rows = list(csv.DictReader(path.open(encoding="utf-8")))
+    if not rows:
+        return None
+    names = [k[len("weight_"):] for k in rows[0] if k.startswith("weight_")]
+    steps = [int(r["step"]) for r in rows]
+    w = np.array([[float(r[f"weight_{d}"]) for d in names] for r in rows])
+    delta = np.array([[float(r[f"delta_{d}"]) for d in names] for r in rows])
+    dist = np.array([float(r["distance"]) for r in rows])
+    return names, steps, w, delta, dist
+
+
+class _Page:
+    def __init__(self, title: str):
+        self.title = title
+        self.parts: list[str] = []
+        self.tmp = Path(tempfile.mkdtemp(prefix="tandem-report-"))
+        self._n = 0
+
+    def h2(self, text: str) -> None:
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+
+    def p(self, text: str, cls: str = "") -> None:
+        self.parts.append(f"<p{' class=' + repr(cls) if cls else ''}>{html.escape(text)}</p>")
+
+    def pre(self, text: str) -> None:
+        self.parts.append(f"<pre>{html.escape(text)}</pre>")
+
+    def table(self, head: list[str], rows: list[list], best_cols: dict[int, float] | None = None) -> None:
+        def cell(v, j):
+            s = f"{v:.4f}" if isinstance(v, float) else str(v)
+            best = best_cols is not None and j in best_cols and isinstance(v, float) and np.isclose(v, best_cols[j])
+            return ('<td class="best">' if best else "<td>") + html.escape(s) + "</td>"
+
+        out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+        for r in rows:
+            out.append("<tr>" + "".join(cell(v, j) for j, v in enumerate(r)) + "</tr>")
+        out.append("</table>")
+        self.parts.append("".join(out))
+
+    def plot(self, draw, alt: str) -> None:
+        """`draw(path)` writes a PNG; it is inlined as a data URI."""
+        self._n += 1
+        path = self.tmp / f"plot{self._n}.png"
+        draw(path)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        path.unlink()
+        self.parts.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
+
+    def render(self) -> str:
+        self.tmp.rmdir()
+        body = "\n".join(self.parts)
+        return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head>\n"
+                f"<body data-plots=\"pending\">\n<h1>{html.escape(self.title)}</h1>\n{body}\n{_CHECK}</body></html>\n")
+
+
+def _plot_lines(steps, values: np.ndarray, names: list[str], ylabel: str, title: str):
+    def draw(path: Path) -> None:
+        from tandem.report.plots import _plt, _save
+
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        for j, d in enumerate(names):
+            ax.plot(steps, values[:, j], label=d, lw=1.5)
+        ax.set_xlabel("proxy step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=8, ncol=2 if len(names) > 5 else 1)
+        fig.tight_layout()
+        _save(fig, path)
+        plt.close(fig)
+
+    return draw
+
+
+def _weights_section(page: _Page, mixtures: dict[str, dict[str, float]], title: str) -> None:
+    from tandem.report.plots import plot_weight_bars
+
+    names = list(next(iter(mixtures.values())))
+    page.h2("Weights")
+    page.table(["domain", *mixtures], [[d, *(float(mixtures[m][d]) for m in mixtures)] for d in names])
+    page.plot(lambda p: plot_weight_bars(mixtures, p, title), "domain weights")
+
+
+def _optimize_sections(page: _Page, folder: Path, label: str = "") -> None:
+    from tandem.report.plots import plot_trajectories
+
+    traj = _trajectory(folder / "trajectory.csv")
+    if traj is None:
+        page.p(f"{label}no trajectory (a static or search method): the weights are fixed or chosen among points.")
+        return
+    names, steps, w, delta, dist = traj
+    page.h2(f"{label}Trajectories")
+    page.plot(lambda p: plot_trajectories(steps, w, names, p, title="domain weights per episode",
+                                          distance=[max(x, 1e-12) for x in dist]), "weight trajectories")
+    page.plot(_plot_lines(steps, delta, names, "Delta", "Delta per episode (gamma (L(w) - L(u)))"), "Delta trajectories")
+    records = [r for r in _read_jsonl(folder / "metrics.jsonl") if isinstance(r.get("proxy_loss"), dict)]
+    if records:
+        rs = [r["step"] for r in records]
+        lu = np.array([[r["proxy_loss"][d] for d in names] for r in records], dtype=float)
+        page.h2(f"{label}Per-domain losses during optimization")
+        page.plot(_plot_lines(rs, lu, names, "held loss", "proxy loss per domain (held train batches)"), "proxy losses")
+        lw = np.array([[r["reference_loss"][d] for d in names] for r in records], dtype=float)
+        last = records[-1]
+        page.table(["domain", "proxy loss (last)", "reference loss (last)", "Delta (last)"],
+                   [[d, float(lu[-1, j]), float(lw[-1, j]), float(last["delta"][d])] for j, d in enumerate(names)])
+
+
+def _eval_section(page: _Page, evals: dict[str, dict]) -> None:
+    from tandem.report.plots import plot_domain_losses
+
+    names = list(next(iter(evals.values()))["test_loss"]["per_domain"])
+    page.h2("Per-domain test losses")
+    rows, cols = [], list(evals)
+    for d in [*names, "average", "worst"]:
+        vals = [evals[m]["test_loss"]["per_domain"][d] if d in names else evals[m]["test_loss"][d] for m in cols]
+        rows.append([d, *(float("nan") if v is None else float(v) for v in vals)])
+    page.table(["domain", *cols], rows)
+    page.plot(lambda p: plot_domain_losses({m: {d: evals[m]["test_loss"]["per_domain"][d] or 0.0 for d in names}
+                                            for m in cols}, p), "test loss per domain")
+
+
+def _compare_sections(page: _Page, folder: Path, results: dict) -> None:
+    from tandem.report.compare import summarize
+    from tandem.report.plots import plot_domain_losses, plot_trajectories_grid
+
+    runs = results["runs"]
+    methods = list(results.get("methods") or dict.fromkeys(r["method"] for r in runs))
+    summary = summarize(runs, methods)
+    names = list(runs[0]["test_loss"]["per_domain"])
+    _weights_section(page, {m: s["weights"] for m, s in summary.items()}, "learned domain weights (mean over seeds)")
+    page.h2("Per-domain test losses (mean ± std over seeds)")
+    cols = ["average", "worst", *names]
+    best = {j + 2: min(summary[m][c][0] for m in summary) for j, c in enumerate(cols)}
+    head = ["method", "seeds", *cols]
+    rows = [[m, str(s["n"]), *(float(s[c][0]) for c in cols)] for m, s in summary.items()]
+    page.table(head, rows, best)
+    page.table(["method", *(f"{c} std" for c in cols)], [[m, *(float(s[c][1]) for c in cols)] for m, s in summary.items()])
+    page.plot(lambda p: plot_domain_losses({m: {d: s[d][0] for d in names} for m, s in summary.items()}, p),
+              "test loss per domain")
+    trajectories = {}
+    for m in methods:
+        t = _trajectory(folder / "runs" / f"{m}-seed0" / "optimize" / "trajectory.csv")
+        if t is not None:
+            trajectories[m] = (t[1], t[2])
+    if trajectories:
+        page.h2("Trajectories (seed 0)")
+        page.plot(lambda p: plot_trajectories_grid(trajectories, names, p), "trajectories per method")
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+    import sys
+
+    import tandem
+
+    out = {"tandem": tandem.__version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("torch", "numpy", "transformers", "datasets", "tokenizers"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def folder_kind(folder: Path) -> str:
+    if (folder / "results.json").is_file():
+        return "compare"
+    if (folder / "eval.json").is_file() and (folder / "optimize").is_dir():
+        return "run"
+    if (folder / "weights.json").is_file():
+        return "optimize"
+    if (folder / "eval.json").is_file():
+        return "train"
+    raise InputError(f"{folder}: not an output folder of tandem optimize, run, compare or train "
+                     "(expected weights.json, eval.json or results.json)")
+
+
+def build_report(folder: Path) -> str:
+    """The HTML text of the report for `folder`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: folder not found")
+    kind = folder_kind(folder)
+    page = _Page(f"tandem {kind}: {folder.resolve().name}")
+    page.p(f"folder {folder.resolve()} · written {time.strftime('%Y-%m-%d %H:%M:%S')}", "meta")
+    if kind == "compare":
+        _compare_sections(page, folder, _read_json(folder / "results.json"))
+    elif kind == "run":
+        learned = _read_json(folder / "weights.json") or {}
+        method = learned.get("method", "learned")
+        evals = {method: _read_json(folder / "eval.json")}
+        for b in sorted(folder.glob("baseline-*/eval.json")):
+            evals[b.parent.name.removeprefix("baseline-")] = _read_json(b)
+        _weights_section(page, {m: e["weights"] for m, e in evals.items()}, "domain weights")
+        _eval_section(page, evals)
+        _optimize_sections(page, folder / "optimize", "stage one: ")
+    elif kind == "optimize":
+        w = _read_json(folder / "weights.json")
+        mixtures = {"recommended": w["domain_weights"]}
+        for k in ("final", "average"):
+            if isinstance(w.get(k), dict):
+                mixtures[k] = w[k]
+        mixtures["uniform"] = {d: 1.0 / len(w["domain_weights"]) for d in w["domain_weights"]}
+        _weights_section(page, mixtures, f"{w.get('method', '')} domain weights")
+        stats = {k: v for k, v in w.items() if not isinstance(v, (dict, list))}
+        page.table(["setting", "value"], [[k, str(v)] for k, v in stats.items()])
+        _optimize_sections(page, folder)
+    else:
+        ev = _read_json(folder / "eval.json")
+        _weights_section(page, {"trained on": ev["weights"]}, "domain weights")
+        _eval_section(page, {"model": ev})
+    config = folder / "config.yaml"
+    if not config.is_file() and (folder.parent / "config.yaml").is_file():
+        config = folder.parent / "config.yaml"
+    page.h2("Config")
+    page.pre(config.read_text(encoding="utf-8") if config.is_file() else "(no config.yaml in this folder)")
+    page.h2("Versions")
+    page.table(["package", "version"], [[k, v] for k, v in _versions().items()])
+    return page.render()
+
+
+def write_report(folder: Path, out: Path | None = None) -> Path:
+    """Write the report of `folder` to `out` (default folder/report.html); returns the path."""
+    text = build_report(Path(folder))
+    out = Path(out) if out is not None else Path(folder) / "report.html"
+    from tandem.io import check_writable_dir
+
+    check_writable_dir(out.parent, "output file's folder")
+    write_text(out, text)
+    return out
