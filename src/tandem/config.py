@@ -260,6 +260,32 @@ class MixerConfig(_Section):
         return v
 
 
+class StagesConfig(_Section):
+    """Two-stage training: pretrain on a learned mixture of text domains, then fine-tune on SFT domains."""
+
+    pretrain: list[str] = Field(
+        description="Stage one: the domains whose mixture the mixer learns and the target is pretrained on."
+    )
+    sft: list[str] = Field(
+        description="Stage two: the domains the pretrained target is fine-tuned on; their validation examples are "
+        "stage one's validation data (the outer objective)."
+    )
+    sft_steps: int = Field(50, ge=1, description="Fine-tuning steps of the target after pretraining.")
+    sft_lr: float = Field(3e-4, gt=0, description="Peak learning rate of fine-tuning (warm-up and cosine as in train).")
+    sft_weights: Union[Literal["uniform", "natural"], dict[str, float]] = Field(
+        "uniform", description="Fixed mixture of the fine-tuning domains."
+    )
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> "StagesConfig":
+        if not self.pretrain or not self.sft:
+            raise ValueError("stages.pretrain and stages.sft each need at least one domain")
+        both = sorted(set(self.pretrain) & set(self.sft))
+        if both:
+            raise ValueError(f"domain(s) {both} are in both stages.pretrain and stages.sft")
+        return self
+
+
 class Config(_Section):
     seed: int = Field(0, description="Seed for data splits, sampling, initialisation.")
     data: DataConfig
@@ -271,6 +297,9 @@ class Config(_Section):
     methods: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per-method mixer overrides for `tandem compare`, e.g. {doremi: {eta_alpha: 0.5}}.",
+    )
+    stages: Optional[StagesConfig] = Field(
+        None, description="Two-stage training (pretrain, then sft); absent for single-stage runs."
     )
 
     # Folder the config file lives in; relative paths are resolved against it.

@@ -13,6 +13,10 @@ def _validate(cfg) -> None:
     from tandem.mixing import methods
 
     methods.check_method(cfg.mixer.method)
+    if cfg.stages is not None:
+        from tandem.training.stages import check_stages
+
+        check_stages(cfg)
 
 
 def cmd_optimize(args) -> int:
@@ -24,6 +28,10 @@ def cmd_optimize(args) -> int:
     _validate(cfg)
     out = check_writable_dir(args.out)
     data = _prepare(cfg, args)
+    if cfg.stages is not None:  # stage one of a two-stage config: the pretrain mixture, validated on the SFT tasks
+        from tandem.training.stages import stage_one
+
+        cfg, data = stage_one(cfg, data)
     out.mkdir(parents=True, exist_ok=True)
     _write_config(cfg, out)
     res = optimize(cfg, data, out, resume=args.resume, progress=not args.quiet, log=_log(args.quiet))
@@ -91,6 +99,12 @@ def cmd_run(args) -> int:
     data = _prepare(cfg, args)
     out.mkdir(parents=True, exist_ok=True)
     _write_config(cfg, out)
+    if cfg.stages is not None:
+        from tandem.training.stages import run_two_stage
+
+        print(run_two_stage(cfg, data, out, baselines, args.resume, args.quiet))
+        print(f"wrote {out / 'weights.json'}, {out / 'eval.json'}, {out / 'summary.md'} (stage one in {out / 'optimize'})")
+        return 0
     log = _log(args.quiet)
     log(f"stage one: {cfg.mixer.method} on a {cfg.mixer.proxy.preset} proxy")
     res = optimize(cfg, data, out / "optimize", resume=args.resume, progress=not args.quiet, log=log)

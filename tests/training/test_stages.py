@@ -1,0 +1,114 @@
+"""Two-stage training: stage one validated on the SFT tasks, `tandem run` pretrains and fine-tunes every mixture."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from sft_tasks import write_sft_tasks  # noqa: E402
+
+from conftest import tiny_config  # noqa: E402
+from tandem.config import load_config  # noqa: E402
+from tandem.data.cache import prepare_data  # noqa: E402
+from tandem.data.sampler import MixtureSampler  # noqa: E402
+from tandem.data.sft import SFTExamples  # noqa: E402
+from tandem.errors import InputError  # noqa: E402
+from tandem.training.stages import balanced_union, stage_one  # noqa: E402
+
+PRETRAIN, SFT = ["code", "docs", "prose"], ["funcname", "upper", "module"]
+
+
+def two_stage_config(root: Path, **stages) -> Path:
+    path = tiny_config(root, train={"steps": 16, "seq_len": 96}, mixer={
+        "episodes": 3, "probe_steps": 2, "free_steps": 2, "eta_alpha": 10.0, "eval_sequences": 4})
+    raw = yaml.safe_load(path.read_text())
+    raw["data"]["domains"].update(write_sft_tasks(root))
+    raw["stages"] = {"pretrain": PRETRAIN, "sft": SFT, "sft_steps": 12, "sft_lr": 3e-3, **stages}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stages")
+    cfg = load_config(two_stage_config(root))
+    return root, cfg, prepare_data(cfg)
+
+
+def test_stage_one_is_validated_on_the_sft_tasks(prepared):
+    _, cfg, data = prepared
+    cfg1, view = stage_one(cfg, data)
+    assert view.domains == PRETRAIN and list(cfg1.data.domains) == PRETRAIN and cfg1.stages is None
+    union = view.tokens("code", "valid")
+    assert isinstance(union, SFTExamples)
+    assert all(view.tokens(d, "valid") is union for d in PRETRAIN)
+    assert all(view.tokens(d, "train") is data.tokens(d, "train") for d in PRETRAIN)
+    # Every task appears equally often: each task's examples repeated up to the largest task's count.
+    n = max(data.tokens(d, "valid").num_examples for d in SFT)
+    assert union.num_examples == 3 * n
+    small = data.tokens("module", "valid")
+    a, b = small.offsets[0], small.offsets[1]
+    k = 2 * n  # the module task's block starts after the other two
+    np.testing.assert_array_equal(union.tokens[union.offsets[k]:union.offsets[k + 1]], small.tokens[a:b])
+    np.testing.assert_array_equal(union.tokens[union.offsets[k + small.num_examples]:union.offsets[k + small.num_examples + 1]],
+                                  small.tokens[a:b])
+    # The reference's validation rows are SFT rows: prompts masked.
+    s = MixtureSampler([union], cfg.train.seq_len, 0, ["sft"], split="valid")
+    assert (s.sample([1.0], 8).y == -100).any(dim=1).all()
+
+
+def test_balanced_union_of_one_part_is_that_part(prepared):
+    _, _, data = prepared
+    ex = data.tokens("upper", "valid")
+    one = balanced_union([ex])
+    np.testing.assert_array_equal(one.tokens, ex.tokens[: ex.offsets[-1]])
+    np.testing.assert_array_equal(one.mask, ex.mask[: ex.offsets[-1]])
+    assert len(one) == len(ex)
+
+
+def test_two_stage_run_reports_post_fine_tuning_losses(prepared, cli):
+    torch.set_num_threads(1)
+    root, cfg, _ = prepared
+    out = root / "run"
+    rc, stdout, err = cli("run", root / "config.yaml", "--out", out, "-q", "--baseline", "uniform")
+    assert rc == 0, err
+    w = json.loads((out / "weights.json").read_text())["domain_weights"]
+    assert list(w) == PRETRAIN and sum(w.values()) == pytest.approx(1.0)
+    for ev_path, weights in ((out / "eval.json", w), (out / "baseline-uniform" / "eval.json", {d: 1 / 3 for d in PRETRAIN})):
+        ev = json.loads(ev_path.read_text())
+        assert ev["weights"] == pytest.approx(weights)
+        assert set(ev["sft_test_loss"]["per_domain"]) == set(SFT)
+        assert all(np.isfinite(v) for v in ev["sft_test_loss"]["per_domain"].values())
+        assert set(ev["test_loss"]["per_domain"]) == set(PRETRAIN + SFT)
+        assert all(ev["tokens_seen"][d] > 0 for d in PRETRAIN + SFT)
+    assert "average (sft)" in stdout and "w:uniform" in stdout and "w:tandem" in stdout
+    assert (out / "summary.md").is_file()
+    # Fine-tuning is what lowers the tasks' loss: the same pretrained target before fine-tuning is worse on them.
+    from safetensors.torch import load_model
+
+    from tandem.evaluation.evaluate import domain_split_losses
+    from tandem.models import build_model
+
+    data = prepared[2]
+    pre = build_model(cfg.model, data.vocab_size, cfg.train.seq_len, cfg.seed)
+    load_model(pre, str(out / "baseline-uniform" / "pretrain" / "checkpoint" / "model.safetensors"))
+    before, _ = domain_split_losses(pre, [data.tokens(d, "test") for d in SFT], cfg.train.seq_len, None, 16,
+                                    torch.device("cpu"))
+    after = json.loads((out / "baseline-uniform" / "eval.json").read_text())["sft_test_loss"]["per_domain"]
+    assert np.mean([after[d] for d in SFT]) < np.mean(before) - 0.3, (after, before)
+
+
+def test_stage_names_are_checked(tmp_path, cli):
+    path = two_stage_config(tmp_path, sft=["funcname", "nosuch"])
+    rc, _, err = cli("run", path, "--out", tmp_path / "o", "-q")
+    assert rc == 2 and "stages.sft: unknown domain(s) ['nosuch']" in err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(InputError, match="both stages.pretrain and stages.sft"):
+        load_config(two_stage_config(tmp_path, sft=["code", "upper"]))
