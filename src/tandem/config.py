@@ -168,7 +168,7 @@ class TrainConfig(_Section):
     )
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
     report_to: list[Literal["none", "tensorboard", "wandb"]] = Field(
-        default_factory=lambda: ["none"],
+        ["none"],
         description="Reporters besides metrics.jsonl, as in Hugging Face: `none`, `tensorboard` (OUT/tensorboard), "
         "`wandb` (offline unless WANDB_MODE is set); a name or a list. Needs the `tracking` extra.",
     )
