@@ -106,4 +106,7 @@ def register(sub, common) -> None:
                     help="comma-separated methods (default: uniform,natural,doremi,doge,tandem)")
     sp.add_argument("--seeds", type=int, default=1, help="seeds per method (config seed, seed+1, ...)")
     sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--resume", action="store_true",
+                    help="continue from OUT (compare always does: finished runs are kept, unfinished ones resume "
+                         "from their checkpoints)")
     sp.set_defaults(func=cmd_compare, resume=True)
