@@ -126,7 +126,7 @@ class TandemCallback(TrainerCallback):
                              f"train.seq_len={cfg.train.seq_len} tokens per row")
         self.cfg, self.data, self.dataset = cfg, data, dataset
         self.mc = mc
-        self.spec = methods.loop_spec(mc)
+        self.spec = replace(methods.loop_spec(mc), on_nonfinite=mc.on_nonfinite)
         self.names = list(data.domains)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.state = LoopState(alpha=methods.initial_weights(mc, self.names, natural_weights(data)))
@@ -135,6 +135,7 @@ class TandemCallback(TrainerCallback):
         self.proxy: Learner | None = None
         self.reference: Learner | None = None
         self._probe_left = 0
+        self._reference_failed = False
         self._model = None
 
     @property
@@ -186,13 +187,21 @@ class TandemCallback(TrainerCallback):
             if spec.sync or self.state.episode == 0:
                 self._sync(optimizer, lr_scheduler, state.global_step)
             self._probe_left = spec.probe_steps
+            self._reference_failed = False
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._probe_left == 0:
             return
         spec, problem = self.spec, self.problem
         part = problem.train_part(self.state.alpha)
-        self.reference.step([problem.reference_train_part(part, spec.gamma), problem.valid_part()])
+        parts = [problem.reference_train_part(part, spec.gamma), problem.valid_part()]
+        if not self._reference_failed:
+            try:
+                self.reference.step(parts)
+            except FloatingPointError:
+                if spec.on_nonfinite == "stop":
+                    raise
+                self._reference_failed = True  # mixer.on_nonfinite=skip: this episode leaves the mixture alone
         self._probe_left -= 1
         if self._probe_left == 0:
             self._update(state.global_step)
@@ -250,13 +259,17 @@ class TandemCallback(TrainerCallback):
         lw = self.reference.domain_losses(held)
         self._model.train()  # domain_losses leaves the model in eval mode
         delta = twin_gap(lw, lu, spec.gamma)
-        if not np.all(np.isfinite(delta)):
+        if self._reference_failed:
+            delta = np.full_like(delta, np.nan)
+        skipped = not np.all(np.isfinite(delta))
+        if skipped and spec.on_nonfinite == "stop":
             raise FloatingPointError(f"non-finite Delta at episode {self.state.episode}: {delta}")
         distance = self.reference.distance(self.proxy)
-        self.state.alpha = update_mixture(self.state.alpha, delta, spec.update, spec.eta_alpha, spec.smoothing,
-                                          spec.floor)
-        self.dataset.set_weights(self.state.alpha)
-        rec = EpisodeRecord(self.state.episode, step, self.state.alpha.copy(), delta, distance, lu, lw)
+        if not skipped:
+            self.state.alpha = update_mixture(self.state.alpha, delta, spec.update, spec.eta_alpha, spec.smoothing,
+                                              spec.floor)
+            self.dataset.set_weights(self.state.alpha)
+        rec = EpisodeRecord(self.state.episode, step, self.state.alpha.copy(), delta, distance, lu, lw, skipped=skipped)
         self.state.history.append(rec)
         self.state.episode += 1
         if self.out_dir is not None:
