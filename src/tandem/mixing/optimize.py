@@ -259,7 +259,7 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     except FloatingPointError as err:
         bar.close()
         kept = ("no checkpoint yet (a rerun starts from the beginning)" if saved_episode is None
-                else f"the checkpoint after episode {saved_episode} in {ckpt_dir} is kept for --resume")
+                else f"the checkpoint taken before episode {saved_episode} in {ckpt_dir} is kept for --resume")
         raise FloatingPointError(f"{mc.method} stopped: {str(err).splitlines()[0]}; {kept}; lower mixer.lr or gamma, "
                                  f"or set mixer.on_nonfinite=skip to drop such episodes' updates") from None
     bar.close()
