@@ -1,0 +1,92 @@
+"""Data parallelism under torchrun: two CPU ranks (gloo) give the results of one process with the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tandem.data.sampler import Batch
+from tandem.training import distributed
+
+# Small enough to run in seconds, shaped so that ranks get unequal rows: the validation part has one row (rank 1
+# gets none), the last held batch has one row, and 3-row micro-batches split 4 local rows unevenly.
+SETTINGS = [
+    "mixer.episodes=2", "mixer.probe_steps=2", "mixer.free_steps=1", "mixer.eval_sequences=3",
+    "mixer.valid_fraction=0.1", "train.steps=8", "train.micro_batch_size=3", "train.log_interval=4",
+]
+
+
+def _sets(extra: list[str] = ()) -> list[str]:
+    return [a for s in [*SETTINGS, *extra] for a in ("--set", s)]
+
+
+def _torchrun(cfg: Path, out: Path, extra: list[str] = ()) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "tandem", "run", str(cfg), "--out", str(out), "--baseline", "", "-q", *_sets(extra)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _results(out: Path) -> dict:
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    episodes = [json.loads(line) for line in (out / "optimize" / "metrics.jsonl").read_text().splitlines()]
+    return {
+        "weights": json.loads((out / "weights.json").read_text())["domain_weights"],
+        "train_loss": [m["loss"] for m in metrics],
+        "test_loss": json.loads((out / "eval.json").read_text())["test_loss"]["per_domain"],
+        "episodes": episodes,
+    }
+
+
+@pytest.fixture(scope="module")
+def one_rank(shared_cfg, tmp_path_factory):
+    """`tandem run` in one process (this also fills the shared token cache the ranks then read)."""
+    from tandem.cli.main import main
+
+    out = tmp_path_factory.mktemp("one") / "run"
+    assert main(["run", str(shared_cfg), "--out", str(out), "--baseline", "", "-q", *_sets()]) == 0
+    return _results(out)
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_ranks_equal_one_rank(mode, one_rank, shared_cfg, tmp_path):
+    out = tmp_path / "run"
+    proc = _torchrun(shared_cfg, out, ["train.fsdp=true"] if mode == "fsdp" else [])
+    two = _results(out)
+    names = list(one_rank["weights"])
+    for d in names:
+        assert two["weights"][d] == pytest.approx(one_rank["weights"][d], abs=1e-5)
+        assert two["test_loss"][d] == pytest.approx(one_rank["test_loss"][d], abs=1e-5)
+    # Every record of both stages, not just the last: per-domain losses are all-reduced before they are formed.
+    assert len(two["train_loss"]) == len(one_rank["train_loss"]) == 2
+    assert two["train_loss"] == pytest.approx(one_rank["train_loss"], abs=1e-5)
+    assert len(two["episodes"]) == len(one_rank["episodes"]) == 2
+    for a, b in zip(two["episodes"], one_rank["episodes"]):
+        for key in ("alpha", "delta", "proxy_loss", "reference_loss"):
+            assert [a[key][d] for d in names] == pytest.approx([b[key][d] for d in names], abs=1e-5)
+    # One writer: one printed summary, no scratch files left beside the outputs.
+    assert proc.stdout.count("wrote ") == 1
+    assert not [p for p in out.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
+    assert (out / "model" / "model.safetensors").is_file()
+    # FSDP writes no checkpoints (the twins' shards are never gathered mid-run); plain data parallelism does.
+    assert (out / "checkpoint").is_dir() == (mode == "ddp")
+
+
+def test_one_process_is_untouched():
+    """Without torchrun's environment nothing is sharded and every writer writes."""
+    assert not distributed.active() and distributed.is_main() and distributed.world_size() == 1
+    b = Batch(torch.arange(10).view(5, 2), torch.arange(10).view(5, 2), torch.tensor([0, 0, 1, 2, 2]))
+    assert distributed.local_rows(b) is b
+    parts = distributed.micro_batches(b, len(b), 2, equal_count=True)
+    assert [len(p) for p in parts] == [2, 2, 1]
+    assert torch.equal(torch.cat([p.domain for p in parts]), b.domain)
+    with distributed.main_first():
+        pass
