@@ -119,3 +119,27 @@ def test_metrics_command_on_tiny_sft_tasks(tmp_path, cli):
     (tmp_path / "c2.yaml").write_text(yaml.safe_dump(cfg))
     rc, _, err = cli("metrics", tmp_path / "c2.yaml", "--model", tmp_path / "run" / "model", "--out", tmp_path / "m2.json")
     assert rc == 2 and "metric" in err and not (tmp_path / "m2.json").exists()
+
+
+def test_hf_model_cached_generation_matches_full_recomputation():
+    """A tiny Llama built from a config: the key-value-cached path gives the recomputed greedy chain."""
+    import transformers
+
+    from tandem.models import HFCausalLM
+
+    torch.manual_seed(0)
+    cfg = transformers.AutoConfig.for_model("llama", vocab_size=V, hidden_size=32, intermediate_size=64,
+                                            num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                            max_position_embeddings=64, bos_token_id=0, eos_token_id=11, pad_token_id=11)
+    model = HFCausalLM(transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)).eval()
+    prompts = [[1, 5, 2, 7], [3], [9, 9, 0, 1, 2, 6, 8, 10]]
+    got = greedy_generate(model, prompts, decode, eos_id=11, max_new_tokens=10, stop_strings=())
+    for p, answer in zip(prompts, got):
+        seq, expected = list(p), []
+        for _ in range(10):
+            t = int(model(torch.tensor([seq]))[0, -1].argmax())
+            if t == 11:
+                break
+            seq.append(t)
+            expected.append(t)
+        assert answer == decode(expected).strip()

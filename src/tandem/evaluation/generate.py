@@ -6,10 +6,11 @@ the model continues it greedily and the answer is scored against that assistant 
 (tandem.evaluation.metrics). Generation stops at the tokenizer's end-of-text token (the end of an
 assistant turn in every template) or at the first newline: metric tasks have one-line answers.
 
-Batches are right-padded and the full (short) sequence is recomputed each step, without a
-key-value cache: under causal attention a row's last real token never sees the padding after it,
-so a batched answer is the answer the model gives the example alone, for the built-in GPT and any
-Hugging Face model alike. Prompts longer than `seq_len - max_new_tokens` keep their last tokens.
+The built-in GPT generates in right-padded batches, recomputing the full (short) sequence each
+step: under causal attention a row's last real token never sees the padding after it, so a batched
+answer is the answer the model gives the example alone. A Hugging Face model generates one example
+at a time with its key-value cache (no padding at all), which makes a 135M-parameter model
+affordable on CPU. Prompts longer than `seq_len - max_new_tokens` keep their last tokens.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ def greedy_generate(
     device = torch.device(device)
     autocast = autocast_for(device, precision)
     answers: list[str] = [""] * len(prompts)
+    hf = getattr(getattr(model, "_orig_mod", model), "hf", None)
+    if hf is not None:
+        for i, p in enumerate(prompts):
+            with autocast():
+                new_ids = _greedy_cached(hf, p, decode, eos_id, max_new_tokens, stop_strings, device)
+            answers[i] = _cut(decode(new_ids), stop_strings)
+        return answers
     # Similar lengths share a batch, so little compute goes to padding.
     order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
     for start in range(0, len(order), batch_size):
@@ -74,11 +82,32 @@ def greedy_generate(
                     still.append(i)
             active = still
         for i in rows:
-            text = decode(new[i])
-            for s in stop_strings:
-                text = text.split(s, 1)[0]
-            answers[i] = text.strip()
+            answers[i] = _cut(decode(new[i]), stop_strings)
     return answers
+
+
+def _cut(text: str, stop_strings: Sequence[str]) -> str:
+    for s in stop_strings:
+        text = text.split(s, 1)[0]
+    return text.strip()
+
+
+def _greedy_cached(hf: nn.Module, prompt: Sequence[int], decode, eos_id: int, max_new_tokens: int,
+                   stop_strings: Sequence[str], device: torch.device) -> list[int]:
+    """One prompt through a Hugging Face causal LM, feeding one new token per step on its key-value cache."""
+    ids = torch.tensor([list(prompt)], dtype=torch.long, device=device)
+    past, new = None, []
+    for _ in range(max_new_tokens):
+        out = hf(input_ids=ids, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        t = int(out.logits[0, -1].float().argmax())
+        if t == eos_id:
+            break
+        new.append(t)
+        if any(s in decode(new) for s in stop_strings):
+            break
+        ids = torch.tensor([[t]], dtype=torch.long, device=device)
+    return new
 
 
 def task_examples(cfg, data, domain: str, split: str, limit: int | None = None) -> tuple[list[list[int]], list[str]]:
