@@ -1,4 +1,4 @@
-"""Entry point: `python -m benchmarks speed [--quick] [...]` (run from the repository root)."""
+"""Entry point: `python -m benchmarks speed|scenarios [--quick] [...]` (run from the repository root)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,32 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds to wait in total for other processes to go quiet before measuring (default 900)")
     s.add_argument("--busy-threshold", type=float, default=0.10,
                    help="machine share of CPU used by other processes above which we wait (default 0.10)")
+    c = sub.add_parser("scenarios", help="mixture quality on real text: abundant, restricted, out-of-domain, oracle; "
+                                          "ablations; regenerates the scenario part of BENCHMARKS.md")
+    c.add_argument("--only", action="append", choices=["abundant", "restricted", "ood", "oracle", "ablations"],
+                   help="run only this scenario (repeatable); the report still includes every finished one")
+    c.add_argument("--seeds", type=int, default=3, help="seeds per method (default 3)")
+    c.add_argument("--quick", action="store_true",
+                   help="tiny standard-library domains and models, seconds: checks the runner end to end (needs --root)")
+    c.add_argument("--root", help="folder for data/bench and runs/bench (default: the repository root)")
+    c.add_argument("--prepare-only", action="store_true", help="build the scenario data and stop")
+    c.add_argument("--report-only", action="store_true", help="only collect finished runs and rewrite the report")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra config override for every run")
+    c.add_argument("--out", help="results JSON (default: benchmarks/results/scenarios.json)")
+    c.add_argument("--markdown", help="markdown file whose scenario section is rewritten (default: BENCHMARKS.md)")
+    c.add_argument("--figures", help="figure folder (default: docs/bench)")
+    c.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)
     if args.bench == "speed":
         return speed.main(args)
+    if args.bench == "scenarios":
+        from benchmarks import scenarios
+
+        if args.quick and not args.root:
+            p.error("--quick needs --root (a scratch folder)")
+        if args.seeds < 1:
+            p.error("--seeds must be >= 1")
+        return scenarios.main(args)
     return 2
 
 

@@ -1,0 +1,255 @@
+"""Scenario benchmarks: does a method pick better mixtures than the obvious ones, on real text?
+
+`python -m benchmarks scenarios [--only NAME] [--seeds N] [--quick]` (from the repository root):
+
+1. builds the real-text domains (benchmarks.scenario_data) under data/bench/;
+2. runs `tandem compare` on each scenario's config in benchmarks/configs/ (methods x seeds; a finished
+   (method, seed) run is kept, so a killed benchmark resumes), plus for the oracle a 66-point grid and the
+   grid's best mixture over the same seeds, plus the TANDEM ablations (stage one only);
+3. collects everything into benchmarks/results/scenarios.json and rewrites the part of BENCHMARKS.md
+   between the scenario markers, with figures in docs/bench/.
+
+Seeds vary the model initialisation and the sampling streams (`seed`, `seed + 1`, ...); the domains'
+train/valid/test documents are the same for every seed. Nothing here reads a test split except the final
+evaluation that `tandem compare` reports: grid search and every optimizer select on valid data only.
+
+`--quick` runs the same pipeline end to end on tiny standard-library domains in seconds (the test of the
+runner), writing to the folder given by `--root`.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIG = 1_600_000  # train characters of a large domain (~450k tokens at the 4096 BPE)
+SMALL = 9_000  # train characters of a small domain (~3k tokens: 10+ epochs under uniform weights)
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    train_chars: dict[str, int | None]
+    methods: list[str]
+    ood: tuple[str, ...] = ()
+    oracle: bool = False
+    goal: str = ""
+    config: Path | None = None
+    models: str = ""
+
+    def config_path(self, root: Path) -> Path:
+        return self.config or REPO / "benchmarks" / "configs" / f"{self.name}.yaml"
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario("abundant", "1. Data-abundant",
+                 {d: BIG for d in ("code", "books", "scripture", "legal", "docs", "quotes")},
+                 ["uniform", "doremi", "doge", "tandem"],
+                 goal="TANDEM within 0.5% of uniform in average test loss",
+                 models="target `tiny` (2 layers, width 64, 0.36M parameters), 200 steps"),
+        Scenario("restricted", "2. Data-restricted",
+                 {"code": BIG, "docs": BIG, "books": BIG, "scripture": SMALL, "legal": SMALL, "chat": SMALL},
+                 ["uniform", "natural", "doremi", "doge", "tandem"],
+                 goal="TANDEM's average test loss below uniform's by more than two seed standard deviations, "
+                      "and below DoReMi's and DoGE's",
+                 models="target 2 layers, width 96 (0.62M parameters, 4.3x the proxy's 0.15M), 200 steps"),
+        Scenario("ood", "3. Out-of-domain target",
+                 {"code": 400_000, "books": 400_000, "scripture": 400_000, "legal": 400_000, "quotes": 400_000,
+                  "docs": None},
+                 ["fixed", "doremi", "doge", "tandem"], ood=("docs",),
+                 goal="report each method's test loss on the held-out domain (docs)",
+                 models="target `tiny` (0.36M parameters), 200 steps"),
+        Scenario("oracle", "4. Oracle (3 domains, grid over the simplex)",
+                 {"code": BIG, "scripture": SMALL, "chat": SMALL},
+                 ["uniform", "doremi", "doge", "tandem"], oracle=True,
+                 goal="TANDEM closes at least 90% of the uniform-to-oracle gap",
+                 models="target the same size as the proxy (1 layer, width 32, 0.15M parameters), 150 steps, so that "
+                        "the 66-point grid is affordable"),
+    ]
+}
+
+# TANDEM ablations on the data-restricted scenario, stage one only: (name, --set overrides, seeds). The K variants
+# change T so that the proxy-step budget T (K + E) stays about 180; K5 over three seeds is also the gamma/sync baseline.
+ABLATIONS: list[tuple[str, list[str], int]] = [
+    ("K1", ["mixer.probe_steps=1", "mixer.episodes=16"], 3),
+    ("K2", ["mixer.probe_steps=2", "mixer.episodes=15"], 3),
+    ("K5", [], 3),
+    ("K10", ["mixer.probe_steps=10", "mixer.episodes=9"], 3),
+    ("gamma0.25", ["mixer.gamma=0.25"], 1),
+    ("gamma4", ["mixer.gamma=4.0"], 1),
+    ("nosync", ["mixer.sync=false"], 1),
+]
+QUICK_ABLATIONS: list[tuple[str, list[str], int]] = [("K1", ["mixer.probe_steps=1"], 2), ("nosync", ["mixer.sync=false"], 1)]
+ABLATION_SCENARIO = "restricted"
+
+
+@dataclass
+class Plan:
+    """Where one benchmark invocation reads and writes."""
+
+    root: Path  # data/bench (data) and runs/bench (runs) live under it, or a quick root
+    seeds: int
+    quick: bool = False
+    extra_set: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+
+    @property
+    def data_root(self) -> Path:
+        return self.root / "data" / "bench"
+
+    @property
+    def runs_root(self) -> Path:
+        return self.root / "runs" / "bench"
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(REPO))
+    except ValueError:
+        return str(p)
+
+
+def run_tandem(plan: Plan, argv: list[str], log) -> None:
+    """One `tandem ...` command, in this process (torch is imported once), recorded for the report."""
+    from tandem.cli.main import main as tandem_main
+
+    argv = [*argv, *(a for s in plan.extra_set for a in ("--set", s)), "-q"]
+    shown = "tandem " + " ".join(shlex.quote(_rel(Path(a)) if a.endswith(".yaml") else a) for a in argv)
+    plan.commands.append(shown)
+    log(f"$ {shown}")
+    t0 = time.perf_counter()
+    rc = tandem_main(argv)
+    if rc != 0:
+        raise RuntimeError(f"{shown} failed with exit code {rc}")
+    log(f"  done in {time.perf_counter() - t0:.0f} s")
+
+
+def prepare_data(plan: Plan, names: list[str], log=print) -> None:
+    from benchmarks.scenario_data import build_pool, build_scenario_data
+
+    if plan.quick:
+        from benchmarks.quick import build_quick_pool
+
+        pool = build_quick_pool(plan.data_root)
+    else:
+        pool = build_pool(plan.data_root, log=log)
+    for name in names:
+        sc = scenarios_for(plan)[name]
+        sizes = build_scenario_data(pool, plan.data_root / name, sc.train_chars, train_from_valid=sc.ood,
+                                    valid_chars=None if plan.quick else 25_000)
+        log(f"{name}: " + ", ".join(f"{d} {s['train']:,}" for d, s in sizes.items()) + " train chars")
+
+
+def scenarios_for(plan: Plan) -> dict[str, Scenario]:
+    if plan.quick:
+        from benchmarks.quick import quick_scenarios
+
+        return quick_scenarios(plan.root)
+    return SCENARIOS
+
+
+def compare(plan: Plan, sc: Scenario, methods: list[str], seeds: int, out: Path, extra: list[str], log) -> dict:
+    if not (out / "results.json").is_file() or not _complete(out, methods, seeds):
+        run_tandem(plan, ["compare", str(sc.config_path(plan.root)), "--methods", ",".join(methods),
+                          "--seeds", str(seeds), "--out", str(out), *extra], log)
+    return json.loads((out / "results.json").read_text())
+
+
+def _complete(out: Path, methods: list[str], seeds: int) -> bool:
+    return all((out / "runs" / f"{m}-seed{s}" / "result.json").is_file() for m in methods for s in range(seeds))
+
+
+def run_scenario(plan: Plan, name: str, log=print) -> dict:
+    sc = scenarios_for(plan)[name]
+    out = plan.runs_root / name
+    res = {"main": compare(plan, sc, sc.methods, plan.seeds, out, [], log)}
+    if sc.oracle:
+        # One grid (seed 0; 66 target trainings) picks the best mixture on valid; that mixture is then trained
+        # with every seed like the other methods, so the oracle's test loss has the same seed statistics.
+        grid = compare(plan, sc, ["grid"], 1, plan.runs_root / f"{name}-grid", [], log)
+        best = grid["runs"][0]["weights"]
+        flow = "{" + ", ".join(f"{d}: {w:.6g}" for d, w in best.items()) + "}"
+        res["grid"] = grid
+        res["oracle"] = compare(plan, sc, ["fixed"], plan.seeds, plan.runs_root / f"{name}-oracle",
+                                ["--set", f"methods.fixed.weights={flow}"], log)
+        res["grid_points"] = _read_points(plan.runs_root / f"{name}-grid" / "runs" / "grid-seed0" / "optimize" / "points.csv")
+    return res
+
+
+def _read_points(path: Path) -> list[dict]:
+    import csv
+
+    if not path.is_file():
+        return []
+    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(path.open())]
+
+
+def run_ablations(plan: Plan, log=print) -> dict:
+    """TANDEM's stage one on the data-restricted scenario under each ablation setting, over seeds."""
+    sc = scenarios_for(plan)[ABLATION_SCENARIO]
+    ablations = QUICK_ABLATIONS if plan.quick else ABLATIONS
+    out = {}
+    for name, overrides, seeds in ablations:
+        for s in range(min(seeds, plan.seeds)):
+            d = plan.runs_root / "ablations" / f"{name}-seed{s}"
+            if not (d / "weights.json").is_file():
+                sets = [a for o in [*overrides, f"seed={s}"] for a in ("--set", o)]
+                run_tandem(plan, ["optimize", str(sc.config_path(plan.root)), "--out", str(d), "--resume", *sets], log)
+            out.setdefault(name, []).append(_read_optimize(d))
+    return out
+
+
+def _read_optimize(d: Path) -> dict:
+    import csv
+
+    w = json.loads((d / "weights.json").read_text())
+    rows = list(csv.DictReader((d / "trajectory.csv").open()))
+    names = list(w["domain_weights"])
+    return {
+        "weights": w["domain_weights"], "wall_time_s": w.get("wall_time_s"), "proxy_steps": w.get("proxy_steps"),
+        "train_tokens": w.get("train_tokens"), "probe_steps": w.get("probe_steps"), "gamma": w.get("gamma"),
+        "sync": w.get("sync"),
+        "delta": [[float(r[f"delta_{n}"]) for n in names] for r in rows],
+        "distance": [float(r["distance"]) for r in rows],
+        "steps": [int(r["step"]) for r in rows],
+    }
+
+
+def target_cost(plan: Plan, name: str) -> dict:
+    """Wall time and tokens of training the target once (uniform, every seed) for the cost ratios."""
+    res = json.loads((plan.runs_root / name / "results.json").read_text())
+    rs = [r for r in res["runs"] if r["method"] in ("uniform", "fixed")]
+    return {"stage2_wall_s": sum(r["stage2_wall_s"] for r in rs) / len(rs), "stage2_tokens": rs[0]["stage2_tokens"]}
+
+
+def main(args) -> int:
+    from benchmarks import scenario_report
+
+    root = Path(args.root).resolve() if args.root else REPO
+    plan = Plan(root=root, seeds=args.seeds, quick=args.quick, extra_set=list(args.set or []))
+    names = list(scenarios_for(plan))
+    only = args.only or [*names, "ablations"]
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    if not args.report_only:
+        prepare_data(plan, names, log)
+        if args.prepare_only:
+            return 0
+        for name in only:
+            if name == "ablations":
+                run_ablations(plan, log)
+            else:
+                run_scenario(plan, name, log)
+    results_path = Path(args.out) if args.out else (
+        root / "scenarios.json" if args.quick else REPO / "benchmarks" / "results" / "scenarios.json")
+    markdown = Path(args.markdown) if args.markdown else (root / "BENCHMARKS.md" if args.quick else REPO / "BENCHMARKS.md")
+    figures = Path(args.figures) if args.figures else (root / "figures" if args.quick else REPO / "docs" / "bench")
+    scenario_report.collect_and_write(plan, names, results_path, markdown, figures, log)
+    return 0
