@@ -19,6 +19,8 @@ runner), writing to the folder given by `--root`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shlex
 import sys
@@ -126,7 +128,8 @@ def run_tandem(plan: Plan, argv: list[str], log) -> None:
     plan.commands.append(shown)
     log(f"$ {shown}")
     t0 = time.perf_counter()
-    rc = tandem_main(argv)
+    with contextlib.redirect_stdout(io.StringIO()):  # the tables it prints are in its output folder
+        rc = tandem_main(argv)
     if rc != 0:
         raise RuntimeError(f"{shown} failed with exit code {rc}")
     log(f"  done in {time.perf_counter() - t0:.0f} s")

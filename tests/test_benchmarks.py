@@ -1,0 +1,93 @@
+"""The scenario benchmark runner end to end in quick mode: data, compare runs, grid oracle, ablations, results
+JSON, the regenerated markdown section (and only it), figures, and resuming without rerunning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.__main__ import main as bench_main
+from benchmarks.scenario_report import BEGIN, END, replace_section
+
+HEAD = "# Benchmarks\n\nHand-written speed section.\n\n"
+TAIL = "\n## 1,000 domains\n\nHand-written, must survive.\n"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    md = root / "BENCHMARKS.md"
+    md.write_text(HEAD + f"{BEGIN}\nold generated text\n{END}" + TAIL, encoding="utf-8")
+    argv = ["scenarios", "--quick", "--root", str(root), "--seeds", "2", "-q"]
+    assert bench_main(argv) == 0
+    return root, argv
+
+
+def test_results_file_holds_every_scenario_and_ablation(quick_run):
+    root, _ = quick_run
+    res = json.loads((root / "scenarios.json").read_text())
+    assert res["mode"] == "quick"
+    assert set(res["scenarios"]) == {"restricted", "oracle"}
+    for sc in res["scenarios"].values():
+        for m in ("uniform", "tandem"):
+            row = sc["summary"][m]
+            assert row["seeds"] == [0, 1]
+            mean, std = row["average"]
+            assert np.isclose(mean, np.mean(row["average_by_seed"])) and std >= 0
+            assert np.isclose(sum(row["weights"].values()), 1.0)
+        assert np.allclose(list(sc["summary"]["uniform"]["weights"].values()), 1 / 3)
+    # TANDEM moved its weights away from where it started
+    assert not np.allclose(list(res["scenarios"]["restricted"]["summary"]["tandem"]["weights"].values()), 1 / 3)
+    assert set(res["ablations"]) == {"K1", "nosync"}
+    assert len(res["ablations"]["K1"]["runs"]) == 2 and len(res["ablations"]["nosync"]["runs"]) == 1
+    assert res["ablations"]["K1"]["probe_steps"] == 1 and res["ablations"]["nosync"]["sync"] is False
+
+
+def test_oracle_is_the_grid_point_with_the_lowest_validation_loss(quick_run):
+    root, _ = quick_run
+    sc = json.loads((root / "scenarios.json").read_text())["scenarios"]["oracle"]
+    pts = sc["grid_points"]
+    assert len(pts) == 6  # 3 domains at resolution 2
+    best = min(pts, key=lambda p: p["valid_loss"])
+    assert sc["grid_best"] == pytest.approx({d: best[f"weight_{d}"] for d in ("code", "docs", "prose")})
+    oracle = sc["summary"]["oracle (grid best)"]
+    assert oracle["weights"] == pytest.approx(sc["grid_best"])
+    v = json.loads((root / "scenarios.json").read_text())["verdicts"]["oracle"]
+    u, o, t = (sc["summary"][k]["average"][0] for k in ("uniform", "oracle (grid best)", "tandem"))
+    assert v["gap_closed"]["tandem"] == pytest.approx((u - t) / (u - o))
+    assert v["gap_closed"]["oracle (grid best)"] == pytest.approx(1.0)
+
+
+def test_markdown_section_is_regenerated_and_the_rest_kept(quick_run):
+    root, _ = quick_run
+    text = (root / "BENCHMARKS.md").read_text(encoding="utf-8")
+    assert text.startswith(HEAD + BEGIN) and text.endswith(END + TAIL)
+    assert "old generated text" not in text
+    section = text[text.index(BEGIN): text.index(END)]
+    res = json.loads((root / "scenarios.json").read_text())
+    tandem_avg = res["scenarios"]["restricted"]["summary"]["tandem"]["average"]
+    assert f"{tandem_avg[0]:.4f} ± {tandem_avg[1]:.4f}" in section
+    assert "tandem compare" in section and "gap closed" in section and "Goal:" in section
+    for fig in ("restricted_weights.png", "oracle_weights.png", "oracle_grid.png", "ablations.png"):
+        assert (root / "figures" / fig).stat().st_size > 1000
+        assert f"figures/{fig}" in section
+
+
+def test_rerun_resumes_without_training_again(quick_run):
+    root, argv = quick_run
+    results = sorted((root / "runs" / "bench").rglob("result.json")) + sorted((root / "runs" / "bench").rglob("weights.json"))
+    before = {p: p.stat().st_mtime_ns for p in results}
+    text = (root / "BENCHMARKS.md").read_text(encoding="utf-8")
+    assert bench_main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in results} == before
+    assert (root / "BENCHMARKS.md").read_text(encoding="utf-8") == text
+
+
+def test_replace_section_appends_when_markers_are_missing():
+    out = replace_section("# B\n\ntext\n", f"{BEGIN}\nnew\n{END}\n")
+    assert out == f"# B\n\ntext\n\n{BEGIN}\nnew\n{END}\n"
+    again = replace_section(out, f"{BEGIN}\nnewer\n{END}\n")
+    assert again == f"# B\n\ntext\n\n{BEGIN}\nnewer\n{END}\n"
