@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shlex
 import sys
 import time
@@ -54,9 +55,9 @@ SCENARIOS: dict[str, Scenario] = {
     for s in [
         Scenario("abundant", "1. Data-abundant",
                  {d: BIG for d in ("code", "books", "scripture", "legal", "docs", "quotes")},
-                 ["uniform", "doremi", "doge", "tandem"],
+                 ["uniform", "doge", "tandem"],
                  goal="TANDEM within 0.5% of uniform in average test loss",
-                 models="target `tiny` (2 layers, width 64, 0.36M parameters), 200 steps"),
+                 models="target `tiny` (2 layers, width 64, 0.36M parameters), 150 steps"),
         Scenario("restricted", "2. Data-restricted",
                  {"code": BIG, "docs": BIG, "books": BIG, "scripture": SMALL, "legal": SMALL, "chat": SMALL},
                  ["uniform", "natural", "doremi", "doge", "tandem"],
@@ -66,14 +67,14 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("ood", "3. Out-of-domain target",
                  {"code": 400_000, "books": 400_000, "scripture": 400_000, "legal": 400_000, "quotes": 400_000,
                   "docs": None},
-                 ["fixed", "doremi", "doge", "tandem"], ood=("docs",),
+                 ["fixed", "doge", "tandem"], ood=("docs",),
                  goal="report each method's test loss on the held-out domain (docs)",
-                 models="target `tiny` (0.36M parameters), 200 steps"),
+                 models="target `tiny` (0.36M parameters), 150 steps"),
         Scenario("oracle", "4. Oracle (3 domains, grid over the simplex)",
                  {"code": BIG, "scripture": SMALL, "chat": SMALL},
                  ["uniform", "doremi", "doge", "tandem"], oracle=True,
                  goal="TANDEM closes at least 90% of the uniform-to-oracle gap",
-                 models="target the same size as the proxy (1 layer, width 32, 0.15M parameters), 150 steps, so that "
+                 models="BPE vocabulary 1024; target the same size as the proxy (1 layer, width 32), 100 steps, so that "
                         "the 66-point grid is affordable"),
     ]
 }
@@ -195,19 +196,50 @@ def _read_points(path: Path) -> list[dict]:
     return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(path.open())]
 
 
+def _claim(d: Path) -> bool:
+    """Claim a run folder for this process, so that a second benchmark process picks other runs; a claim by a
+    process that is gone is taken over (the run resumes from its checkpoint)."""
+    d.mkdir(parents=True, exist_ok=True)
+    marker = d / ".claimed"
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            pid = int(marker.read_text() or "0")
+        except (OSError, ValueError):
+            pid = 0
+        if pid and pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+                return False  # its owner is alive
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                return False
+        marker.write_text(str(os.getpid()))
+        return True
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
+
+
 def run_ablations(plan: Plan, log=print) -> dict:
-    """TANDEM's stage one on the data-restricted scenario under each ablation setting, over seeds."""
+    """TANDEM's stage one on the data-restricted scenario under each ablation setting, over seeds.
+
+    Runs go seed by seed through the variants, so a cut-short benchmark still has every variant at seed 0.
+    """
     sc = scenarios_for(plan)[ABLATION_SCENARIO]
     ablations = QUICK_ABLATIONS if plan.quick else ABLATIONS
-    out = {}
-    for name, overrides, seeds in ablations:
-        for s in range(min(seeds, plan.seeds)):
-            d = plan.runs_root / "ablations" / f"{name}-seed{s}"
-            if not (d / "weights.json").is_file():
-                sets = [a for o in [*overrides, f"seed={s}"] for a in ("--set", o)]
-                run_tandem(plan, ["optimize", str(sc.config_path(plan.root)), "--out", str(d), "--resume", *sets], log)
-            out.setdefault(name, []).append(_read_optimize(d))
-    return out
+    order = [(name, overrides, s) for s in range(plan.seeds) for name, overrides, seeds in ablations if s < seeds]
+    for name, overrides, s in order:
+        d = plan.runs_root / "ablations" / f"{name}-seed{s}"
+        if (d / "weights.json").is_file() or not _claim(d):
+            continue
+        sets = [a for o in [*overrides, f"seed={s}"] for a in ("--set", o)]
+        run_tandem(plan, ["optimize", str(sc.config_path(plan.root)), "--out", str(d), "--resume", *sets], log)
+    from benchmarks.scenario_report import collect_ablations
+
+    return collect_ablations(plan)
 
 
 def _read_optimize(d: Path) -> dict:
