@@ -15,11 +15,13 @@ from tandem.data.sampler import Batch
 from tandem.training import distributed
 
 # Small enough to run in seconds, shaped so that ranks get unequal rows: the validation part has one row (rank 1
-# gets none), the last held batch has one row, and 3-row micro-batches split 4 local rows unevenly.
+# gets none), the reference's train part 7 (4 and 3), the last held batch one.
 SETTINGS = [
     "mixer.episodes=2", "mixer.probe_steps=2", "mixer.free_steps=1", "mixer.eval_sequences=3",
-    "mixer.valid_fraction=0.1", "train.steps=8", "train.micro_batch_size=3", "train.log_interval=4",
+    "mixer.valid_fraction=0.1", "train.steps=8", "train.log_interval=4",
 ]
+# Per mode: data parallel with 3-row micro-batches (4 local rows split unevenly); FSDP with whole local batches.
+MODES = {"ddp": ["train.micro_batch_size=3"], "fsdp": ["train.fsdp=true"]}
 
 
 def _sets(extra: list[str] = ()) -> list[str]:
@@ -56,10 +58,10 @@ def one_rank(shared_cfg, tmp_path_factory):
     return _results(out)
 
 
-@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+@pytest.mark.parametrize("mode", sorted(MODES))
 def test_two_ranks_equal_one_rank(mode, one_rank, shared_cfg, tmp_path):
     out = tmp_path / "run"
-    proc = _torchrun(shared_cfg, out, ["train.fsdp=true"] if mode == "fsdp" else [])
+    proc = _torchrun(shared_cfg, out, MODES[mode])
     two = _results(out)
     names = list(one_rank["weights"])
     for d in names:

@@ -125,8 +125,15 @@ def local_rows(batch):
     w = world_size()
     if w == 1:
         return batch
-    r = rank()
-    return type(batch)(batch.x[r::w], batch.y[r::w], batch.domain[r::w])
+    return _rows(batch, slice(rank(), None, w))
+
+
+def _rows(batch, index):
+    """The same rows of every per-row tensor of a batch (whatever fields the batch carries)."""
+    import dataclasses
+
+    return dataclasses.replace(batch, **{f.name: getattr(batch, f.name)[index] for f in dataclasses.fields(batch)
+                                         if hasattr(getattr(batch, f.name), "shape")})
 
 
 def micro_batches(batch, global_rows: int, micro: int | None, equal_count: bool) -> list:
@@ -135,13 +142,11 @@ def micro_batches(batch, global_rows: int, micro: int | None, equal_count: bool)
     With `equal_count` every rank returns the same number of micro-batches (padding with empty ones), as
     sharded models need: each forward pass is a collective all ranks must enter.
     """
-    micro = micro or max(len(batch), 1)
+    most = -(-global_rows // world_size())  # the largest local share (the whole batch in one process)
+    micro = micro or max(most, 1)
     parts = batch.split(micro) if len(batch) else []
     if equal_count and active():
-        most = -(-global_rows // world_size())  # the largest local share
-        n = -(-most // micro)
-        empty = type(batch)(batch.x[:0], batch.y[:0], batch.domain[:0])
-        parts = list(parts) + [empty] * (n - len(parts))
+        parts = list(parts) + [_rows(batch, slice(0, 0))] * (-(-most // micro) - len(parts))
     return parts
 
 

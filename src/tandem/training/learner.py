@@ -92,7 +92,7 @@ class Learner:
         self.fsdp = fsdp and distributed.active()
         self._plain = None
         if self.fsdp:
-            # An unsharded copy on the CPU to gather the shards into for saving and evaluation.
+            # An unsharded copy, on the CPU until the end, to gather the shards into for saving and evaluation.
             self._plain = copy.deepcopy(model).to("cpu")
             distributed.shard_model(model)
         self.module = model  # the uncompiled module: parameters, state dicts and saving go through it
