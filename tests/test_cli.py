@@ -196,6 +196,15 @@ BAD = {
                            ["blob.txt", "binary file"]),
     "broken parquet": (lambda t: _data_case(t, "broken.parquet", _broken_parquet), ["broken.parquet", "parquet"]),
     "output under a regular file": (_out_under_file, ["afile", "not a folder"]),
+    "jsonl that is not UTF-8": (lambda t: _data_case(t, "latin.jsonl", lambda p: p.write_bytes(b'{"text": "caf\xe9"}\n')),
+                                ["latin.jsonl", "not UTF-8"]),
+    "folder that is not a dataset": (lambda t: (t / "folder").mkdir() or ["--set", f"data.domains.prose.train={t / 'folder'}"],
+                                     ["folder", "not a datasets save_to_disk folder"]),
+    "broken tokenizer file": (lambda t: (t / "tok.json").write_text('{"model": 1}') and
+                              ["--set", "tokenizer.kind=file", "--set", f"tokenizer.path={t / 'tok.json'}"],
+                              ["tokenizer.path", "tok.json", "not a valid tokenizer.json"]),
+    "weights naming a domain twice": (_weights('{"domain_weights": {"code": 0.5, "docs": 0.5, "prose": 0, "code": 0}}'),
+                                      ["weights.json", "code"]),
 }
 
 
@@ -210,7 +219,13 @@ def _argv(case: str, shared_cfg: Path, tmp_path: Path) -> tuple[list[str], Path]
     return ["train", cfg, "--out", str(out), *FAST, *extra, "-q"], out
 
 
-@pytest.mark.parametrize("case", list(BAD))
+# Found while auditing this catalogue (reported): JSON and YAML keep the last of two equal keys, so a domain named
+# twice is read silently. Fix: object_pairs_hook in tandem/mixing/weights.py, a duplicate-key check in config.py.
+XFAIL_BAD = {"weights naming a domain twice": "weights.py: json.loads keeps the last of duplicate domain names"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=XFAIL_BAD[c]))
+                                  if c in XFAIL_BAD else c for c in BAD])
 def test_bad_input_is_one_line_exit_2_nothing_written(case, shared_cfg, tmp_path, cli):
     argv, out = _argv(case, shared_cfg, tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -243,3 +258,80 @@ def test_eval_bad_inputs(shared_cfg, tmp_path, cli):
     (tmp_path / "afile").write_text("x")
     rc, _, err = cli("eval", shared_cfg, "--model", tmp_path, "--out", tmp_path / "afile" / "e.json", "-q")
     assert rc == 2 and "not a folder" in err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The same contract for the commands that learn weights: optimize, run and compare.
+
+MIX_FAST = ["--set", "mixer.episodes=1", "--set", "mixer.probe_steps=1", "--set", "mixer.free_steps=1", *FAST]
+
+
+def _config_text(text: str):
+    def make(tmp_path: Path, shared_cfg: Path) -> Path:
+        import yaml
+
+        raw = yaml.safe_load(shared_cfg.read_text())
+        for name, spec in raw["data"]["domains"].items():
+            for split, rel in spec.items():
+                spec[split] = str(shared_cfg.parent / rel)
+        raw["data"]["cache_dir"] = str(shared_cfg.parent / ".tandem_cache")
+        p = tmp_path / "bad.yaml"
+        p.write_text(yaml.safe_dump(raw) + text)
+        return p
+
+    return make
+
+
+BAD_MIX = {
+    "probe steps K = 0": (["optimize"], ["--set", "mixer.probe_steps=0"], ["mixer.probe_steps", "greater than or equal to 1"]),
+    "episodes = 0": (["optimize"], ["--set", "mixer.episodes=0"], ["mixer.episodes", "greater than or equal to 1"]),
+    "gamma < 0": (["optimize"], ["--set", "mixer.gamma=-0.5"], ["mixer.gamma", "greater than 0"]),
+    "eta_alpha = 0": (["run"], ["--set", "mixer.eta_alpha=0"], ["mixer.eta_alpha", "greater than 0"]),
+    "NaN in the initial mixture": (["optimize"], ["--set", "mixer.initial={code: .nan, docs: 0.5, prose: 0.5}"],
+                                   ["mixer.initial.code", "finite"]),
+    "unknown domain in the target": (["run"], ["--set", "mixer.target=[code, web]"], ["mixer.target", "web"]),
+    "unknown method": (["optimize"], ["--set", "mixer.method=doremii"], ["mixer.method", "doremii"]),
+    "unknown on_nonfinite": (["optimize"], ["--set", "mixer.on_nonfinite=ignore"], ["mixer.on_nonfinite"]),
+    "unknown baseline": (["run"], ["--baseline", "uniform,flat"], ["--baseline", "flat"]),
+    "zero seeds": (["compare"], ["--seeds", "0"], ["--seeds", ">= 1"]),
+    "a method twice": (["compare"], ["--methods", "uniform,tandem,uniform"], ["--methods", "duplicate"]),
+    "unknown method in compare": (["compare"], ["--methods", "uniform,grok"], ["grok"]),
+    "bad per-method override": (["compare"], ["--set", "methods.doremi.eta_alpha=-1", "--methods", "doremi"],
+                                ["methods.doremi", "eta_alpha"]),
+    "unknown mixer key in a file": (["optimize", _config_text("mixer: {episods: 3}\n")], [],
+                                    ["bad.yaml", "unknown key 'mixer.episods'", "episodes"]),
+    "domain shorter than a sequence": (["optimize"], ["--set", "train.seq_len=10000"], ["fewer than one sequence"]),
+    "domain shorter than a sequence (run)": (["run"], ["--set", "train.seq_len=10000"], ["fewer than one sequence"]),
+    "domain shorter than a sequence (compare)": (["compare"], ["--set", "train.seq_len=10000"], ["fewer than one sequence"]),
+}
+# Found by this catalogue (reported): optimize and run create OUT and write OUT/config.yaml before the data are
+# checked against the model, and leave them behind on such an error (train removes what it created).
+XFAIL_MIX = {c: "cli/mix.py: OUT is created before an input error found in stage one, and left behind"
+             for c in ("domain shorter than a sequence", "domain shorter than a sequence (run)")}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=XFAIL_MIX[c]))
+                                  if c in XFAIL_MIX else c for c in BAD_MIX])
+def test_bad_input_to_optimize_run_compare(case, shared_cfg, tmp_path, cli):
+    command, extra, needles = BAD_MIX[case]
+    cfg = command[1](tmp_path, shared_cfg) if len(command) > 1 else shared_cfg
+    out = tmp_path / "out"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rc, stdout, err = cli(command[0], cfg, "--out", out, *MIX_FAST, *extra, "-q")
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: "), (case, err)
+    for needle in needles:
+        assert needle in lines[0], (case, needle, lines[0])
+    assert not out.exists() and stdout == "", case
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, case
+
+
+@pytest.mark.xfail(strict=True, reason="config.py: yaml.safe_load keeps the last of duplicate keys")
+def test_a_domain_named_twice_in_the_config_is_refused(shared_cfg, tmp_path, cli):
+    text = shared_cfg.read_text().replace("  domains:\n", "  domains:\n    prose: {train: data/prose/train.jsonl}\n", 1)
+    cfg = shared_cfg.parent / "twice.yaml"
+    cfg_copy = tmp_path / "twice.yaml"
+    cfg_copy.write_text(text.replace("data/", f"{shared_cfg.parent}/data/"))
+    assert not cfg.exists()
+    rc, _, err = cli("train", cfg_copy, "--out", tmp_path / "out", *FAST, "-q")
+    assert rc == 2 and "prose" in err and not (tmp_path / "out").exists()

@@ -36,11 +36,8 @@ def method_config(cfg, method: str, seed_offset: int):
 
 
 def cmd_compare(args) -> int:
-    from tandem.cli.main import _load, _log, _prepare, _write_config
-    from tandem.cli.mix import _stage_two
-    from tandem.io import check_writable_dir, write_json
-    from tandem.mixing.optimize import optimize
-    from tandem.report.compare import write_report
+    from tandem.cli.main import _load, _log
+    from tandem.io import check_writable_dir
 
     cfg = _load(args)
     names_m = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -55,6 +52,29 @@ def cmd_compare(args) -> int:
     if unknown:
         _log(args.quiet)(f"note: methods.{sorted(unknown)} not in --methods; ignored")
     out = check_writable_dir(args.out)
+    created = None  # the outermost folder this command creates, removed again on an input error
+    if not out.exists():
+        created = out
+        while not created.parent.exists():
+            created = created.parent
+    try:
+        return _compare(args, cfg, out, names_m, plans)
+    except InputError:
+        # Input problems found only once a run starts (a domain shorter than one sequence) leave nothing behind.
+        if created is not None:
+            import shutil
+
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _compare(args, cfg, out: Path, names_m: list[str], plans: list) -> int:
+    from tandem.cli.main import _log, _prepare, _write_config
+    from tandem.cli.mix import _stage_two
+    from tandem.io import write_json
+    from tandem.mixing.optimize import optimize
+    from tandem.report.compare import write_report
+
     log = _log(args.quiet)
     data_by_seed = {}
     results = []
