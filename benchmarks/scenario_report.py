@@ -26,10 +26,11 @@ def _ms(values) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
 
 
-def summarize_runs(runs: list[dict], label_fixed: str | None = None) -> dict:
+def summarize_runs(runs: list[dict], label_fixed: str | None = None, order: list[str] | None = None) -> dict:
     """method -> mean ± std of average/worst/per-domain test loss, weights, epochs, stage-one cost, over seeds."""
     out: dict[str, dict] = {}
-    for m in dict.fromkeys(r["method"] for r in runs):
+    found = list(dict.fromkeys(r["method"] for r in runs))
+    for m in [x for x in (order or []) if x in found] + [x for x in found if x not in (order or [])]:
         rs = sorted((r for r in runs if r["method"] == m), key=lambda r: r["seed"])
         domains = list(rs[0]["test_loss"]["per_domain"])
         label = label_fixed if (m == "fixed" and label_fixed) else m
@@ -85,7 +86,8 @@ def collect(plan, names: list[str]) -> dict:
         entry = {
             "title": sc.title, "goal": sc.goal, "config": S._rel(sc.config_path(plan.root)),
             "train_chars": sc.train_chars, "ood": list(sc.ood), "methods": sc.methods, "models": sc.models,
-            "summary": summarize_runs(runs, label_fixed="uniform (over the 5 training domains)" if sc.ood else None),
+            "summary": summarize_runs(runs, label_fixed="uniform (over the 5 training domains)" if sc.ood else None,
+                                      order=sc.methods),
             "dates": _dates([folder]),
             "commands": scenario_commands(plan, sc),
         }
@@ -349,7 +351,7 @@ def render(res: dict, figures_rel: str, machine: dict) -> str:
           "licence texts, chatterbot conversations, the Python documentation, fortune quotes), each split once by "
           "document into train / valid (about 25k characters kept: the optimizers' additional data) / test (about 45k "
           "characters: only for the final report); a scenario takes a character budget of each pool train split. "
-          "Each scenario trains its own byte-level BPE (vocabulary 4096) on its train splits.", "",
+          "Each scenario trains its own byte-level BPE (vocabulary 4096; the oracle's 1024) on its train splits.", "",
           "Settings common to all scenarios (from the configs): sequences of 64 tokens, batch 16, AdamW lr 3e-3 with "
           "20 warm-up steps and cosine decay; the proxy has 1 layer of width 32 (0.15M parameters, most of them the "
           "embedding); the target model and its steps are given per scenario. Stage one: 20 warm-up proxy steps, then "
