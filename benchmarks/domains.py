@@ -15,10 +15,13 @@ The same proxy, batch and token stream, split into 10 or into 1,000 domains, tim
 
 The token stream is one flat file of random token ids read through `np.memmap` and cut into M
 contiguous domains (same total tokens for both M). Both settings are built once and measured in
-interleaved rounds (10, 1000 | 1000, 10 | ...) so that drifts in machine speed hit both alike; the
-medians are reported with the 1000/10 ratio (goal: within 10%). Each timed segment waits for the
-machine to be quiet first and records other processes' CPU use (helpers of benchmarks.speed).
-Results: benchmarks/results/domains.json.
+rounds in which single steps (and episodes) of the two alternate (10, 1000, 1000, 10, ...), so that
+drifts in machine speed hit both alike.
+Every step and episode is timed twice: wall clock, and this process's CPU time (`time.process_time`,
+which other processes on a shared machine do not inflate; with one torch thread it is the work done).
+Reported: medians over all rounds, and the median over rounds of each round's 1000/10 ratio (the
+paired estimate; goal: within 10%). Each timed segment waits for the machine to be quiet first and
+records other processes' CPU use (helpers of benchmarks.speed). Results: benchmarks/results/domains.json.
 """
 
 from __future__ import annotations
@@ -44,15 +47,15 @@ HELD_ROWS = 1000
 
 @dataclass
 class Sizes:
-    rounds: int = 4
-    warmup: int = 3
+    rounds: int = 6
+    warmup: int = 2
     steps: int = 20
     episodes: int = 1
     micro_reps: int = 200
 
 
 FULL = Sizes()
-QUICK = Sizes(rounds=2, warmup=1, steps=5, episodes=1, micro_reps=20)
+QUICK = Sizes(rounds=2, warmup=1, steps=6, episodes=1, micro_reps=20)
 
 SHAPE = dict(vocab=2048, seq_len=64, batch=16, preset="tiny", train_tokens=4_000_000, valid_tokens=400_000,
              probe_steps=2, free_steps=4)
@@ -108,25 +111,26 @@ class Setting:
     def step(self) -> dict[str, float]:
         from tandem.training.loss import domain_token_counts, objective_coefficients
 
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         batch = self.sampler.sample(self.weights, SHAPE["batch"])
         t1 = time.perf_counter()
         coef = objective_coefficients(domain_token_counts(batch.y, batch.domain, self.m))
         t2 = time.perf_counter()
         meter = self.learner.step([(batch, coef)])
         meter.losses()
-        t3 = time.perf_counter()
-        return {"sample": t1 - t0, "coefficients": t2 - t1, "learner_step": t3 - t2, "total": t3 - t0}
+        c3, t3 = time.process_time(), time.perf_counter()
+        return {"sample": t1 - t0, "coefficients": t2 - t1, "learner_step": t3 - t2, "total": t3 - t0,
+                "total_cpu": c3 - c0}
 
-    def episode(self) -> float:
+    def episode(self) -> dict[str, float]:
         import dataclasses
 
         from tandem.mixing.loop import run_loop
 
         spec = dataclasses.replace(self.spec, episodes=self.state.episode + 1)
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         self.state = run_loop(spec, self.problem, self.proxy, self.reference, self.state)
-        return time.perf_counter() - t0
+        return {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0}
 
     def accounting(self, reps: int) -> dict[str, float]:
         """The per-domain pieces alone, on one batch's token losses: sums and counts, meter, mixture update."""
@@ -166,24 +170,40 @@ def run(args) -> dict:
         valid = _token_file(Path(tmp), "valid", SHAPE["valid_tokens"], SHAPE["vocab"], 1)
         settings = {m: Setting(m, train, valid, device) for m in DOMAIN_COUNTS}
         steps: dict[int, list[dict]] = {m: [] for m in DOMAIN_COUNTS}
-        episodes: dict[int, list[float]] = {m: [] for m in DOMAIN_COUNTS}
+        episodes: dict[int, list[dict]] = {m: [] for m in DOMAIN_COUNTS}
         acct: dict[int, list[dict]] = {m: [] for m in DOMAIN_COUNTS}
+        rounds: list[dict] = []  # per round and M: median step and episode times, for paired ratios
         windows = []
         for r in range(sizes.rounds):
-            order = DOMAIN_COUNTS if r % 2 == 0 else DOMAIN_COUNTS[::-1]
-            for m in order:
-                s = settings[m]
-                quiet = gate.wait(f"round {r + 1} M={m}")
-                with CpuWindow() as w:
+            quiet = gate.wait(f"round {r + 1}")
+            st: dict[int, list[dict]] = {m: [] for m in DOMAIN_COUNTS}
+            ep: dict[int, list[dict]] = {m: [] for m in DOMAIN_COUNTS}
+            with CpuWindow() as w:
+                for m in DOMAIN_COUNTS:
                     for _ in range(sizes.warmup):
-                        s.step()
-                    steps[m] += [s.step() for _ in range(sizes.steps)]
-                    s.episode() if r == 0 else None  # the first episode warms the twins' optimizers
-                    episodes[m] += [s.episode() for _ in range(sizes.episodes)]
-                    acct[m].append(s.accounting(sizes.micro_reps))
-                windows.append({"round": r + 1, "domains": m, **w.as_dict(), "quiet_wait": quiet})
-                log(f"round {r + 1} M={m}: step {statistics.median(x['total'] for x in steps[m]) * 1e3:.1f} ms, "
-                    f"episode {statistics.median(episodes[m]):.2f} s (other CPU {w.foreign_frac})")
+                        settings[m].step()
+                    if r == 0:
+                        settings[m].episode()  # the first episode warms the twins' optimizers
+                # Single steps alternated A B B A ...: a change in machine speed falls on both settings alike.
+                for i in range(sizes.steps):
+                    for m in (DOMAIN_COUNTS if i % 2 == 0 else DOMAIN_COUNTS[::-1]):
+                        st[m].append(settings[m].step())
+                for i in range(sizes.episodes):
+                    for m in (DOMAIN_COUNTS if (r + i) % 2 == 0 else DOMAIN_COUNTS[::-1]):
+                        ep[m].append(settings[m].episode())
+                for m in DOMAIN_COUNTS:
+                    acct[m].append(settings[m].accounting(sizes.micro_reps))
+            this = {}
+            for m in DOMAIN_COUNTS:
+                steps[m] += st[m]
+                episodes[m] += ep[m]
+                this[m] = {k: statistics.median(x[k] for x in st[m]) for k in ("total", "total_cpu")}
+                this[m].update({f"episode_{k}": statistics.median(x[k] for x in ep[m]) for k in ("wall", "cpu")})
+            windows.append({"round": r + 1, **w.as_dict(), "quiet_wait": quiet})
+            rounds.append(this)
+            log(f"round {r + 1}: " + "; ".join(
+                f"M={m} step {this[m]['total'] * 1e3:.1f} ms wall / {this[m]['total_cpu'] * 1e3:.1f} ms CPU, "
+                f"episode {this[m]['episode_wall']:.2f} s" for m in DOMAIN_COUNTS) + f" (other processes {w.foreign_frac})")
 
     def med(xs):
         return statistics.median(xs)
@@ -192,11 +212,13 @@ def run(args) -> dict:
     for m in DOMAIN_COUNTS:
         parts = {k: med([x[k] for x in steps[m]]) * 1e3 for k in steps[m][0]}
         acc = {k: med([x[k] for x in acct[m]]) * 1e6 for k in acct[m][0]}
-        per_m[str(m)] = {"step_ms": parts, "episode_s": med(episodes[m]), "accounting_us": acc,
-                         "held_rows": HELD_ROWS, "eval_sequences": HELD_ROWS // m,
+        per_m[str(m)] = {"step_ms": parts, "episode_s": {k: med([x[k] for x in episodes[m]]) for k in ("wall", "cpu")},
+                         "accounting_us": acc, "held_rows": HELD_ROWS, "eval_sequences": HELD_ROWS // m,
                          "steps_timed": len(steps[m]), "episodes_timed": len(episodes[m])}
-    a, b = per_m[str(DOMAIN_COUNTS[0])], per_m[str(DOMAIN_COUNTS[1])]
-    ratios = {"step": b["step_ms"]["total"] / a["step_ms"]["total"], "episode": b["episode_s"] / a["episode_s"]}
+    lo, hi = DOMAIN_COUNTS
+    paired = lambda k: med([r[hi][k] / r[lo][k] for r in rounds])  # noqa: E731
+    ratios = {"step_wall": paired("total"), "step_cpu": paired("total_cpu"),
+              "episode_wall": paired("episode_wall"), "episode_cpu": paired("episode_cpu")}
     result = {
         "command": "python -m benchmarks.domains" + (" --quick" if args.quick else "") + f" --threads {args.threads}",
         "machine": machine_info(args.threads),
@@ -207,6 +229,7 @@ def run(args) -> dict:
         "ratio_1000_over_10": ratios,
         "goal_ratio": GOAL_RATIO,
         "within_goal": {k: v <= GOAL_RATIO for k, v in ratios.items()},
+        "rounds": [{str(m): v for m, v in r.items()} for r in rounds],
         "loadavg_end": loadavg(),
         "quiet_gate_gave_up": gate.gave_up,
         "windows": windows,
@@ -221,7 +244,9 @@ def format_table(res: dict) -> str:
     for k in a["step_ms"]:
         rows.append((f"step: {k} (ms)", f"{a['step_ms'][k]:.2f}", f"{b['step_ms'][k]:.2f}",
                      f"{b['step_ms'][k] / a['step_ms'][k]:.2f}"))
-    rows.append(("episode (s)", f"{a['episode_s']:.3f}", f"{b['episode_s']:.3f}", f"{b['episode_s'] / a['episode_s']:.2f}"))
+    for k in ("wall", "cpu"):
+        rows.append((f"episode: {k} (s)", f"{a['episode_s'][k]:.3f}", f"{b['episode_s'][k]:.3f}",
+                     f"{b['episode_s'][k] / a['episode_s'][k]:.2f}"))
     for k in a["accounting_us"]:
         rows.append((f"alone: {k} (us)", f"{a['accounting_us'][k]:.1f}", f"{b['accounting_us'][k]:.1f}",
                      f"{b['accounting_us'][k] / a['accounting_us'][k]:.2f}"))
@@ -244,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     res = run(args)
     print(format_table(res))
     r = res["ratio_1000_over_10"]
-    print(f"1000/10 domains: step x{r['step']:.3f}, episode x{r['episode']:.3f} (goal <= {GOAL_RATIO}); wrote {args.out}")
+    print("1000/10 domains, median of paired per-round ratios: "
+          + ", ".join(f"{k} x{v:.3f}" for k, v in r.items()) + f" (goal <= {GOAL_RATIO}); wrote {args.out}")
     return 0
 
 
