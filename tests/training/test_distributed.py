@@ -28,11 +28,14 @@ def _sets(extra: list[str] = ()) -> list[str]:
     return [a for s in [*SETTINGS, *extra] for a in ("--set", s)]
 
 
-def _torchrun(cfg: Path, out: Path, extra: list[str] = ()) -> subprocess.CompletedProcess:
+def _launch(*argv: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "tandem", "run", str(cfg), "--out", str(out), "--baseline", "", "-q", *_sets(extra)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "tandem", *argv]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+
+
+def _torchrun(cfg: Path, out: Path, extra: list[str] = ()) -> subprocess.CompletedProcess:
+    proc = _launch("run", str(cfg), "--out", str(out), "--baseline", "", "-q", *_sets(extra))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -80,6 +83,15 @@ def test_two_ranks_equal_one_rank(mode, one_rank, shared_cfg, tmp_path):
     assert (out / "model" / "model.safetensors").is_file()
     # FSDP writes no checkpoints (the twins' shards are never gathered mid-run); plain data parallelism does.
     assert (out / "checkpoint").is_dir() == (mode == "ddp")
+
+
+def test_bad_input_under_torchrun_says_it_once(shared_cfg, tmp_path):
+    out = tmp_path / "bad"
+    proc = _launch("train", str(shared_cfg), "--out", str(out), "--set", "train.stpes=3")
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "train.stpes" in errors[0]
+    assert not out.exists()
 
 
 def test_one_process_is_untouched():
