@@ -221,11 +221,9 @@ def _argv(case: str, shared_cfg: Path, tmp_path: Path) -> tuple[list[str], Path]
 
 # Found while auditing this catalogue (reported): JSON and YAML keep the last of two equal keys, so a domain named
 # twice is read silently. Fix: object_pairs_hook in tandem/mixing/weights.py, a duplicate-key check in config.py.
-XFAIL_BAD = {"weights naming a domain twice": "weights.py: json.loads keeps the last of duplicate domain names"}
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=XFAIL_BAD[c]))
-                                  if c in XFAIL_BAD else c for c in BAD])
+@pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_is_one_line_exit_2_nothing_written(case, shared_cfg, tmp_path, cli):
     argv, out = _argv(case, shared_cfg, tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -306,12 +304,9 @@ BAD_MIX = {
 }
 # Found by this catalogue (reported): optimize and run create OUT and write OUT/config.yaml before the data are
 # checked against the model, and leave them behind on such an error (train removes what it created).
-XFAIL_MIX = {c: "cli/mix.py: OUT is created before an input error found in stage one, and left behind"
-             for c in ("domain shorter than a sequence", "domain shorter than a sequence (run)")}
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=XFAIL_MIX[c]))
-                                  if c in XFAIL_MIX else c for c in BAD_MIX])
+@pytest.mark.parametrize("case", list(BAD_MIX))
 def test_bad_input_to_optimize_run_compare(case, shared_cfg, tmp_path, cli):
     command, extra, needles = BAD_MIX[case]
     cfg = command[1](tmp_path, shared_cfg) if len(command) > 1 else shared_cfg
@@ -326,7 +321,6 @@ def test_bad_input_to_optimize_run_compare(case, shared_cfg, tmp_path, cli):
     assert sorted(p.name for p in tmp_path.iterdir()) == before, case
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: yaml.safe_load keeps the last of duplicate keys")
 def test_a_domain_named_twice_in_the_config_is_refused(shared_cfg, tmp_path, cli):
     text = shared_cfg.read_text().replace("  domains:\n", "  domains:\n    prose: {train: data/prose/train.jsonl}\n", 1)
     cfg = shared_cfg.parent / "twice.yaml"

@@ -63,7 +63,7 @@ def test_override_without_equals_and_bad_key():
         apply_overrides({}, ["train.steps200"])
     with pytest.raises(InputError, match="bad override key"):
         apply_overrides({}, ["train..steps=1"])
-    with pytest.raises(InputError, match="seed is not a section"):
+    with pytest.raises(InputError, match="'seed' is not a section"):
         apply_overrides({"seed": 1}, ["seed.x=1"])
 
 

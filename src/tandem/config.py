@@ -22,7 +22,8 @@ SPLITS = ("train", "valid", "test")
 
 class _Section(BaseModel):
     # Unknown keys are errors: a typo must never silently fall back to a default.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Infinite or NaN numbers are errors too: an infinite step size would only surface later as a numeric fault.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DomainConfig(_Section):
@@ -164,7 +165,7 @@ class TrainConfig(_Section):
     fsdp: bool = Field(
         False,
         description="Under torchrun, shard parameters, gradients and optimizer state across ranks (FSDP2) instead of "
-        "replicating them; for models too large for one device. No checkpoints are written with it (no --resume).",
+        "replicating them; for models too large for one device. Checkpoints hold the gathered whole model.",
     )
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
     report_to: list[Literal["none", "tensorboard", "wandb"]] = Field(
@@ -359,6 +360,30 @@ def check_weights(w: Any, names: set[str] | list[str], label: str, allow_missing
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str):
+    """YAML as tandem reads it: safe, duplicate keys refused; PyYAML's construction errors (an impossible date,
+    nesting too deep) come out as yaml.YAMLError so callers handle one exception type."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError:
+        raise
+    except (ValueError, TypeError, RecursionError) as err:
+        raise yaml.YAMLError(f"cannot read value: {err}") from None
+
+
 def _set_dotted(d: dict, key: str, value: Any, source: str) -> None:
     parts = key.split(".")
     if not all(parts):
@@ -369,7 +394,7 @@ def _set_dotted(d: dict, key: str, value: Any, source: str) -> None:
         if nxt is None:
             nxt = cur[p] = {}
         elif not isinstance(nxt, dict):
-            raise InputError(f"{source}: cannot set {key}: {p} is not a section")
+            raise InputError(f"{source}: cannot set {key!r}: {p!r} is not a section")
         cur = nxt
     cur[parts[-1]] = value
 
@@ -381,10 +406,10 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
             raise InputError(f"--set {ov!r}: expected KEY=VALUE, e.g. train.steps=200")
         key, val = ov.split("=", 1)
         try:
-            value = yaml.safe_load(val) if val.strip() else ""
+            value = parse_yaml(val) if val.strip() else ""
         except yaml.YAMLError:
             value = val
-        _set_dotted(raw, key.strip(), value, f"--set {ov}")
+        _set_dotted(raw, key.strip(), value, f"--set {ov!r}")
     return raw
 
 
@@ -414,14 +439,23 @@ def _fields_at(loc: tuple) -> list[str]:
 
 def format_validation_error(err: ValidationError, source: str) -> str:
     """One line: the file, the dotted field, what was expected."""
-    e = err.errors()[0]
-    loc = tuple(x for x in e["loc"] if x not in ("function-after[_one_layout(), DomainConfig]",))
+    errors = err.errors()
+
+    def clean(loc: tuple) -> tuple:
+        # pydantic tags union members and validators in the location ("literal['uniform','natural']"); drop them
+        return tuple(x for x in loc if not (isinstance(x, str) and ("[" in x or "(" in x)))
+
+    # A union field fails once per member; the deepest location names the member the value was meant for
+    # (a NaN inside a {domain: weight} map, not "expected 'uniform'").
+    first = clean(errors[0]["loc"])
+    e = max((x for x in errors if clean(x["loc"])[:len(first)] == first), key=lambda x: len(clean(x["loc"])))
+    loc = clean(e["loc"])
     dotted = ".".join(str(x) for x in loc)
     if e["type"] == "extra_forbidden":
         hint = difflib.get_close_matches(str(loc[-1]), [f for f in _fields_at(loc) if f != "base_dir"], n=1)
-        msg = f"{source}: unknown key '{dotted}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+        msg = f"{source}: unknown key {dotted!r}" + (f" (did you mean '{hint[0]}'?)" if hint else "")
     elif e["type"] == "missing":
-        msg = f"{source}: missing required field '{dotted}'"
+        msg = f"{source}: missing required field {dotted!r}"
     else:
         text = e["msg"].removeprefix("Value error, ")
         got = e.get("input")
@@ -450,13 +484,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not path.is_file():
         raise InputError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a UTF-8 text file") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
+        problem = getattr(err, "problem", None) or (str(err) if type(err) is yaml.YAMLError else "invalid YAML")
         raise InputError(f"{path}:{where}: invalid YAML: {problem}") from None
     if raw is None:
         raise InputError(f"{path}: empty config file; expected at least data.domains")

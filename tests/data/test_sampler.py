@@ -144,3 +144,35 @@ def test_eval_windows_score_every_target_once():
     capped = np.concatenate([y for _, y in eval_windows(toks, 8, max_tokens=20)])
     np.testing.assert_array_equal(capped, np.arange(1, 21))
     assert list(eval_windows(np.arange(1), 8)) == []
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 1000, 4099])
+def test_feistel_permutation_is_a_permutation(n):
+    from tandem.data.sampler import FeistelPermutation
+
+    p = FeistelPermutation(n, [11, 22, 33, 44])
+    assert sorted(p[k] for k in range(n)) == list(range(n))
+    assert [p[k] for k in range(n)] == [FeistelPermutation(n, [11, 22, 33, 44])[k] for k in range(n)]
+    if n >= 64:  # a real shuffle, not the identity or a stride
+        assert [p[k] for k in range(n)] != [FeistelPermutation(n, [12, 22, 33, 44])[k] for k in range(n)]
+        assert sum(p[k] == k for k in range(n)) < n // 8
+
+
+def test_large_domains_visit_every_window_once_per_epoch_without_an_order_array(monkeypatch):
+    import tandem.data.sampler as sampler
+
+    monkeypatch.setattr(sampler, "PERMUTATION_MAX_WINDOWS", 0)  # every domain takes the index-by-index order
+    s = MixtureSampler(_arrays(), SEQ, seed=3)
+    n0 = int(s.n_windows[0])
+    starts = [int(b.x[0, 0]) for b in _draw(s, [1.0, 0, 0], 1, 2 * n0)]
+    # A window starts at offset + k * SEQ with the epoch's offset below SEQ, so start // SEQ is its index k.
+    epoch1, epoch2 = [x // SEQ for x in starts[:n0]], [x // SEQ for x in starts[n0:]]
+    assert sorted(epoch1) == list(range(n0)) and sorted(epoch2) == list(range(n0))  # every window once per epoch
+    assert epoch1 != epoch2  # each epoch has its own order
+    assert isinstance(s._order(0)[0], sampler.FeistelPermutation)
+    # Resuming mid-epoch continues the same order.
+    s2 = MixtureSampler(_arrays(), SEQ, seed=3)
+    _draw(s2, [1.0, 0, 0], 5, 3)
+    s3 = MixtureSampler(_arrays(), SEQ, seed=3)
+    s3.load_state_dict(s2.state_dict())
+    assert torch.equal(s2.sample([1.0, 0, 0], 5).x, s3.sample([1.0, 0, 0], 5).x)

@@ -52,20 +52,10 @@ def cmd_compare(args) -> int:
     if unknown:
         _log(args.quiet)(f"note: methods.{sorted(unknown)} not in --methods; ignored")
     out = check_writable_dir(args.out)
-    created = None  # the outermost folder this command creates, removed again on an input error
-    if not out.exists():
-        created = out
-        while not created.parent.exists():
-            created = created.parent
-    try:
-        return _compare(args, cfg, out, names_m, plans)
-    except InputError:
-        # Input problems found only once a run starts (a domain shorter than one sequence) leave nothing behind.
-        if created is not None:
-            import shutil
+    from tandem.cli.main import removed_on_input_error
 
-            shutil.rmtree(created, ignore_errors=True)
-        raise
+    with removed_on_input_error(out):
+        return _compare(args, cfg, out, names_m, plans)
 
 
 def _compare(args, cfg, out: Path, names_m: list[str], plans: list) -> int:

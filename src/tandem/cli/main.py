@@ -6,6 +6,7 @@ Input errors print one line on stderr and exit with code 2; nothing is written f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -77,6 +78,25 @@ def train_and_evaluate(cfg, data, weights: dict, out: Path, resume: bool, quiet:
     return ev
 
 
+@contextlib.contextmanager
+def removed_on_input_error(out: Path):
+    """Remove the folders this command creates for `out` if an InputError turns up once work has started (a
+    domain shorter than one sequence, a model the data does not fit), so bad input leaves nothing behind."""
+    created = None  # the outermost folder that does not exist yet
+    if not out.exists():
+        created = out
+        while not created.parent.exists():
+            created = created.parent
+    try:
+        yield
+    except InputError:
+        if created is not None:
+            import shutil
+
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
 def _write_config(cfg, out: Path) -> None:
     import yaml
 
@@ -98,22 +118,9 @@ def cmd_train(args) -> int:
     from tandem.data.cache import natural_weights
 
     weights = resolve_weights(args.weights, data.domains, natural_weights(data))
-    created = None  # the outermost folder this command creates, removed again on an input error
-    if not out.exists():
-        created = out
-        while not created.parent.exists():
-            created = created.parent
-    try:
+    with removed_on_input_error(out):
         _write_config(cfg, out)
         ev = train_and_evaluate(cfg, data, weights, out, args.resume, args.quiet)
-    except InputError:
-        # Input problems found only once training starts (a domain shorter than one sequence, a model config
-        # the data does not fit) must leave nothing behind either.
-        if created is not None:
-            import shutil
-
-            shutil.rmtree(created, ignore_errors=True)
-        raise
     print(format_eval(ev))
     print(f"wrote {out / 'eval.json'}")
     return 0

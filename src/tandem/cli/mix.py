@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from tandem.errors import InputError
@@ -20,7 +19,7 @@ def _validate(cfg) -> None:
 
 
 def cmd_optimize(args) -> int:
-    from tandem.cli.main import _load, _log, _prepare, _write_config
+    from tandem.cli.main import _load, _log, _prepare, _write_config, removed_on_input_error
     from tandem.io import check_writable_dir
     from tandem.mixing.optimize import optimize
 
@@ -32,9 +31,10 @@ def cmd_optimize(args) -> int:
         from tandem.training.stages import stage_one
 
         cfg, data = stage_one(cfg, data)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_config(cfg, out)
-    res = optimize(cfg, data, out, resume=args.resume, progress=not args.quiet, log=_log(args.quiet))
+    with removed_on_input_error(out):
+        out.mkdir(parents=True, exist_ok=True)
+        _write_config(cfg, out)
+        res = optimize(cfg, data, out, resume=args.resume, progress=not args.quiet, log=_log(args.quiet))
     print(format_weights({"uniform": {d: 1 / len(res.names) for d in res.names}, cfg.mixer.method: res.as_dict(res.recommended)}))
     print(f"wrote {out / 'weights.json'} ({res.wall_time:.1f} s)")
     return 0
@@ -85,9 +85,8 @@ def _stage_two(cfg, data, weights: dict, out: Path, args) -> dict:
 
 
 def cmd_run(args) -> int:
-    from tandem.cli.main import _load, _log, _prepare, _write_config
-    from tandem.io import check_writable_dir, write_text
-    from tandem.mixing.optimize import optimize
+    from tandem.cli.main import _load, _prepare, removed_on_input_error
+    from tandem.io import check_writable_dir
 
     cfg = _load(args)
     _validate(cfg)
@@ -97,6 +96,15 @@ def cmd_run(args) -> int:
         if b not in ("uniform", "natural"):
             raise InputError(f"--baseline: unknown mixture {b!r}; expected uniform or natural")
     data = _prepare(cfg, args)
+    with removed_on_input_error(out):
+        return _run(args, cfg, data, out, baselines)
+
+
+def _run(args, cfg, data, out: Path, baselines: list[str]) -> int:
+    from tandem.cli.main import _log, _write_config
+    from tandem.io import write_text
+    from tandem.mixing.optimize import optimize
+
     out.mkdir(parents=True, exist_ok=True)
     _write_config(cfg, out)
     if cfg.stages is not None:
@@ -111,7 +119,7 @@ def cmd_run(args) -> int:
     from tandem.training.distributed import is_main
 
     if is_main():
-        shutil.copyfile(out / "optimize" / "weights.json", out / "weights.json")
+        write_text(out / "weights.json", (out / "optimize" / "weights.json").read_text(encoding="utf-8"))
     learned = res.as_dict(res.recommended)
     log(f"stage two: {cfg.model.preset} target on the learned mixture")
     evals = {cfg.mixer.method: _stage_two(cfg, data, learned, out, args)}

@@ -52,6 +52,45 @@ def systematic_counts(weights: np.ndarray, n: int, rng: np.random.Generator) -> 
     return np.bincount(np.searchsorted(cum, points, side="right"), minlength=len(weights))[: len(weights)]
 
 
+# Up to this many windows a domain's epoch order is an explicit permutation (8 bytes a window); above it, a keyed
+# Feistel permutation computed index by index, so memory does not grow with the corpus (a 64 GiB domain would
+# otherwise need a multi-GB order array).
+PERMUTATION_MAX_WINDOWS = 1 << 20
+
+_M64 = (1 << 64) - 1
+
+
+def _mix64(x: int) -> int:
+    """A 64-bit integer hash (splitmix64's finaliser): the Feistel round function."""
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _M64
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _M64
+    return x ^ (x >> 31)
+
+
+class FeistelPermutation:
+    """A seeded pseudo-random permutation of range(n) in O(1) memory: four Feistel rounds on a power-of-four
+    domain just above n, with cycle walking back into range (fewer than four walks expected)."""
+
+    def __init__(self, n: int, keys: list[int]):
+        self.n = n
+        self.half = max(1, ((max(n - 1, 1)).bit_length() + 1) // 2)
+        self.mask = (1 << self.half) - 1
+        self.keys = [int(k) for k in keys]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k: int) -> int:
+        x = int(k)
+        while True:
+            left, right = x >> self.half, x & self.mask
+            for key in self.keys:
+                left, right = right, left ^ (_mix64((right + key) & _M64) & self.mask)
+            x = (left << self.half) | right
+            if x < self.n:
+                return x
+
+
 class MixtureSampler:
     """Draws batches of (seq_len + 1)-token windows from several domains by weights.
 
@@ -95,14 +134,16 @@ class MixtureSampler:
     def num_domains(self) -> int:
         return len(self.arrays)
 
-    def _order(self, i: int) -> tuple[np.ndarray, int]:
+    def _order(self, i: int) -> tuple[np.ndarray | FeistelPermutation, int]:
         cached = self._orders.get(i)
         if cached is None or cached[0] != self.epoch[i]:
             r = np.random.default_rng([self.seed, i, int(self.epoch[i])])
             slack = 0 if i in self._examples else (len(self.arrays[i]) - 1) - int(self.n_windows[i]) * self.seq_len
             # A fresh offset each epoch so repeated epochs do not cut documents at the same places.
             offset = int(r.integers(0, slack + 1))
-            cached = (int(self.epoch[i]), r.permutation(int(self.n_windows[i])), offset)
+            n = int(self.n_windows[i])
+            order = r.permutation(n) if n <= PERMUTATION_MAX_WINDOWS else FeistelPermutation(n, r.integers(0, 2**62, size=4))
+            cached = (int(self.epoch[i]), order, offset)
             self._orders[i] = cached
         return cached[1], cached[2]
 

@@ -15,15 +15,31 @@ def uniform(names: list[str]) -> dict[str, float]:
     return {d: 1.0 / len(names) for d in names}
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    # json keeps the last of repeated keys; a domain named twice in a weights file is a mistake worth reporting.
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(f"key {k!r} is given twice")
+        out[k] = v
+    return out
+
+
 def read_weights_file(path: Path | str, names: list[str]) -> dict[str, float]:
     """Read and validate a weights JSON file against the config's domains (order of `names`)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: weights file not found")
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: not valid JSON ({getattr(err, 'msg', err)})") from None
+    except _DuplicateKey as err:
+        raise InputError(f"{path}: {err}") from None
     if not isinstance(obj, dict) or "domain_weights" not in obj:
         raise InputError(f'{path}: expected an object with "domain_weights": {{domain: weight}}')
     try:

@@ -48,7 +48,8 @@ def plot_trajectories(steps: list[int], weights: np.ndarray, names: list[str], p
     plt.close(fig)
 
 
-def plot_weight_bars(mixtures: dict[str, dict[str, float]], path: Path, title: str = "domain weights") -> None:
+def plot_weight_bars(mixtures: dict[str, dict[str, float]], path: Path, title: str = "domain weights",
+                     ylabel: str = "weight") -> None:
     """Grouped bars: one group per domain, one bar per mixture (method)."""
     plt = _plt()
     labels = list(mixtures)
@@ -59,7 +60,7 @@ def plot_weight_bars(mixtures: dict[str, dict[str, float]], path: Path, title: s
     for k, lab in enumerate(labels):
         ax.bar(x + k * width - 0.4 + width / 2, [mixtures[lab][d] for d in names], width, label=lab)
     ax.set_xticks(x, names, rotation=20)
-    ax.set_ylabel("weight")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -69,7 +70,7 @@ def plot_weight_bars(mixtures: dict[str, dict[str, float]], path: Path, title: s
 
 def plot_domain_losses(losses: dict[str, dict[str, float]], path: Path, title: str = "test loss per domain") -> None:
     """Grouped bars of per-domain losses, one bar per mixture/method."""
-    plot_weight_bars(losses, path, title)
+    plot_weight_bars(losses, path, title, ylabel="loss (nats per token)")
 
 
 def plot_trajectories_grid(trajectories: dict[str, tuple[list[int], np.ndarray]], names: list[str], path: Path) -> None:
