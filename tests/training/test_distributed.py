@@ -80,9 +80,16 @@ def test_two_ranks_equal_one_rank(mode, one_rank, shared_cfg, tmp_path):
     # One writer: one printed summary, no scratch files left beside the outputs.
     assert proc.stdout.count("wrote ") == 1
     assert not [p for p in out.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
-    assert (out / "model" / "model.safetensors").is_file()
-    # FSDP writes no checkpoints (the twins' shards are never gathered mid-run); plain data parallelism does.
-    assert (out / "checkpoint").is_dir() == (mode == "ddp")
+    # Checkpoints and the saved model hold whole tensors, gathered from the shards under FSDP.
+    from safetensors.torch import load_file
+
+    saved = load_file(out / "model" / "model.safetensors")
+    ckpt = load_file(out / "checkpoint" / "model.safetensors")
+    assert saved.keys() == ckpt.keys() and all(torch.equal(saved[k], ckpt[k]) for k in saved)
+    gpt = json.loads((out / "model" / "tandem_model.json").read_text())["config"]
+    embedding = saved.get("wte.weight", saved.get("lm_head.weight"))  # tied: saved once, under either name
+    assert tuple(embedding.shape) == (gpt["vocab_size"], gpt["n_embd"])
+    assert (out / "optimize" / "checkpoint" / "proxy_opt.pt").is_file()
 
 
 def test_bad_input_under_torchrun_says_it_once(shared_cfg, tmp_path):

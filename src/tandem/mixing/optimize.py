@@ -16,7 +16,6 @@ import torch
 
 from tandem.config import Config
 from tandem.data.cache import PreparedData, natural_weights
-from tandem.errors import InputError
 from tandem.io import write_json, write_text
 from tandem.tracking import append_metrics
 from tandem.mixing import methods
@@ -194,8 +193,6 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     fsdp = cfg.train.fsdp if mc.fsdp is None else mc.fsdp
     proxy = Learner(proxy_model, oc, len(names), device, cfg.train.precision, compile=compile_, fsdp=fsdp)
     reference = Learner(ref_model, oc, len(names), device, cfg.train.precision, compile=compile_, fsdp=fsdp)
-    if resume and proxy.fsdp:
-        raise InputError("mixer.fsdp: no checkpoints are written with FSDP, so --resume is not available with it")
     refuse_nonfinite_updates(proxy, "proxy")
     refuse_nonfinite_updates(reference, "reference")
     problem = LMProblem(cfg, data, batch_size)
@@ -205,7 +202,7 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     metrics_path = out_dir / "metrics.jsonl"
     loaded = None
     if resume:
-        loaded = load_checkpoint(ckpt_dir, {"proxy": proxy.model, "reference": reference.model},
+        loaded = load_checkpoint(ckpt_dir, {"proxy": proxy.loadable(), "reference": reference.loadable()},
                                  ["proxy_opt", "reference_opt", "rng"], log=log)
         if loaded is not None:
             tensors, st = loaded
@@ -227,12 +224,14 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
 
     def checkpoint() -> None:
         nonlocal saved_episode
-        if proxy.fsdp or not is_main():  # rank 0 saves; sharded twins are not checkpointed
+        proxy_model, proxy_opt = proxy.checkpoint_state()  # under FSDP every rank takes part in gathering
+        reference_model, reference_opt = reference.checkpoint_state()
+        if not is_main():  # rank 0 saves
             return
         saved_episode = state.episode
         save_checkpoint(
-            ckpt_dir, {"proxy": proxy.model, "reference": reference.model},
-            {"proxy_opt": proxy.optimizer.state_dict(), "reference_opt": reference.optimizer.state_dict(),
+            ckpt_dir, {"proxy": proxy_model, "reference": reference_model},
+            {"proxy_opt": proxy_opt, "reference_opt": reference_opt,
              "rng": torch.get_rng_state()},
             {"episode": state.episode, "warmed_up": state.warmed_up, "alpha": state.alpha.tolist(),
              "proxy_step": proxy.step_count, "reference_step": reference.step_count,

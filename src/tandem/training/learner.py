@@ -198,6 +198,37 @@ class Learner:
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "step": self.step_count}
 
+    def checkpoint_state(self) -> tuple[nn.Module, dict]:
+        """What a checkpoint saves: a module holding all of the parameters, and the optimizer state. Under FSDP a
+        collective (every rank calls it) that gathers both; the optimizer state then comes whole to rank 0 only,
+        keyed by parameter name."""
+        if not self.fsdp:
+            return self.module, self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        optim = get_optimizer_state_dict(self.module, self.optimizer,
+                                         options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return self.full_module(), optim
+
+    def loadable(self) -> nn.Module:
+        """The module a checkpoint's parameters are loaded into; `load_state_dict` then hands them to the shards."""
+        return self._plain if self.fsdp else self.module
+
     def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        from tandem.errors import InputError
+
+        # FSDP's whole optimizer state names its parameters; a plain one numbers them.
+        by_name = any(isinstance(p, str) for g in state["optimizer"].get("param_groups", []) for p in g["params"])
+        if by_name != self.fsdp:
+            raise InputError(f"the checkpoint was written {'with' if by_name else 'without'} FSDP; resume with the "
+                             f"same train.fsdp / mixer.fsdp setting")
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                                 set_optimizer_state_dict)
+
+            full = StateDictOptions(full_state_dict=True)
+            set_model_state_dict(self.module, self._plain.state_dict(), options=full)
+            set_optimizer_state_dict(self.module, self.optimizer, state["optimizer"], options=full)
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.step_count = int(state["step"])

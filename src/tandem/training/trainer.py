@@ -102,8 +102,6 @@ def train(
     names = data.domains
     model = build_model(model_cfg or cfg.model, data.vocab_size, tc.seq_len, cfg.seed, cfg.base_dir)
     learner = Learner(model, optim_config(tc), len(names), device, tc.precision, compile=tc.compile, fsdp=tc.fsdp)
-    if resume and learner.fsdp:
-        raise InputError("train.fsdp: no checkpoints are written with FSDP, so --resume is not available with it")
     refuse_nonfinite_updates(learner, "model")
     sampler = MixtureSampler(data.split_arrays("train"), tc.seq_len, cfg.seed, names)
     weights = np.asarray(weights, dtype=np.float64)
@@ -112,7 +110,7 @@ def train(
     ckpt_dir = out_dir / "checkpoint"
     metrics_path = out_dir / "metrics.jsonl"
     if resume:
-        loaded = load_checkpoint(ckpt_dir, {"model": model}, ["optimizer", "rng"], log=log)
+        loaded = load_checkpoint(ckpt_dir, {"model": learner.loadable()}, ["optimizer", "rng"], log=log)
         if loaded is not None:
             tensors, state = loaded
             saved = state.get("weights")
@@ -130,12 +128,13 @@ def train(
         metrics_path.unlink()
 
     def checkpoint() -> None:
-        if learner.fsdp or not is_main():  # rank 0 saves; sharded models are not checkpointed
+        module, optimizer_state = learner.checkpoint_state()  # under FSDP every rank takes part in gathering
+        if not is_main():  # rank 0 saves
             return
         save_checkpoint(
             ckpt_dir,
-            {"model": model},
-            {"optimizer": learner.optimizer.state_dict(), "rng": torch.get_rng_state()},
+            {"model": module},
+            {"optimizer": optimizer_state, "rng": torch.get_rng_state()},
             {"step": learner.step_count, "sampler": sampler.state_dict(), "weights": weights.tolist()},
         )
 
@@ -146,7 +145,7 @@ def train(
     tokens_since, t_last = 0, t0
     def stop(problem: str) -> None:
         checkpoint()
-        where = f"checkpoint of step {learner.step_count} saved in {ckpt_dir}" if is_main() and not learner.fsdp else "no checkpoint"
+        where = f"checkpoint of step {learner.step_count} saved in {ckpt_dir}" if is_main() else "no checkpoint"
         raise FloatingPointError(f"{problem}; stopped with a {where}: continue with --resume (for example after "
                                  f"lowering train.lr)")
 
