@@ -9,6 +9,9 @@ unset or 1) every function here is a no-op that does not even import torch (the 
 tandem.io ask `is_main()` on every write).
 
 Only rank 0 writes outputs: tandem.io's writers are silent on other ranks.
+
+With FSDP (`shard_model`, FSDP2's `fully_shard`) the same holds, with parameters, gradients and
+optimizer state sharded instead of replicated: gradients are reduce-scattered as sums.
 """
 
 from __future__ import annotations
