@@ -111,3 +111,41 @@ def test_one_process_is_untouched():
     assert torch.equal(torch.cat([p.domain for p in parts]), b.domain)
     with distributed.main_first():
         pass
+
+
+# The GPU path's switches, exercised on the CPU: bf16 autocast and torch.compile change speed, not the objective.
+
+
+def _learners(**kw):
+    from tandem.config import ModelConfig
+    from tandem.models import build_model
+    from tandem.training.learner import Learner, OptimConfig
+
+    oc = OptimConfig(lr=1e-3, total_steps=10)
+    model = build_model(ModelConfig(preset="tiny"), 256, 32, 0)
+    return Learner(model, oc, 3, torch.device("cpu"), **kw)
+
+
+def _steps(learner, n: int = 3) -> list[float]:
+    from tandem.training.loss import domain_token_counts, objective_coefficients
+
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(n):
+        x = torch.randint(0, 256, (6, 33), generator=g)
+        b = Batch(x[:, :-1], x[:, 1:], torch.tensor([0, 0, 1, 1, 2, 2]))
+        out.append(learner.step([(b, objective_coefficients(domain_token_counts(b.y, b.domain, 3)))]).mean())
+    return out
+
+
+def test_bf16_autocast_trains_the_same_objective():
+    fp32, bf16 = _steps(_learners(precision="fp32")), _steps(_learners(precision="bf16"))
+    assert fp32 == pytest.approx(bf16, abs=0.05)  # bf16 rounding, same objective
+    assert fp32 != bf16  # the autocast branch really ran
+
+
+@pytest.mark.slow
+def test_compiled_model_gives_eager_losses():
+    eager, compiled = _learners(), _learners(compile=True)
+    assert compiled.model is not compiled.module
+    assert _steps(compiled) == pytest.approx(_steps(eager), abs=1e-5)
