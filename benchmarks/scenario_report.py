@@ -316,7 +316,7 @@ def _weights_table(sc: dict) -> list[str]:
 
 def _cost_rows(name: str, sc: dict) -> list[str]:
     summary = sc["summary"]
-    base = summary.get("uniform") or next(iter(summary.values()))
+    base = next((v for m, v in summary.items() if m.startswith("uniform")), next(iter(summary.values())))
     t2, k2 = base["stage2_wall_s"][0], base["stage2_tokens"][0]
     rows = []
     for m, r in summary.items():
@@ -377,10 +377,9 @@ def render(res: dict, figures_rel: str, machine: dict) -> str:
         tc = ", ".join(f"{d} {('all of its valid split (never trained on)' if d == ood else (f'{c:,}' if c else 'all'))}"
                        for d, c in sc["train_chars"].items())
         L += [f"Train characters: {tc}. Config: `{sc['config']}`; {sc.get('models', '')}.", ""]
-        first = next(iter(sc["summary"].values()))
-        ep = ", ".join(f"{d} {e:.2f}" for d, e in (sc["summary"].get("uniform") or first)["epochs"].items())
-        L += [f"Epochs of each domain's train split the target consumes under "
-              f"{'uniform' if 'uniform' in sc['summary'] else next(iter(sc['summary']))} weights: {ep}.", ""]
+        base = next((m for m in sc["summary"] if m.startswith("uniform")), next(iter(sc["summary"])))
+        ep = ", ".join(f"{d} {e:.2f}" for d, e in sc["summary"][base]["epochs"].items())
+        L += [f"Epochs of each domain's train split the target consumes under {base} weights: {ep}.", ""]
         L += ["Commands:", "", "```", *sc["commands"], "```", ""]
         L += _loss_table(sc, ood) + [""]
         L += ["Test loss per domain (nats per token)" + (f"; `{ood}` is the held-out target domain" if ood else "") + ".", ""]
