@@ -60,7 +60,7 @@ SCENARIOS: dict[str, Scenario] = {
                  models="target `tiny` (2 layers, width 64, 0.36M parameters), 150 steps"),
         Scenario("restricted", "2. Data-restricted",
                  {"code": BIG, "docs": BIG, "books": BIG, "scripture": SMALL, "legal": SMALL, "chat": SMALL},
-                 ["uniform", "natural", "doremi", "doge", "tandem"],
+                 ["uniform", "natural", "doremi", "doge", "odm", "tandem"],
                  goal="TANDEM's average test loss below uniform's by more than two seed standard deviations, "
                       "and below DoReMi's and DoGE's",
                  models="target 2 layers, width 96 (0.62M parameters, 4.3x the proxy's 0.15M), 200 steps"),
@@ -72,7 +72,7 @@ SCENARIOS: dict[str, Scenario] = {
                  models="target `tiny` (0.36M parameters), 150 steps"),
         Scenario("oracle", "4. Oracle (3 domains, grid over the simplex)",
                  {"code": BIG, "scripture": SMALL, "chat": SMALL},
-                 ["uniform", "doremi", "doge", "tandem"], oracle=True,
+                 ["uniform", "doremi", "doge", "odm", "regmix", "tandem"], oracle=True,
                  goal="TANDEM closes at least 90% of the uniform-to-oracle gap",
                  models="BPE vocabulary 1024; target the same size as the proxy (1 layer, width 32), 100 steps, so that "
                         "the 66-point grid is affordable"),
