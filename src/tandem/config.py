@@ -227,6 +227,11 @@ class MixerConfig(_Section):
     )
     sync: bool = Field(True, description="Reset the reference to the proxy every episode (switch off only as an ablation).")
     eval_sequences: int = Field(8, ge=1, description="Held sequences per domain (from the train split) on which Delta is measured.")
+    held_out_fraction: float = Field(
+        0.0, ge=0, lt=0.5,
+        description="Share of each domain's train split kept out of stage one's training and used only to measure "
+        "Delta (0: Delta on windows the proxy also trains on). Stage two still trains on the whole split.",
+    )
     valid_fraction: float = Field(
         0.5, gt=0, lt=1,
         description="Share of the reference's batch taken from validation data; the rest are rows of the proxy's "

@@ -13,6 +13,7 @@ import torch
 from tandem.config import Config
 from tandem.data.cache import PreparedData
 from tandem.data.sampler import Batch, MixtureSampler
+from tandem.data.sft import SFTExamples
 from tandem.errors import InputError
 from tandem.training.loss import domain_token_counts, objective_coefficients
 
@@ -28,6 +29,24 @@ def target_weights(target, names: list[str]) -> np.ndarray:
     return w / w.sum()
 
 
+def hold_out(a, fraction: float, seq_len: int, name: str):
+    """Split one domain's train split into (kept for training, held out for Delta): the last `fraction` of its
+    tokens, or of its examples for an SFT domain, so the two never share a window."""
+    if isinstance(a, SFTExamples):
+        n = a.num_examples
+        k = n - max(1, int(round(fraction * n)))
+        if k < 1:
+            raise InputError(f"data.domains.{name}.train: {n} example(s) are too few to hold out "
+                             f"mixer.held_out_fraction={fraction} of them and train on the rest")
+        return SFTExamples(a.tokens, a.mask, a.offsets[: k + 1], a.pad_id), SFTExamples(a.tokens, a.mask, a.offsets[k:], a.pad_id)
+    cut = len(a) - max(seq_len + 1, int(round(fraction * len(a))))
+    if cut < seq_len + 1:
+        raise InputError(f"data.domains.{name}.train: {len(a)} tokens are too few to hold out "
+                         f"mixer.held_out_fraction={fraction} of them and train on the rest "
+                         f"(each part needs train.seq_len + 1 = {seq_len + 1})")
+    return a[:cut], a[cut:]
+
+
 class LMProblem:
     """Implements tandem.mixing.loop.Problem over prepared token data."""
 
@@ -40,8 +59,14 @@ class LMProblem:
         self.sampling = mc.sampling
         seq_len = cfg.train.seq_len
         # Separate streams (different seeds) so held and validation draws never shift the training stream.
-        self.train = MixtureSampler(data.split_arrays("train"), seq_len, cfg.seed, names)
-        self.held = MixtureSampler(data.split_arrays("train"), seq_len, cfg.seed + 7919, names)
+        train_arrays, held_arrays = data.split_arrays("train"), data.split_arrays("train")
+        if mc.held_out_fraction > 0:
+            # Delta on windows the twins never train on: with small, repeated domains the proxy has memorised its
+            # own training windows, and a gap measured there rewards forgetting them, not generalising.
+            pairs = [hold_out(a, mc.held_out_fraction, seq_len, name) for a, name in zip(train_arrays, names)]
+            train_arrays, held_arrays = [p[0] for p in pairs], [p[1] for p in pairs]
+        self.train = MixtureSampler(train_arrays, seq_len, cfg.seed, names)
+        self.held = MixtureSampler(held_arrays, seq_len, cfg.seed + 7919, names)
         self.target = target_weights(mc.target, names)
         self.valid_ids = np.nonzero(self.target > 0)[0]
         for i in self.valid_ids:
