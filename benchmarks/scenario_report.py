@@ -103,13 +103,16 @@ def collect(plan, names: list[str]) -> dict:
             if oracle_runs:
                 entry["summary"].update(summarize_runs(oracle_runs, label_fixed="oracle (grid best)"))
                 entry["dates"] = _dates([folder, plan.runs_root / f"{name}-grid", plan.runs_root / f"{name}-oracle"])
-        for key, sets in ({} if plan.quick else S.INVESTIGATIONS).get(name, []):
+        for key, sets, patch in ({} if plan.quick else S.INVESTIGATIONS).get(name, []):
             inv = _finished(plan.runs_root / f"{name}-{key}")
             if inv:
-                label = "tandem, " + ", ".join(o.split(".")[-1].replace("=", " ") for o in sets) + " (follow-up)"
+                label = S.INVESTIGATION_LABELS[key]
                 entry["summary"][label] = summarize_runs(inv)["tandem"]
-                entry["commands"].append(f"tandem compare {entry['config']} --methods tandem --seeds {plan.seeds} "
-                                         f"--out {S._rel(plan.runs_root)}/{name}-{key} " + " ".join(f"--set {o}" for o in sets))
+                entry["commands"].append(
+                    f"tandem compare {entry['config']} --methods tandem --seeds {plan.seeds} "
+                    f"--out {S._rel(plan.runs_root)}/{name}-{key} " + " ".join(f"--set {o}" for o in sets)
+                    + (f"   # inside benchmarks.{patch}_delta.patched() (python -m benchmarks scenarios --only investigations)"
+                       if patch else ""))
         out["scenarios"][name] = entry
     abl = collect_ablations(plan)
     if abl:
