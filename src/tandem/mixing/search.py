@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from tandem.io import append_jsonl
+
 
 def simplex_grid(num_domains: int, resolution: int) -> np.ndarray:
     """All mixtures with coordinates in {0, 1/r, ..., 1} summing to 1: C(r + M - 1, M - 1) points."""
@@ -46,8 +48,7 @@ def evaluate_points(points: np.ndarray, objective: Callable[[np.ndarray], float]
         else:
             values[i] = objective(w)
             if log_path is not None:
-                with open(log_path, "a") as f:
-                    f.write(json.dumps({"weights": w.tolist(), "loss": values[i]}) + "\n")
+                append_jsonl(log_path, {"weights": w.tolist(), "loss": float(values[i])})
         if on_point is not None:
             on_point(i, w, values[i])
     return values
