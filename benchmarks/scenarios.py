@@ -97,13 +97,17 @@ ABLATION_SCENARIO = "restricted"
 # Follow-up runs after TANDEM lost scenarios 2 and 4, reported beside the headline rows and never used to pick the
 # headline's settings: (key, --set overrides, patch). "eval64": more held sequences for Delta (its sign flipped from
 # episode to episode with 8); "heldout": Delta measured on train windows the twins never train on
-# (benchmarks.heldout_delta), to test whether memorised windows of small domains bias Delta.
+# (benchmarks.heldout_delta), to test whether memorised windows of small domains bias Delta; "heldout15": the same
+# idea through the library's own option, mixer.held_out_fraction.
 INVESTIGATIONS: dict[str, list[tuple[str, list[str], str | None]]] = {
-    "oracle": [("eval64", ["mixer.eval_sequences=64"], None), ("heldout", [], "heldout")],
-    "restricted": [("eval64", ["mixer.eval_sequences=64"], None), ("heldout", [], "heldout")],
+    "oracle": [("eval64", ["mixer.eval_sequences=64"], None), ("heldout", [], "heldout"),
+               ("heldout15", ["mixer.held_out_fraction=0.15"], None)],
+    "restricted": [("eval64", ["mixer.eval_sequences=64"], None), ("heldout", [], "heldout"),
+                   ("heldout15", ["mixer.held_out_fraction=0.15"], None)],
 }
 INVESTIGATION_LABELS = {"eval64": "tandem, eval_sequences 64 (follow-up)",
-                        "heldout": "tandem, Delta on held-out train windows (follow-up)"}
+                        "heldout": "tandem, Delta on held-out train windows (follow-up)",
+                        "heldout15": "tandem, mixer.held_out_fraction 0.15 (follow-up)"}
 
 
 @dataclass
