@@ -230,7 +230,8 @@ class MixerConfig(_Section):
     held_out_fraction: float = Field(
         0.0, ge=0, lt=0.5,
         description="Share of each domain's train split kept out of stage one's training and used only to measure "
-        "Delta (0: Delta on windows the proxy also trains on). Stage two still trains on the whole split.",
+        "Delta (0: Delta on windows the proxy also trains on). Default 0.15 for method=tandem, 0 for the others. "
+        "Stage two still trains on the whole split.",
     )
     valid_fraction: float = Field(
         0.5, gt=0, lt=1,

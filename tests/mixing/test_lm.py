@@ -50,3 +50,13 @@ def test_twins_never_train_on_the_held_windows(shared_cfg):
         rows_on_side(batch, True)
     for b in problem.held_batches():
         rows_on_side(b, False)
+
+
+def test_tandem_holds_out_by_default_and_the_peers_do_not():
+    from tandem.config import MixerConfig
+    from tandem.mixing.methods import effective
+
+    assert effective(MixerConfig(method="tandem")).held_out_fraction == 0.15
+    assert effective(MixerConfig(method="tandem", held_out_fraction=0.0)).held_out_fraction == 0.0
+    for m in ("doremi", "doge", "odm"):
+        assert effective(MixerConfig(method=m)).held_out_fraction == 0.0

@@ -39,11 +39,14 @@ def hold_out(a, fraction: float, seq_len: int, name: str):
             raise InputError(f"data.domains.{name}.train: {n} example(s) are too few to hold out "
                              f"mixer.held_out_fraction={fraction} of them and train on the rest")
         return SFTExamples(a.tokens, a.mask, a.offsets[: k + 1], a.pad_id), SFTExamples(a.tokens, a.mask, a.offsets[k:], a.pad_id)
+    if len(a) < seq_len + 1:
+        return a, a  # shorter than one sequence: the sampler reports it in its own words
     cut = len(a) - max(seq_len + 1, int(round(fraction * len(a))))
     if cut < seq_len + 1:
         raise InputError(f"data.domains.{name}.train: {len(a)} tokens are too few to hold out "
                          f"mixer.held_out_fraction={fraction} of them and train on the rest "
-                         f"(each part needs train.seq_len + 1 = {seq_len + 1})")
+                         f"(each part needs train.seq_len + 1 = {seq_len + 1}); add text or set "
+                         f"mixer.held_out_fraction=0")
     return a[:cut], a[cut:]
 
 
@@ -51,7 +54,9 @@ class LMProblem:
     """Implements tandem.mixing.loop.Problem over prepared token data."""
 
     def __init__(self, cfg: Config, data: PreparedData, batch_size: int):
-        mc = cfg.mixer
+        from tandem.mixing.methods import effective
+
+        mc = effective(cfg.mixer)
         names = data.domains
         self.names = names
         self.num_domains = len(names)
