@@ -95,6 +95,23 @@ def test_compare_smoke_and_resume(setup, tmp_path, capsys):
     old = {(r["method"], r["seed"]): r for r in res["runs"]}
     new = {(r["method"], r["seed"]): r for r in again["runs"]}
     assert new[("tandem", 1)]["weights"] == old[("tandem", 1)]["weights"]  # same seed, same weights
+    # A changed config reruns the runs it affects and keeps the others.
+    capsys.readouterr()
+    assert main(argv[:-1] + ["--set", "mixer.eta_alpha=3.0"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("the config changed since it ran") == 4 and err.count("done earlier, kept") == 2  # uniform
+    changed = json.loads((out / "results.json").read_text())
+    assert {r["method"] for r in changed["runs"] if r["config_fingerprint"] != old[(r["method"], r["seed"])].get("config_fingerprint")} == {"doge", "tandem"}
+
+
+def test_compare_respects_what_the_user_set_for_its_own_method(setup):
+    from tandem.cli.compare import method_config
+    from tandem.config import load_config
+
+    path, _, _ = setup
+    cfg = load_config(path, ["mixer.held_out_fraction=0"])
+    assert method_config(cfg, "tandem", 0).mixer.held_out_fraction == 0.0
+    assert method_config(load_config(path), "tandem", 0).mixer.held_out_fraction == 0.15
 
 
 def test_compare_bad_method(setup, tmp_path, capsys):

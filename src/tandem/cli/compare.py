@@ -27,6 +27,8 @@ def method_config(cfg, method: str, seed_offset: int):
         e = update.get("free_steps", mc.free_steps)
         per_episode = (0 if method == "doge" else k) + e
         update["episodes"] = max(1, math.ceil(budget / max(per_episode, 1)))
+    if method == mc.method:  # the config's own method: what the user set in `mixer` wins over published defaults
+        update = {k: v for k, v in update.items() if k == "method" or k not in mc.model_fields_set}
     merged = {**mc.model_dump(), **update, **cfg.methods.get(method, {})}
     try:
         new_mc = MixerConfig(**merged)
@@ -58,6 +60,20 @@ def cmd_compare(args) -> int:
         return _compare(args, cfg, out, names_m, plans)
 
 
+def _fingerprint(mcfg) -> str:
+    """What a run's result depends on: its whole config, except where its files live."""
+    import hashlib
+
+    from tandem.mixing.methods import STATIC_METHODS
+
+    d = mcfg.to_dict()
+    d.get("data", {}).pop("cache_dir", None)
+    if mcfg.mixer.method in STATIC_METHODS:  # a static mixture ignores every other mixer setting
+        d["mixer"] = {"method": mcfg.mixer.method, "weights": mcfg.mixer.weights}
+    d.pop("methods", None)  # already applied to this run's mixer
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _compare(args, cfg, out: Path, names_m: list[str], plans: list) -> int:
     from tandem.cli.main import _log, _prepare, _write_config
     from tandem.cli.mix import _stage_two
@@ -73,13 +89,22 @@ def _compare(args, cfg, out: Path, names_m: list[str], plans: list) -> int:
     for i, (method, seed, mcfg) in enumerate(plans, 1):
         run_dir = out / "runs" / f"{method}-seed{seed}"
         done = run_dir / "result.json"
+        fingerprint = _fingerprint(mcfg)
         if done.is_file():
             try:
-                results.append(json.loads(done.read_text()))
+                kept = json.loads(done.read_text())
+            except json.JSONDecodeError:
+                kept = None
+            if kept is not None and kept.get("config_fingerprint", fingerprint) == fingerprint:
+                results.append(kept)
                 log(f"[{i}/{len(plans)}] {method} seed {seed}: done earlier, kept")
                 continue
-            except json.JSONDecodeError:
-                pass
+            if kept is not None:
+                # A finished run of another config must not stand in for this one, nor its checkpoints seed it.
+                import shutil
+
+                log(f"[{i}/{len(plans)}] {method} seed {seed}: the config changed since it ran; running it again")
+                shutil.rmtree(run_dir)
         log(f"[{i}/{len(plans)}] {method} seed {seed}")
         if seed not in data_by_seed:
             data_by_seed[seed] = _prepare(mcfg, args)
@@ -96,6 +121,7 @@ def _compare(args, cfg, out: Path, names_m: list[str], plans: list) -> int:
             "stage1_wall_s": t1 - t0, "stage1_tokens": res.train_tokens, "stage1_proxy_steps": res.proxy_steps,
             "stage2_wall_s": ev.get("train_wall_time_s"),
             "stage2_tokens": int(sum(ev["tokens_seen"].values())),
+            "config_fingerprint": fingerprint,
         }
         write_json(done, r)
         results.append(r)
