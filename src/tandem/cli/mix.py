@@ -72,16 +72,10 @@ def format_side_by_side(weights: dict[str, dict[str, float]], evals: dict[str, d
 def _stage_two(cfg, data, weights: dict, out: Path, args) -> dict:
     """Train and evaluate the target; with --resume a finished stage (eval.json for these weights) is kept."""
     from tandem.cli.main import train_and_evaluate
+    from tandem.evaluation.evaluate import finished_eval
 
-    done = out / "eval.json"
-    if args.resume and done.is_file():
-        try:
-            ev = json.loads(done.read_text())
-            if ev.get("weights") == weights:
-                return ev
-        except json.JSONDecodeError:
-            pass
-    return train_and_evaluate(cfg, data, weights, out, args.resume, args.quiet)
+    ev = finished_eval(out, weights) if args.resume else None
+    return ev if ev is not None else train_and_evaluate(cfg, data, weights, out, args.resume, args.quiet)
 
 
 def cmd_run(args) -> int:

@@ -66,28 +66,14 @@ def _open_text(path: Path):
 
 
 def read_jsonl(path: Path, field: str) -> Iterator[str]:
-    try:
-        with _open_text(path) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise InputError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
-                if not isinstance(row, dict):
-                    raise InputError(f"{path}:{lineno}: expected a JSON object per line")
-                if field not in row:
-                    raise InputError(f"{path}:{lineno}: missing field '{field}'")
-                text = row[field]
-                if not isinstance(text, str):
-                    raise InputError(f"{path}:{lineno}: field '{field}' must be a string, got {type(text).__name__}")
-                if text:
-                    yield text
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text (a binary file?)") from None
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
+    for where, row in _jsonl_records(path):
+        if field not in row:
+            raise InputError(f"{where}: missing field '{field}'")
+        text = row[field]
+        if not isinstance(text, str):
+            raise InputError(f"{where}: field '{field}' must be a string, got {type(text).__name__}")
+        if text:
+            yield text
 
 
 def read_txt(path: Path) -> Iterator[str]:

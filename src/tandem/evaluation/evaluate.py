@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -92,3 +93,18 @@ def format_eval(result: dict, split: str = "test") -> str:
     lines = [f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}" for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     return f"{split} loss per domain\n" + "\n".join(lines)
+
+
+def finished_eval(out: Path, weights: dict) -> dict | None:
+    """OUT/eval.json of a finished stage two on these weights, if there is one (what --resume keeps)."""
+    import json
+
+    done = out / "eval.json"
+    if done.is_file():
+        try:
+            ev = json.loads(done.read_text())
+            if ev.get("weights") == weights:
+                return ev
+        except json.JSONDecodeError:
+            pass
+    return None

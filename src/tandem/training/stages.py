@@ -118,21 +118,16 @@ def fine_tune(cfg: Config, data: PreparedData, model: torch.nn.Module, device: t
 def two_stage_target(cfg: Config, data: PreparedData, weights: dict[str, float], out: Path, resume: bool = False,
                      progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Pretrain the target on `weights` (pretrain domains), fine-tune it, evaluate every domain; writes eval.json."""
-    import json
-
     from tandem.evaluation.evaluate import evaluate, summarize
     from tandem.mixing.weights import as_array
     from tandem.training.trainer import train
 
     st = cfg.stages
-    done = out / "eval.json"
-    if resume and done.is_file():
-        try:
-            ev = json.loads(done.read_text())
-            if ev.get("weights") == weights:
-                return ev
-        except json.JSONDecodeError:
-            pass
+    from tandem.evaluation.evaluate import finished_eval
+
+    kept = finished_eval(out, weights) if resume else None
+    if kept is not None:
+        return kept
     t0 = time.perf_counter()
     pre = train(cfg, subset(data, st.pretrain), as_array(weights, st.pretrain), out / "pretrain", resume=resume,
                 progress=progress, log=log)
@@ -146,7 +141,7 @@ def two_stage_target(cfg: Config, data: PreparedData, weights: dict[str, float],
         "weights": weights, "tokens_seen": {**pre.tokens_seen(st.pretrain), **sft_seen},
         "pretrain_steps": cfg.train.steps, "sft_steps": st.sft_steps, "wall_time_s": time.perf_counter() - t0,
     }
-    write_json(done, ev)
+    write_json(out / "eval.json", ev)
     return ev
 
 
@@ -170,8 +165,6 @@ def format_two_stage(weights: dict[str, dict[str, float]], evals: dict[str, dict
 def run_two_stage(cfg: Config, data: PreparedData, out: Path, baselines: list[str], resume: bool, quiet: bool) -> str:
     """`tandem run` on a two-stage config: learn the stage-one mixture, then pretrain + fine-tune the target on it
     and on each baseline mixture; writes weights.json, eval.json, summary.md and returns the table."""
-    import shutil
-
     from tandem.mixing.optimize import optimize
     from tandem.mixing.weights import resolve_weights
 
@@ -182,7 +175,7 @@ def run_two_stage(cfg: Config, data: PreparedData, out: Path, baselines: list[st
     cfg1, data1 = stage_one(cfg, data)
     log(f"stage one: {cfg.mixer.method} on a {cfg.mixer.proxy.preset} proxy over {st.pretrain}, validated on {st.sft}")
     res = optimize(cfg1, data1, out / "optimize", resume=resume, progress=not quiet, log=log)
-    shutil.copyfile(out / "optimize" / "weights.json", out / "weights.json")
+    write_text(out / "weights.json", (out / "optimize" / "weights.json").read_text(encoding="utf-8"))
     weights = {cfg.mixer.method: res.as_dict(res.recommended)}
     for b in baselines:
         weights[b] = resolve_weights(b, st.pretrain, natural_weights(subset(data, st.pretrain)))
