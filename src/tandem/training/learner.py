@@ -103,6 +103,8 @@ class Learner:
         self.autocast = autocast_for(device, precision)
         self.optimizer = make_optimizer(model, oc, device)
         self.step_count = 0
+        # What to call the model in the error raised for a NaN or infinite gradient; None: no check.
+        self.refuse_nonfinite: str | None = None
 
     def lr(self) -> float:
         return lr_at(self.step_count, self.oc.lr, self.oc.warmup_steps, self.oc.total_steps, self.oc.min_lr_ratio)
@@ -123,8 +125,6 @@ class Learner:
             # Coefficients come from the global batch, so summing the ranks' gradients gives the global objective.
             coef = coef.to(self.device, torch.float32)
             for mb in self._micro_batches(batch):
-                if len(mb) == 0 and not self.fsdp:
-                    continue
                 mb = mb.to(self.device)
                 with self.autocast():
                     logits = model(mb.x)
@@ -136,8 +136,16 @@ class Learner:
         if not self.fsdp:
             distributed.all_reduce_grads(self.module.parameters())  # FSDP reduce-scatters its own (as sums)
         distributed.all_reduce_meter(meter)
+        norm = None
         if self.oc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.oc.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.oc.grad_clip)
+        if self.refuse_nonfinite is not None:
+            # Before anything moves: the model and optimizer state stay at the last good step. The clipping norm,
+            # when there is one, is the same number, so the gradients are reduced once.
+            if norm is None:
+                norm = torch.nn.utils.get_total_norm([p.grad for p in self.module.parameters() if p.grad is not None])
+            if not bool(torch.isfinite(norm)):
+                raise FloatingPointError(f"non-finite gradient in the {self.refuse_nonfinite} at step {self.step_count + 1}")
         self.optimizer.step()
         self.step_count += 1
         return meter
@@ -153,8 +161,6 @@ class Learner:
         meter = DomainLossMeter(self.num_domains)
         for batch in batches:
             for mb in self._micro_batches(batch):
-                if len(mb) == 0 and not self.fsdp:
-                    continue
                 mb = mb.to(self.device)
                 with self.autocast():
                     logits = self.model(mb.x)

@@ -57,13 +57,7 @@ def refuse_nonfinite_updates(learner: Learner, what: str) -> None:
     moves: the model and its optimizer state stay at the last good step, so a checkpoint taken then resumes."""
     if learner.fsdp:  # each rank holds only a shard of the gradient; they could disagree on whether to raise
         return
-
-    def check(optimizer, args, kwargs) -> None:
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if grads and not bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))):
-            raise FloatingPointError(f"non-finite gradient in the {what} at step {learner.step_count + 1}")
-
-    learner.optimizer.register_step_pre_hook(check)
+    learner.refuse_nonfinite = what
 
 
 def read_metrics(path: Path) -> list[dict]:
