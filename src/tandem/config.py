@@ -215,8 +215,24 @@ class MixerConfig(_Section):
     free_steps: int = Field(10, ge=0, description="E: proxy steps on the new mixture after each update.")
     warmup_steps: int = Field(0, ge=0, description="Proxy steps on the initial mixture before the first episode.")
     gamma: float = Field(1.0, gt=0, description="Penalty weight: the reference steps on grad L_val + gamma * grad L_train.")
-    eta_alpha: float = Field(1.0, gt=0, description="Step size of the mixture update.")
-    update: Literal["eg", "projected"] = Field("eg", description="`eg`: exponentiated gradient; `projected`: Euclidean projection onto the simplex.")
+    eta_alpha: Optional[float] = Field(
+        None, gt=0,
+        description="Step size of the mixture update. update=normalized: change of a log-weight per standard error "
+        "of evidence beyond mixer.threshold (default 0.1); eg/projected: multiplies the raw Delta (default 1.0; "
+        "DoReMi and ODM: their published steps).",
+    )
+    update: Literal["normalized", "eg", "projected"] = Field(
+        "eg",
+        description="`normalized` (TANDEM's default): mirror descent on Delta's t-statistic over recent episodes, "
+        "so the step does not depend on Delta's scale and a domain within noise keeps its weight; `eg`: "
+        "exponentiated gradient on the raw Delta; `projected`: Euclidean projection onto the simplex.",
+    )
+    memory: float = Field(0.95, gt=0, le=1, description="update=normalized: weight of each earlier episode's Delta "
+                          "in the evidence, per episode back (1: all episodes alike).")
+    threshold: float = Field(3.0, ge=0, description="update=normalized: standard errors of evidence that count as "
+                             "noise (a normal quantile, converted to Student's t for the episodes seen); only |t| "
+                             "beyond it moves a weight.")
+    max_step: float = Field(0.2, gt=0, description="update=normalized: largest change of any log-weight per episode.")
     smoothing: float = Field(0.0, ge=0, le=1, description="After each update mix toward uniform: alpha <- (1-c) alpha + c/M.")
     floor: float = Field(0.0, ge=0, description="Minimum weight per domain after each update (must be < 1/M).")
     sampling: Literal["resample", "reweight"] = Field(
@@ -235,8 +251,8 @@ class MixerConfig(_Section):
     )
     valid_fraction: float = Field(
         0.5, gt=0, lt=1,
-        description="Share of the reference's batch taken from validation data; the rest are rows of the proxy's "
-        "batch, so a reference step costs one proxy step.",
+        description="Validation rows of each reference step, as a share of the batch size; the reference also "
+        "steps on all of the proxy's rows, so a reference step costs (1 + valid_fraction) proxy steps.",
     )
     initial: Union[Literal["uniform", "natural"], dict[str, float]] = Field("uniform", description="Starting mixture.")
     report: Literal["average", "final"] = Field("average", description="Which mixture `domain_weights` recommends.")

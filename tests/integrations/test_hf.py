@@ -24,7 +24,7 @@ def trained(shared_cfg, tmp_path_factory):
 
     torch.set_num_threads(1)
     cfg = load_config(shared_cfg, [f"mixer.episodes={EPISODES}", f"mixer.probe_steps={K}", f"mixer.free_steps={E}",
-                                   "mixer.eta_alpha=30", "mixer.eval_sequences=4"])
+                                   "mixer.update=eg", "mixer.eta_alpha=30", "mixer.eval_sequences=4"])
     data = prepare_data(cfg)
     out = tmp_path_factory.mktemp("hf")
     dataset = MixtureDataset(data, cfg.train.seq_len, seed=cfg.seed, draw_size=BATCH, record_draws=True)

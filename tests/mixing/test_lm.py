@@ -48,8 +48,11 @@ def test_twins_never_train_on_the_held_windows(shared_cfg):
     for _ in range(3):
         batch, _ = problem.train_part(np.full(len(data.domains), 1 / len(data.domains)))
         rows_on_side(batch, True)
-    for b in problem.held_batches():
-        rows_on_side(b, False)
+    halves = problem.held_batches()
+    assert len(halves) == 2  # two independent sets: the episode's standard error of Delta
+    for half in halves:
+        for b in half:
+            rows_on_side(b, False)
 
 
 def test_tandem_holds_out_by_default_and_the_peers_do_not():

@@ -249,3 +249,57 @@ def test_doge_update_hand_computation():
     scores = np.array([1.0, -2.0, 0.5])
     w = alpha * np.exp(0.3 * scores)
     np.testing.assert_allclose(doge_update(alpha, scores, 0.3), w / w.sum(), rtol=1e-14)
+
+
+# ---------------------------------------------------------------- update=normalized (TANDEM's default)
+
+
+def test_normalized_step_does_not_depend_on_the_scale_of_delta():
+    from tandem.mixing.updates import normalized_update
+
+    rng = np.random.default_rng(0)
+    deltas = rng.normal(size=(12, 5)) * 0.01 + np.array([0.01, 0.0, -0.01, 0.0, 0.003])
+    alpha = np.full(5, 0.2)
+    base = normalized_update(alpha, deltas, eta=0.1)
+    assert np.abs(base - alpha).max() > 1e-3  # the signal moved the weights
+    for scale in (1e-6, 1e-3, 10.0, 1e4):
+        np.testing.assert_allclose(normalized_update(alpha, deltas * scale, eta=0.1), base, rtol=1e-12, atol=1e-15)
+    # and a constant added to every domain changes nothing
+    np.testing.assert_allclose(normalized_update(alpha, deltas + 3.0, eta=0.1), base, rtol=1e-9, atol=1e-12)
+
+
+def test_normalized_step_moves_against_consistent_delta_and_keeps_noise_still():
+    from tandem.mixing.loop import LoopSpec
+    from tandem.mixing.evidence import replay
+
+    spec = LoopSpec(episodes=30, probe_steps=1, free_steps=1, update="normalized", eta_alpha=0.1)
+    rng = np.random.default_rng(1)
+    alpha0 = np.full(6, 1 / 6)
+    # pure noise, 30 episodes, 40 seeds: the weights stay within 0.03 of uniform in at least 90% of them
+    devs = [np.abs(replay(spec, alpha0, rng.normal(size=(30, 6)))[1] - 1 / 6).max() for _ in range(40)]
+    assert np.mean(np.array(devs) < 0.03) >= 0.9, sorted(devs)
+    # a consistent signal (t grows with episodes): the domain with negative Delta gains, the positive one loses
+    signal = np.array([-1.0, 1.0, 0, 0, 0, 0])
+    final, _ = replay(spec, alpha0, rng.normal(size=(30, 6)) + signal)
+    assert final[0] > 0.2 and final[1] < 0.13, final
+    # no step moves a log-weight by more than max_step
+    path, past, alpha = [], [], alpha0
+    from tandem.mixing.loop import next_mixture
+
+    for d in rng.normal(size=(30, 6)) * 1e-9 + 100 * signal:
+        new = next_mixture(spec, alpha, d, past)
+        logs = np.log(new) - np.log(alpha)
+        assert np.ptp(logs) <= 2 * spec.max_step + 1e-9
+        past.append(d)
+        alpha = new
+
+
+def test_normalized_waits_for_evidence():
+    from tandem.mixing.updates import normalized_update
+
+    alpha = np.full(3, 1 / 3)
+    huge = np.array([[5.0, 0.0, -5.0], [5.0, 0.0, -5.0]])
+    np.testing.assert_array_equal(normalized_update(alpha, huge, eta=0.1), alpha)  # two episodes: no step yet
+    moved = normalized_update(alpha, np.vstack([huge, [[5.0, 0.0, -5.0]]]), eta=0.1)
+    assert moved[2] > moved[1] > moved[0]  # noiseless evidence: the trust region sets the step
+    assert np.log(moved[2] / moved[0]) == pytest.approx(2 * 0.2)

@@ -29,7 +29,7 @@ from tandem.data.cache import prepare_data
 from tandem.training.trainer import read_metrics
 
 MIXER = {"episodes": 6, "probe_steps": 2, "free_steps": 2, "warmup_steps": 2, "eval_sequences": 2, "batch_size": 8,
-         "eta_alpha": 10.0, "checkpoint_interval": 1}
+         "update": "eg", "eta_alpha": 10.0, "checkpoint_interval": 1}
 TRAIN = {"steps": 12, "checkpoint_interval": 2, "log_interval": 2, "device": "cpu", "threads": 1, "warmup_steps": 2}
 COMPARE = ["--methods", "uniform,tandem", "--seeds", "1"]
 

@@ -34,10 +34,10 @@ class FaultyTwin(LinearTwin):
         self.nan_losses_at, self.failing_steps_at = set(nan_losses_at), set(failing_steps_at)
         self.episode = 0  # counted by domain_losses, which the loop calls once per episode per twin
 
-    def step(self, parts):
+    def step(self, parts, valid=None, valid_scale=1.0):
         if self.episode in self.failing_steps_at:
             raise FloatingPointError("non-finite gradient in the reference")
-        super().step(parts)
+        super().step(parts, valid, valid_scale)
 
     def domain_losses(self, held):
         losses = super().domain_losses(held)
@@ -126,9 +126,9 @@ def test_optimize_stops_and_resumes_to_the_uninterrupted_result(lm, tmp_path, mo
     clean_losses = Learner.domain_losses
 
     def nan_in_episode_2(self, held):
-        calls["n"] += 1  # two calls (proxy, reference) per episode
+        calls["n"] += 1  # four calls per episode: the proxy, then the reference, on each of two held halves
         losses = clean_losses(self, held)
-        return losses * np.nan if calls["n"] == 5 else losses
+        return losses * np.nan if calls["n"] == 9 else losses
 
     monkeypatch.setattr(Learner, "domain_losses", nan_in_episode_2)
     out = tmp_path / "run"
@@ -148,8 +148,8 @@ def test_optimize_stops_and_resumes_to_the_uninterrupted_result(lm, tmp_path, mo
 def test_optimize_skip_option_logs_and_keeps_the_mixture(lm, tmp_path, cli):
     path = lm[0]
     out = tmp_path / "o"
-    # gamma this large overflows the reference's float32 objective: every reference step is refused
-    rc, stdout, err = cli("optimize", path, "--out", out, "--set", "mixer.gamma=1e40", "--set", "mixer.on_nonfinite=skip")
+    # gamma this small makes the reference's validation step (size 1/gamma) overflow: its next step is refused
+    rc, stdout, err = cli("optimize", path, "--out", out, "--set", "mixer.gamma=1e-40", "--set", "mixer.on_nonfinite=skip")
     assert rc == 0, err
     notes = [ln for ln in err.splitlines() if "update skipped" in ln]
     assert len(notes) == MIXER["episodes"] and "episode 0: non-finite Delta" in notes[0]
@@ -158,8 +158,8 @@ def test_optimize_skip_option_logs_and_keeps_the_mixture(lm, tmp_path, cli):
     w = json.loads((out / "weights.json").read_text())
     assert w["final"] == {d: 1 / 3 for d in ("code", "docs", "prose")}
 
-    rc, _, err = cli("optimize", path, "--out", tmp_path / "stop", "-q", "--set", "mixer.gamma=1e40")
+    rc, _, err = cli("optimize", path, "--out", tmp_path / "stop", "-q", "--set", "mixer.gamma=1e-40")
     lines = err.strip().splitlines()
-    assert rc == 1 and len(lines) == 1 and "non-finite gradient in the reference" in lines[0]
+    assert rc == 1 and len(lines) == 1 and "non-finite validation step in the reference" in lines[0]
     assert "mixer.on_nonfinite=skip" in lines[0]
     assert not (tmp_path / "stop" / "weights.json").exists()

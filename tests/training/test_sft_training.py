@@ -44,7 +44,7 @@ def test_tiny_hf_model_fine_tunes_on_three_tasks(tmp_path):
 @pytest.mark.parametrize("method", ["tandem", "doremi", "doge", "odm", "regmix", "grid", "uniform"])
 def test_every_method_optimizes_sft_tasks(tmp_path, cli, method):
     torch.set_num_threads(1)
-    cfg = sft_config(tmp_path, train={"steps": 4}, mixer={"episodes": 3, "probe_steps": 2, "free_steps": 2,
+    cfg = sft_config(tmp_path, train={"steps": 4}, mixer={"episodes": 3, "probe_steps": 2, "free_steps": 2, "update": "eg",
                                                            "eta_alpha": 10.0, "regmix_samples": 3, "grid_resolution": 1})
     rc, out, err = cli("optimize", cfg, "--out", tmp_path / "opt", "-q", "--set", f"mixer.method={method}")
     assert rc == 0, err

@@ -36,6 +36,9 @@ def cmd_optimize(args) -> int:
         _write_config(cfg, out)
         res = optimize(cfg, data, out, resume=args.resume, progress=not args.quiet, log=_log(args.quiet))
     print(format_weights({"uniform": {d: 1 / len(res.names) for d in res.names}, cfg.mixer.method: res.as_dict(res.recommended)}))
+    evidence = format_evidence(out / "weights.json")
+    if evidence:
+        print(evidence)
     print(f"wrote {out / 'weights.json'} ({res.wall_time:.1f} s)")
     return 0
 
@@ -48,6 +51,28 @@ def format_weights(mixtures: dict[str, dict[str, float]]) -> str:
     lines = [head, "-" * len(head)]
     for d in names:
         lines.append(f"{d:<{w}}  " + "  ".join(f"{mixtures[lab][d]:>9.4f}" for lab in labels))
+    return "\n".join(lines)
+
+
+def format_evidence(weights_json: Path) -> str:
+    """How sure stage one is of each weight: its 90% interval, Delta's t over episodes, and whether the move from
+    the initial mixture is within noise (weights.json's `interval`, `delta_over_episodes`, `within_noise`)."""
+    if not weights_json.is_file():
+        return ""
+    w = json.loads(weights_json.read_text(encoding="utf-8"))
+    if "interval" not in w:
+        return ""
+    names = list(w["domain_weights"])
+    width = max(len(n) for n in names + ["domain"])
+    level = int(round(100 * w.get("interval_level", 0.9)))
+    head = f"{'domain':<{width}}  {'weight':>8}  {f'{level}% interval':>17}  {'t(Delta)':>8}  move"
+    lines = [head, "-" * len(head)]
+    for d in names:
+        lo, hi = w["interval"][d]
+        t = w.get("delta_over_episodes", {}).get(d, {}).get("t")
+        moved = "within noise" if w["within_noise"][d] else "real"
+        lines.append(f"{d:<{width}}  {w['domain_weights'][d]:>8.4f}  {f'[{lo:.3f}, {hi:.3f}]':>17}  "
+                     f"{('-' if t is None else f'{t:+.1f}'):>8}  {moved}")
     return "\n".join(lines)
 
 
@@ -127,6 +152,9 @@ def _run(args, cfg, data, out: Path, baselines: list[str]) -> int:
         evals[b] = _stage_two(cfg, data, wb, out / f"baseline-{b}", args)
         weights[b] = wb
     table = format_side_by_side(weights, evals)
+    evidence = format_evidence(out / "optimize" / "weights.json")
+    if evidence:
+        table += "\n\nstage one's evidence (a move is \"within noise\" when the interval holds the initial weight):\n" + evidence
     write_text(out / "summary.md", "```\n" + table + "\n```\n")
     print(table)
     print(f"wrote {out / 'weights.json'}, {out / 'eval.json'}, {out / 'summary.md'} (stage one in {out / 'optimize'})")

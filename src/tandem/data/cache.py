@@ -154,7 +154,7 @@ def load_tokenizer(cfg: Config, domains: list[DomainSplits], cache_dir: Path, in
     train_docs = [
         (d.name, d.fingerprint["train"], d.spec.split, cfg.seed if d.spec.source is not None else None,
          d.spec.text_field or cfg.data.text_field, d.spec.format, *(("sft",) if d.spec.kind == "sft" else ()))
-        for d in domains
+        for d in sorted(domains, key=lambda d: d.name)
     ]
     key = _hash("bpe", tc.vocab_size, tc.min_frequency, tc.max_train_chars, train_docs)
     path = cache_dir / "tokenizer.json"
@@ -163,9 +163,11 @@ def load_tokenizer(cfg: Config, domains: list[DomainSplits], cache_dir: Path, in
     log(f"training a byte-level BPE tokenizer (vocab {tc.vocab_size}) on the train splits")
 
     def texts():
-        # Round-robin over domains so a capped trainer still sees every domain.
+        # Round-robin over domains so a capped trainer still sees every domain; in the order of their names, so
+        # the vocabulary does not depend on where a domain is written in the config.
         iters = [iter(_documents(d, "train", cfg) or []) if d.spec.kind == "text"
-                 else (message_text(c) for c in _documents(d, "train", cfg) or []) for d in domains]
+                 else (message_text(c) for c in _documents(d, "train", cfg) or [])
+                 for d in sorted(domains, key=lambda d: d.name)]
         while iters:
             alive = []
             for it in iters:

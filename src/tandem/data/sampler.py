@@ -13,10 +13,16 @@ example (truncated to seq_len + 1 tokens, right-padded, targets IGNORE_INDEX out
 response), visited in a fresh seeded permutation each epoch. Its weight is therefore its
 share of rows (examples), and its tokens seen are the supervised targets drawn. When every
 row of a batch has padding at its end, the columns no row supervises are dropped.
+
+Order of domains: nothing depends on where a domain is written in the config. Window orders
+are keyed by the domain's name, not its position, and each batch allocates and stacks its
+rows in the order of the names, so permuting the domains permutes the domain ids of the same
+rows and nothing else.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,6 +131,9 @@ class MixtureSampler:
                     f"domain {name}: its {split} split has {len(a)} tokens, fewer than one sequence of "
                     f"train.seq_len + 1 = {seq_len + 1}; lower train.seq_len or add text"
                 )
+        # Name keys and the canonical (by name) order of domains: see "Order of domains" above.
+        self._keys = [zlib.crc32(n.encode("utf-8")) for n in self.names]
+        self._canon = np.array(sorted(range(len(arrays)), key=lambda i: (self.names[i], i)), dtype=np.int64)
         self.rng = np.random.default_rng([seed, 0x5A3])
         self.epoch = np.zeros(len(arrays), dtype=np.int64)
         self.pos = np.zeros(len(arrays), dtype=np.int64)
@@ -137,7 +146,7 @@ class MixtureSampler:
     def _order(self, i: int) -> tuple[np.ndarray | FeistelPermutation, int]:
         cached = self._orders.get(i)
         if cached is None or cached[0] != self.epoch[i]:
-            r = np.random.default_rng([self.seed, i, int(self.epoch[i])])
+            r = np.random.default_rng([self.seed, self._keys[i], int(self.epoch[i])])
             slack = 0 if i in self._examples else (len(self.arrays[i]) - 1) - int(self.n_windows[i]) * self.seq_len
             # A fresh offset each epoch so repeated epochs do not cut documents at the same places.
             offset = int(r.integers(0, slack + 1))
@@ -165,8 +174,8 @@ class MixtureSampler:
         if w.shape != (self.num_domains,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise ValueError(f"sampler weights must be {self.num_domains} finite non-negative numbers, got {w}")
         w = w / w.sum()
-        counts = systematic_counts(w, batch_size, self.rng)
-        domains = np.repeat(np.arange(self.num_domains), counts)
+        counts = systematic_counts(w[self._canon], batch_size, self.rng)
+        domains = np.repeat(self._canon, counts)
         rows = [self._take(int(i)) for i in domains]
         x, y = np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
         if self._examples:

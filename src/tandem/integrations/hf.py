@@ -11,7 +11,7 @@ the Trainer's clock:
                                            the dataset draws by the new alpha from its next draw on
     E more Trainer steps (free steps), then the next episode
 
-Batches, Delta and the update are the same code as `tandem optimize` (LMProblem, twin_gap, update_mixture).
+Batches, Delta and the update are the same code as `tandem optimize` (LMProblem, twin_gap, next_mixture).
 One difference: the proxy's batches come from the Trainer's data loader, so the reference's train rows are
 drawn from the same mixture but are not the proxy's rows (in `tandem optimize` they are a subset of them).
 
@@ -38,8 +38,8 @@ from tandem.data.sampler import MixtureSampler
 from tandem.errors import InputError
 from tandem.mixing import methods
 from tandem.mixing.lm import LMProblem, target_weights
-from tandem.mixing.loop import EpisodeRecord, LoopState
-from tandem.mixing.updates import twin_gap, update_mixture
+from tandem.mixing.loop import EpisodeRecord, LoopState, next_mixture
+from tandem.mixing.updates import twin_gap
 from tandem.models import HFCausalLM
 from tandem.training.learner import Learner, OptimConfig
 
@@ -193,11 +193,12 @@ class TandemCallback(TrainerCallback):
         if self._probe_left == 0:
             return
         spec, problem = self.spec, self.problem
+        # The Trainer draws the proxy's rows itself, so here the reference's train rows are a fresh draw from the
+        # same mixture (not the proxy's own rows, as in `tandem optimize`): Delta is noisier through the callback.
         part = problem.train_part(self.state.alpha)
-        parts = [problem.reference_train_part(part, spec.gamma), problem.valid_part()]
         if not self._reference_failed:
             try:
-                self.reference.step(parts)
+                self.reference.step([part], valid=[problem.valid_part()], valid_scale=1.0 / spec.gamma)
             except FloatingPointError:
                 if spec.on_nonfinite == "stop":
                     raise
@@ -254,11 +255,14 @@ class TandemCallback(TrainerCallback):
 
     def _update(self, step: int) -> None:
         spec = self.spec
-        held = self.problem.held_batches()
-        lu = self.proxy.domain_losses(held)
-        lw = self.reference.domain_losses(held)
+        sets = self.problem.held_batches()
+        lu_sets = [self.proxy.domain_losses(h) for h in sets]
+        lw_sets = [self.reference.domain_losses(h) for h in sets]
         self._model.train()  # domain_losses leaves the model in eval mode
+        lu, lw = np.mean(lu_sets, axis=0), np.mean(lw_sets, axis=0)
         delta = twin_gap(lw, lu, spec.gamma)
+        per_set = np.array([twin_gap(w, u, spec.gamma) for w, u in zip(lw_sets, lu_sets)])
+        delta_se = per_set.std(axis=0, ddof=1) / np.sqrt(len(per_set))
         if self._reference_failed:
             delta = np.full_like(delta, np.nan)
         skipped = not np.all(np.isfinite(delta))
@@ -266,10 +270,11 @@ class TandemCallback(TrainerCallback):
             raise FloatingPointError(f"non-finite Delta at episode {self.state.episode}: {delta}")
         distance = self.reference.distance(self.proxy)
         if not skipped:
-            self.state.alpha = update_mixture(self.state.alpha, delta, spec.update, spec.eta_alpha, spec.smoothing,
-                                              spec.floor)
+            self.state.alpha = next_mixture(spec, self.state.alpha, delta,
+                                            [r.delta for r in self.state.history if not r.skipped])
             self.dataset.set_weights(self.state.alpha)
-        rec = EpisodeRecord(self.state.episode, step, self.state.alpha.copy(), delta, distance, lu, lw, skipped=skipped)
+        rec = EpisodeRecord(self.state.episode, step, self.state.alpha.copy(), delta, distance, lu, lw, skipped=skipped,
+                            delta_se=delta_se)
         self.state.history.append(rec)
         self.state.episode += 1
         if self.out_dir is not None:

@@ -1,8 +1,9 @@
 """The language-model side of the mixture loop: where the twins' batches come from.
 
-Batches are drawn once and shared: the reference's train rows are a strided subset of
-the proxy's batch (common random numbers, so Delta measures the validation data's effect
-and not sampling noise), and both twins are scored on the same held batches.
+Batches are drawn once and shared: in every probe step the reference steps on exactly the
+proxy's train batch (common random numbers, so Delta measures the validation data's effect
+and not sampling noise) plus a validation batch, and both twins are scored on the same held
+batches, drawn as two independent halves so that each episode measures Delta's noise too.
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ class LMProblem:
             [names[i] for i in self.valid_ids], split="valid",
         )
         self.valid_rows = max(1, int(round(mc.valid_fraction * batch_size)))
-        self.ref_train_rows = max(1, batch_size - self.valid_rows)
         self.eval_sequences = mc.eval_sequences
         self._alpha = np.full(self.num_domains, 1.0 / self.num_domains)
 
@@ -99,24 +99,17 @@ class LMProblem:
         batch = self.train.sample(np.full(self.num_domains, 1.0 / self.num_domains), self.batch_size)
         return batch, self._coef(batch, self._alpha)
 
-    def reference_train_part(self, part, gamma: float):
-        batch, _ = part
-        # Rows are grouped by domain, so an evenly spaced subset keeps the batch's domain shares.
-        rows = np.unique(np.linspace(0, len(batch) - 1, self.ref_train_rows).round().astype(np.int64))
-        idx = torch.from_numpy(rows)
-        sub = Batch(batch.x[idx], batch.y[idx], batch.domain[idx])
-        coef = self._coef(sub, None if self.sampling == "resample" else self._alpha)
-        return sub, gamma * coef
-
     def valid_part(self):
         b = self.valid.sample(self.target[self.valid_ids], self.valid_rows)
         batch = Batch(b.x, b.y, torch.from_numpy(self.valid_ids)[b.domain])
         return batch, self._coef(batch, None)
 
-    def held_batches(self) -> list[Batch]:
-        n = self.eval_sequences * self.num_domains
-        big = self.held.sample(np.full(self.num_domains, 1.0 / self.num_domains), n)
-        return big.split(self.batch_size)
+    def held_batches(self) -> list[list[Batch]]:
+        """Two independent halves of eval_sequences windows per domain (at least one each): their Delta's
+        difference is the episode's standard error."""
+        per_half = max(1, -(-self.eval_sequences // 2))
+        uniform = np.full(self.num_domains, 1.0 / self.num_domains)
+        return [self.held.sample(uniform, per_half * self.num_domains).split(self.batch_size) for _ in range(2)]
 
     def state_dict(self) -> dict:
         return {"train": self.train.state_dict(), "held": self.held.state_dict(), "valid": self.valid.state_dict()}

@@ -2,10 +2,16 @@
 
 One episode:
     w <- u                                   (sync; skipped for a frozen or unsynced reference)
-    K probing steps: u on L_train(alpha); w on L_val + gamma L_train(alpha)  (same train batch)
-    Delta_i = gamma (L_i(w) - L_i(u))        on held batches of each domain's train split
-    alpha <- update(alpha, Delta)            (tandem.mixing.updates)
+    K probing steps: u and w step on the SAME train batch from the same optimizer state; w additionally
+                     takes a separate step on a validation batch (Learner.step(valid=...), size 1/gamma)
+    Delta_i = gamma (L_i(w) - L_i(u))        on held batches of each domain's train split, in two independent
+                                             halves, so each episode also measures Delta's standard error
+    alpha <- update(alpha, Delta)            (tandem.mixing.updates; the only place alpha changes)
     E free steps of u on the new alpha
+
+Common random numbers: the twins differ only by the validation data, which is what Delta is meant to
+measure. Any other difference (other rows, rows chosen by position, the optimizer shrinking a summed
+gradient) enters Delta as noise or as a bias.
 
 The loop only needs a `Problem` (where batches come from) and two `Twin`s (models that
 step and report per-domain losses): the language-model learner and the convex test bed
@@ -30,18 +36,17 @@ class Problem(Protocol):
     def train_part(self, alpha: np.ndarray) -> Part:
         """A training batch for mixture alpha and its objective coefficients (advances the sampler)."""
 
-    def reference_train_part(self, part: Part, gamma: float) -> Part:
-        """The reference's share of a proxy batch, with coefficients scaled by gamma."""
-
     def valid_part(self) -> Part:
         """A validation batch of the target and its objective coefficients."""
 
-    def held_batches(self) -> Any:
-        """Fresh held batches of each domain's train split, for measuring Delta."""
+    def held_batches(self) -> list[Any]:
+        """Fresh held batches of each domain's train split, for measuring Delta: a list of independent sets
+        (two or more give Delta's standard error)."""
 
 
 class Twin(Protocol):
-    def step(self, parts: list[Part]) -> Any: ...
+    def step(self, parts: list[Part], valid: list[Part] | None = None, valid_scale: float = 1.0) -> Any:
+        """One step on `parts`; `valid` parts add a separate step of size valid_scale (the reference's)."""
 
     def domain_losses(self, held: Any) -> np.ndarray: ...
 
@@ -59,6 +64,11 @@ class LoopSpec:
     gamma: float = 1.0
     eta_alpha: float = 1.0
     update: str = "eg"
+    # update=normalized: how far back the evidence in Delta reaches, how many standard errors are noise, and
+    # the largest change of a log-weight per episode.
+    memory: float = 0.95
+    threshold: float = 3.0
+    max_step: float = 0.2
     smoothing: float = 0.0
     floor: float = 0.0
     # How the reference moves: `twin` (L_val + gamma L_train, TANDEM), `valid` (L_val only, DoGE's probe),
@@ -82,6 +92,7 @@ class EpisodeRecord:
     proxy_losses: np.ndarray
     reference_losses: np.ndarray
     skipped: bool = False  # Delta was not finite and on_nonfinite=skip left alpha as it was
+    delta_se: np.ndarray | None = None  # standard error of this episode's Delta (from independent held sets)
 
 
 @dataclass
@@ -100,6 +111,14 @@ class LoopState:
         if not self.history:
             return self.alpha
         return np.mean([r.alpha for r in self.history], axis=0)
+
+
+def next_mixture(spec: LoopSpec, alpha: np.ndarray, delta: np.ndarray, past: list[np.ndarray]) -> np.ndarray:
+    """The mixture after one episode's Delta (`past`: the Delta of earlier, not skipped, episodes). Every caller
+    (this loop, the Trainer callback, the bootstrap in tandem.mixing.evidence) goes through here."""
+    return update_mixture(alpha, delta, spec.update, spec.eta_alpha, spec.smoothing, spec.floor,
+                          past=np.array(past) if past else None, memory=spec.memory, threshold=spec.threshold,
+                          max_step=spec.max_step)
 
 
 def run_loop(
@@ -134,11 +153,12 @@ def run_loop(
             # Draw a train batch only if a twin uses it, so settings that skip it leave the sampler stream alone.
             part = problem.train_part(alpha) if (spec.probe_proxy or spec.reference == "twin") else None
             # The same batches are drawn after a failed reference step, so the proxy's stream does not depend on it.
-            ref_parts = ([problem.reference_train_part(part, spec.gamma), problem.valid_part()] if spec.reference == "twin"
-                         else [problem.valid_part()] if spec.reference == "valid" else None)
-            if ref_parts is not None and not reference_failed:
+            valid = [problem.valid_part()] if spec.reference in ("twin", "valid") else None
+            if valid is not None and not reference_failed:
                 try:
-                    reference.step(ref_parts)
+                    # twin: the proxy's own rows and coefficients, plus the validation step (the penalty form's
+                    # w-direction g_train + g_val / gamma); valid (DoGE): the validation step alone.
+                    reference.step([part] if spec.reference == "twin" else [], valid=valid, valid_scale=1.0 / spec.gamma)
                 except FloatingPointError:
                     if spec.on_nonfinite == "stop":
                         raise
@@ -147,10 +167,14 @@ def run_loop(
                 proxy.step([part])
         if spec.probe_proxy and proxy_steps is not None:
             proxy_steps(spec.probe_steps)
-        held = problem.held_batches()
-        lu = proxy.domain_losses(held)
-        lw = np.zeros_like(lu) if spec.reference == "none" else reference.domain_losses(held)
+        sets = problem.held_batches()
+        lu_sets = [proxy.domain_losses(h) for h in sets]
+        lw_sets = [np.zeros_like(lu_sets[0]) if spec.reference == "none" else reference.domain_losses(h) for h in sets]
+        lu, lw = np.mean(lu_sets, axis=0), np.mean(lw_sets, axis=0)
+        per_set = np.array([twin_gap(w, u, spec.gamma, clip=spec.clip) for w, u in zip(lw_sets, lu_sets)])
         delta = twin_gap(lw, lu, spec.gamma, clip=spec.clip)
+        delta_se = (per_set.std(axis=0, ddof=1) / np.sqrt(len(per_set)) if len(per_set) > 1
+                    else np.full_like(delta, np.nan))
         if reference_failed:
             delta = np.full_like(delta, np.nan)  # the reference's probe is void, so is the gap it measured
         distance = reference.distance(proxy)
@@ -158,10 +182,10 @@ def run_loop(
         if skipped and spec.on_nonfinite == "stop":
             raise FloatingPointError(f"non-finite Delta at episode {state.episode}: {delta}")
         if not skipped:
-            state.alpha = update_mixture(alpha, delta, spec.update, spec.eta_alpha, spec.smoothing, spec.floor)
+            state.alpha = next_mixture(spec, alpha, delta, [r.delta for r in state.history if not r.skipped])
         free(spec.free_steps, state.alpha)
         rec = EpisodeRecord(state.episode, getattr(proxy, "step_count", 0), state.alpha.copy(), delta, distance, lu, lw,
-                            skipped=skipped)
+                            skipped=skipped, delta_se=delta_se)
         state.history.append(rec)
         state.episode += 1
         if on_episode is not None:

@@ -2,9 +2,9 @@
 
 | method  | reference            | sync | probe            | Delta                          |
 |---------|----------------------|------|------------------|--------------------------------|
-| tandem  | L_val + gamma L_train| yes  | K steps of both  | gamma (L_i(w) - L_i(u))        |
+| tandem  | L_train + L_val/gamma| yes  | K steps of both  | gamma (L_i(w) - L_i(u))        |
 | doremi  | frozen, pre-trained  | no   | 1 proxy step     | min(L_i(w_ref) - L_i(u), 0)    |
-| doge    | L_val only           | yes  | 1 reference step | L_i(u - step on L_val) - L_i(u)|
+| doge    | L_val only (no moment.)| yes| 1 reference step | L_i(u - step on L_val) - L_i(u)|
 | odm     | none                 | -    | 1 proxy step     | -L_i(u) (loss as bandit reward)|
 
 Search methods (tandem.mixing.search) train models at candidate mixtures instead: `grid` (every point of a
@@ -28,7 +28,7 @@ METHODS = STATIC_METHODS + LOOP_METHODS + SEARCH_METHODS
 METHOD_DEFAULTS = {
     # Delta on train windows the twins never see: measured on the proxy's own (memorised) windows it pushes small,
     # repeated domains down (BENCHMARKS.md, scenarios 2 and 4).
-    "tandem": {"held_out_fraction": 0.15},
+    "tandem": {"held_out_fraction": 0.15, "update": "normalized"},
     "doremi": {"probe_steps": 1, "free_steps": 0, "eta_alpha": 1.0, "smoothing": 1e-3, "gamma": 1.0},
     "doge": {"probe_steps": 1, "gamma": 1.0},
     # ODM: one step per round, exploration mixing of 1/M-scale (its epsilon) as smoothing.
@@ -44,7 +44,10 @@ def check_method(method: str) -> None:
 def effective(mc: MixerConfig) -> MixerConfig:
     """The mixer settings with the method's defaults filled in where the config is silent."""
     defaults = {k: v for k, v in METHOD_DEFAULTS.get(mc.method, {}).items() if k not in mc.model_fields_set}
-    return mc.model_copy(update=defaults) if defaults else mc
+    mc = mc.model_copy(update=defaults) if defaults else mc
+    if mc.eta_alpha is None:  # its meaning depends on the rule: a step per standard error, or per unit of Delta
+        mc = mc.model_copy(update={"eta_alpha": 0.1 if mc.update == "normalized" else 1.0})
+    return mc
 
 
 def loop_spec(mc: MixerConfig) -> LoopSpec:
@@ -53,6 +56,7 @@ def loop_spec(mc: MixerConfig) -> LoopSpec:
     common = dict(
         episodes=mc.episodes, probe_steps=mc.probe_steps, free_steps=mc.free_steps, warmup_steps=mc.warmup_steps,
         gamma=mc.gamma, eta_alpha=mc.eta_alpha, update=mc.update, smoothing=mc.smoothing, floor=mc.floor,
+        memory=mc.memory, threshold=mc.threshold, max_step=mc.max_step,
     )
     if mc.method == "tandem":
         return LoopSpec(**common, reference="twin", sync=mc.sync, probe_proxy=True, clip=False)

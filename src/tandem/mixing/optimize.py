@@ -19,6 +19,7 @@ from tandem.data.cache import PreparedData, natural_weights
 from tandem.io import write_json, write_text
 from tandem.tracking import append_metrics
 from tandem.mixing import methods
+from tandem.mixing.evidence import episode_statistics, weight_intervals
 from tandem.mixing.lm import LMProblem, target_weights
 from tandem.mixing.loop import EpisodeRecord, LoopState, run_loop
 from tandem.models import build_model
@@ -47,6 +48,7 @@ def _record_to_json(r: EpisodeRecord, names: list[str]) -> dict:
     # NaN and infinity are not JSON: a skipped episode's non-finite values are written as null.
     f = lambda a: {d: (float(x) if np.isfinite(x) else None) for d, x in zip(names, a)}  # noqa: E731
     return {"episode": r.episode, "step": r.step, "alpha": f(r.alpha), "delta": f(r.delta),
+            "delta_se": None if r.delta_se is None else f(r.delta_se),
             "distance": r.distance if np.isfinite(r.distance) else None,
             "proxy_loss": f(r.proxy_losses), "reference_loss": f(r.reference_losses), "skipped": r.skipped}
 
@@ -55,16 +57,42 @@ def _record_from_json(d: dict, names: list[str]) -> EpisodeRecord:
     g = lambda k: np.array([np.nan if d[k][n] is None else d[k][n] for n in names], dtype=np.float64)  # noqa: E731
     return EpisodeRecord(d["episode"], d["step"], g("alpha"), g("delta"),
                          np.nan if d["distance"] is None else d["distance"], g("proxy_loss"), g("reference_loss"),
-                         skipped=d.get("skipped", False))
+                         skipped=d.get("skipped", False), delta_se=g("delta_se") if d.get("delta_se") else None)
 
 
 def trajectory_csv(history: list[EpisodeRecord], names: list[str]) -> str:
+    """One row per episode: the mixture, Delta and its standard error within the episode (from the two held
+    halves), and each domain's t over the episodes so far (centred Delta, tandem.mixing.evidence)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["episode", "step", *(f"weight_{d}" for d in names), *(f"delta_{d}" for d in names), "distance"])
-    for r in history:
-        w.writerow([r.episode, r.step, *(f"{x:.8g}" for x in r.alpha), *(f"{x:.8g}" for x in r.delta), f"{r.distance:.8g}"])
+    w.writerow(["episode", "step", *(f"weight_{d}" for d in names), *(f"delta_{d}" for d in names),
+                *(f"delta_se_{d}" for d in names), *(f"t_{d}" for d in names), "distance"])
+    nan = np.full(len(names), np.nan)
+    for k, r in enumerate(history):
+        se = r.delta_se if r.delta_se is not None else nan
+        t = episode_statistics(history[: k + 1]).get("t", nan)
+        w.writerow([r.episode, r.step, *(f"{x:.8g}" for x in r.alpha), *(f"{x:.8g}" for x in r.delta),
+                    *(f"{x:.4g}" for x in se), *(f"{x:.4g}" for x in t), f"{r.distance:.8g}"])
     return buf.getvalue()
+
+
+def evidence_fields(spec, alpha0: np.ndarray, history: list[EpisodeRecord], names: list[str], report: str,
+                    seed: int) -> dict:
+    """weights.json's account of how sure stage one is: Delta's mean, standard error and t over episodes per
+    domain, and each recommended weight's bootstrap interval with a flag when its move is within noise."""
+    stats = episode_statistics(history)
+    if not stats:
+        return {}
+    num = lambda x: float(x) if np.isfinite(x) else None  # noqa: E731
+    out = {"delta_over_episodes": {d: {"mean": num(m), "se": num(e), "t": num(t)}
+                                   for d, m, e, t in zip(names, stats["mean"], stats["se"], stats["t"])}}
+    iv = weight_intervals(spec, alpha0, history, report, seed=seed)
+    if iv is not None:
+        out["interval"] = {d: [float(lo), float(hi)] for d, lo, hi in zip(names, iv["low"], iv["high"])}
+        out["interval_level"] = float(iv["level"])
+        out["within_noise"] = {d: bool(x) for d, x in zip(names, iv["within_noise"])}
+        out["initial"] = {d: float(x) for d, x in zip(names, alpha0)}
+    return out
 
 
 def twin_optim_config(cfg: Config, total_steps: int) -> OptimConfig:
@@ -259,7 +287,7 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
         bar.close()
         kept = ("no checkpoint yet (a rerun starts from the beginning)" if saved_episode is None
                 else f"the checkpoint taken before episode {saved_episode} in {ckpt_dir} is kept for --resume")
-        raise FloatingPointError(f"{mc.method} stopped: {str(err).splitlines()[0]}; {kept}; lower mixer.lr or gamma, "
+        raise FloatingPointError(f"{mc.method} stopped: {str(err).splitlines()[0]}; {kept}; lower mixer.lr, raise mixer.gamma (the reference's validation step is 1/gamma), "
                                  f"or set mixer.on_nonfinite=skip to drop such episodes' updates") from None
     bar.close()
     if mc.checkpoint_interval:
@@ -267,15 +295,20 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     wall = time.perf_counter() - t0
     final, average = state.alpha, state.average
     recommended = average if mc.report == "average" else final
+    alpha0 = methods.initial_weights(mc, names, natural)
     seq_tokens = cfg.train.seq_len
-    ref_steps = {"twin": spec.episodes * spec.probe_steps, "valid": spec.episodes * spec.probe_steps,
+    # A reference probe step runs the proxy's rows plus the validation rows (twin), or the validation rows only.
+    valid_share = problem.valid_rows / batch_size
+    ref_steps = {"twin": spec.episodes * spec.probe_steps * (1 + valid_share),
+                 "valid": spec.episodes * spec.probe_steps * valid_share,
                  "frozen": mc.reference_steps or total, "none": 0}[spec.reference]
-    tokens = (proxy.step_count + ref_steps) * batch_size * seq_tokens
+    tokens = int(round((proxy.step_count + ref_steps) * batch_size * seq_tokens))
     write_weights(out_dir, names, final, average, recommended, mc.method, {
         "target": {d: float(x) for d, x in zip(names, target_weights(mc.target, names))},
         "episodes": spec.episodes, "probe_steps": spec.probe_steps, "free_steps": spec.free_steps,
         "gamma": spec.gamma, "eta_alpha": spec.eta_alpha, "update": spec.update, "sync": spec.sync,
         "proxy_steps": proxy.step_count, "train_tokens": tokens, "wall_time_s": wall,
+        **evidence_fields(spec, alpha0, state.history, names, mc.report, cfg.seed),
     })
     write_text(out_dir / "trajectory.csv", trajectory_csv(state.history, names))
     if state.history:

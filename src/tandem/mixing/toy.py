@@ -147,14 +147,11 @@ class ConvexProblem:
     def train_part(self, alpha: np.ndarray) -> Part:
         return ("train", np.asarray(alpha, dtype=np.float64))
 
-    def reference_train_part(self, part: Part, gamma: float) -> Part:
-        return (part[0], gamma * part[1])
-
     def valid_part(self) -> Part:
         return ("valid", self.bed.target)
 
-    def held_batches(self) -> None:
-        return None
+    def held_batches(self) -> list[None]:
+        return [None]  # exact losses: one set, no sampling noise
 
 
 class LinearTwin:
@@ -173,8 +170,11 @@ class LinearTwin:
             g += np.asarray(coef) @ grads
         return g
 
-    def step(self, parts: list[Part]) -> None:
-        self.theta = self.theta - self.lr * self.gradient(parts)
+    def step(self, parts: list[Part], valid: list[Part] | None = None, valid_scale: float = 1.0) -> None:
+        g = self.gradient(parts)
+        if valid:
+            g = g + valid_scale * self.gradient(valid)
+        self.theta = self.theta - self.lr * g
         self.step_count += 1
 
     def domain_losses(self, held) -> np.ndarray:

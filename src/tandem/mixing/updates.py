@@ -72,17 +72,98 @@ def apply_floor(alpha: np.ndarray, floor: float) -> np.ndarray:
     return floor + (1.0 - len(alpha) * floor) * alpha
 
 
-def update_mixture(alpha: np.ndarray, delta: np.ndarray, rule: str, eta: float, smoothing: float = 0.0, floor: float = 0.0) -> np.ndarray:
-    """One mixture step against Delta, then smoothing and floor. Invariant to adding a constant to every Delta_i."""
+UPDATE_RULES = ("normalized", "eg", "projected")
+
+
+def delta_evidence(deltas: np.ndarray, memory: float = 1.0) -> tuple[np.ndarray, np.ndarray, float]:
+    """How sure the episodes so far are of each domain's Delta: the exponentially weighted (factor `memory` per
+    episode back; 1 = all episodes alike) mean of the centred Delta (each episode's Delta minus its mean over
+    domains: every update rule ignores a constant shift), its standard error across episodes, and the effective
+    number of episodes. The standard error is inf until there are two episodes."""
+    d = np.atleast_2d(np.asarray(deltas, dtype=np.float64))
+    d = d - d.mean(axis=1, keepdims=True)
+    w = float(memory) ** np.arange(len(d) - 1, -1, -1, dtype=np.float64)
+    total = w.sum()
+    mean = w @ d / total
+    n_eff = float(total**2 / (w**2).sum())
+    if len(d) < 2:
+        return mean, np.full_like(mean, np.inf), n_eff
+    var = (w @ (d - mean) ** 2) / total * n_eff / (n_eff - 1.0)  # unbiased for weighted i.i.d. draws
+    return mean, np.sqrt(var / n_eff), n_eff
+
+
+def student_t_critical(z: float, dof: float) -> float:
+    """The quantile of Student's t with `dof` degrees of freedom at the normal quantile z's tail probability
+    (Cornish-Fisher expansion to 1/dof^3; within 1% of the exact value for dof >= 2 and z <= 4)."""
+    if dof <= 0:
+        return float("inf")
+    z2 = z * z
+    g1 = (z2 + 1) * z / 4
+    g2 = ((5 * z2 + 16) * z2 + 3) * z / 96
+    g3 = (((3 * z2 + 19) * z2 + 17) * z2 - 15) * z / 384
+    return z + g1 / dof + g2 / dof**2 + g3 / dof**3
+
+
+def normalized_update(alpha: np.ndarray, deltas: np.ndarray, eta: float, memory: float = 0.95,
+                      threshold: float = 3.0, max_step: float = 0.2, min_episodes: int = 3) -> np.ndarray:
+    """TANDEM's default mixture step: mirror descent on the evidence in Delta, not on its raw size.
+
+    `deltas` holds this episode's Delta and every earlier one (rows). Each domain's centred Delta is turned into
+    a t-statistic over the recent episodes (`delta_evidence`); only the part of |t| beyond `threshold` moves the
+    weights: log alpha_i <- log alpha_i - eta * sign(t_i) max(|t_i| - threshold, 0), renormalised, with no
+    log-weight moving more than `max_step` per episode (a trust region). The step is dimensionless, so it does
+    not change when Delta is rescaled (learning rate, probe length, model, loss scale, phase of training);
+    a domain whose Delta is within noise keeps its weight instead of taking a random walk.
+    """
+    alpha = np.asarray(alpha, dtype=np.float64)
+    d = np.atleast_2d(np.asarray(deltas, dtype=np.float64))
+    if not np.all(np.isfinite(d)):
+        raise FloatingPointError(f"non-finite Delta {d[-1]}")
+    if len(d) < max(min_episodes, 2):
+        return alpha / alpha.sum()
+    mean, se, n_eff = delta_evidence(d, memory)
+    # The standard error comes from few episodes: measure |t| against Student's t with n_eff - 1 degrees of
+    # freedom at the same tail probability as `threshold` standard errors of a normal.
+    threshold = student_t_critical(threshold, n_eff - 1.0)
+    # A noiseless Delta (an exact problem) has se = 0: its evidence is unbounded and the trust region sets the step.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(se > 0, mean / se, np.where(mean == 0, 0.0, np.sign(mean) * np.inf))
+    z = np.sign(t) * np.maximum(np.abs(t) - threshold, 0.0)
+    if not np.any(z):
+        return alpha / alpha.sum()
+    with np.errstate(invalid="ignore", over="ignore"):
+        step = eta * z
+    if not np.all(np.isfinite(step)):  # unbounded evidence: the largest allowed step in its direction
+        step = np.where(np.isfinite(step), 0.0, np.sign(step))
+    biggest = np.abs(step).max()
+    if biggest > max_step:
+        step = step * (max_step / biggest)
+    logits = np.log(np.maximum(alpha, 1e-300)) - step
+    logits -= logits.max()
+    w = np.exp(logits)
+    return w / w.sum()
+
+
+def update_mixture(alpha: np.ndarray, delta: np.ndarray, rule: str, eta: float, smoothing: float = 0.0, floor: float = 0.0,
+                   past: np.ndarray | None = None, memory: float = 0.95, threshold: float = 3.0,
+                   max_step: float = 0.2) -> np.ndarray:
+    """One mixture step against Delta, then smoothing and floor. Invariant to adding a constant to every Delta_i.
+
+    `normalized` also reads `past` (the Delta of earlier episodes, rows) to weigh the evidence; `eg` and
+    `projected` step on this episode's Delta with the raw step size eta.
+    """
     delta = np.asarray(delta, dtype=np.float64)
     if not np.all(np.isfinite(delta)):
         raise FloatingPointError(f"non-finite Delta {delta}")
-    if rule == "eg":
+    if rule == "normalized":
+        rows = delta[None] if past is None or len(past) == 0 else np.vstack([np.asarray(past, dtype=np.float64), delta])
+        new = normalized_update(alpha, rows, eta, memory, threshold, max_step)
+    elif rule == "eg":
         new = eg_update(alpha, delta, eta)
     elif rule == "projected":
         new = projected_update(alpha, delta, eta)
     else:
-        raise ValueError(f"unknown update rule {rule!r}; expected eg or projected")
+        raise ValueError(f"unknown update rule {rule!r}; expected one of {', '.join(UPDATE_RULES)}")
     return apply_floor(smooth(new, smoothing), floor)
 
 

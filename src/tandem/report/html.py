@@ -153,6 +153,18 @@ def _optimize_sections(page: _Page, folder: Path, label: str = "") -> None:
         page.p(f"{label}no trajectory (a static or search method): the weights are fixed or chosen among points.")
         return
     names, steps, w, delta, dist = traj
+    learned = _read_json(folder / "weights.json") if (folder / "weights.json").is_file() else None
+    if isinstance(learned, dict) and isinstance(learned.get("interval"), dict):
+        level = int(round(100 * learned.get("interval_level", 0.9)))
+        page.h2(f"{label}How sure: each weight's {level}% interval and Delta's t over episodes")
+        page.p("A bootstrap over episodes replays the update rule on resampled Deltas; a move is within noise when "
+               "the interval holds the initial weight.")
+        ts = learned.get("delta_over_episodes", {})
+        page.table(["domain", "weight", "initial", "low", "high", "t(Delta)", "move"],
+                   [[d, float(learned["domain_weights"][d]), float(learned.get("initial", {}).get(d, float("nan"))),
+                     float(learned["interval"][d][0]), float(learned["interval"][d][1]),
+                     float("nan") if ts.get(d, {}).get("t") is None else float(ts[d]["t"]),
+                     "within noise" if learned["within_noise"][d] else "real"] for d in names])
     page.h2(f"{label}Trajectories")
     page.plot(lambda p: plot_trajectories(steps, w, names, p, title="domain weights per episode",
                                           distance=[max(x, 1e-12) for x in dist]), "weight trajectories")

@@ -77,6 +77,11 @@ def make_optimizer(model: nn.Module, oc: OptimConfig, device: torch.device) -> t
     return torch.optim.AdamW(groups, lr=oc.lr, betas=(oc.beta1, oc.beta2), **kw)
 
 
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """A norm computed over sharded (DTensor) tensors, as a plain tensor."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
 class Learner:
     """A model and its optimizer. Under torchrun every rank holds the same global batches and runs its own rows
     of them; gradients and per-domain sums are summed across ranks, so every method sees one big batch.
@@ -109,8 +114,21 @@ class Learner:
     def lr(self) -> float:
         return lr_at(self.step_count, self.oc.lr, self.oc.warmup_steps, self.oc.total_steps, self.oc.min_lr_ratio)
 
-    def step(self, parts: list[tuple[Batch, torch.Tensor]]) -> DomainLossMeter:
+    def step(self, parts: list[tuple[Batch, torch.Tensor]], valid: list[tuple[Batch, torch.Tensor]] | None = None,
+             valid_scale: float = 1.0) -> DomainLossMeter:
         """One optimizer step on sum over parts of sum_t coef[domain(t)] * loss_t.
+
+        `valid` (the TANDEM reference, DoGE's probe): parts whose gradient g_val moves the model by a second,
+        separate step along -g_val after the AdamW step on `parts`. Its length is valid_scale times the length of
+        that AdamW step (so the validation data move the reference as far as one step of training data would,
+        whatever the learning rate, schedule or loss scale); with no `parts` it is a plain gradient step of
+        lr * valid_scale. The train component is then exactly the step a twin stepping on `parts` alone takes
+        from the same state: AdamW's normalisation and clipping of a summed gradient would otherwise shrink it,
+        and the gap between the twins would partly measure that instead of the validation data. The validation
+        step is Euclidean, not AdamW-preconditioned: early in training AdamW's second moments hold a few train
+        gradients, and dividing an unrelated gradient by them blows up the coordinates where those were small.
+        To first order the gap on domain i is then -c <g_i, g_val> with c > 0 common to all domains: DoGE's
+        signal.
 
         Returns the per-domain losses of the first part, measured during the step (before the update).
         """
@@ -119,36 +137,71 @@ class Learner:
         lr = self.lr()
         for g in self.optimizer.param_groups:
             g["lr"] = lr
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        g_val = None
+        if valid:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._backward(valid, None)
+            self._reduce_and_check(params, what="validation gradient")
+            g_val = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
         self.optimizer.zero_grad(set_to_none=True)
         meter = DomainLossMeter(self.num_domains)
+        length = lr * valid_scale
+        if parts:
+            before = [p.detach().clone() for p in params] if g_val is not None else None
+            self._backward(parts, meter)
+            self._reduce_and_check(params, what="gradient")
+            self.optimizer.step()
+            if before is not None:
+                moved = torch.nn.utils.get_total_norm([p.detach() - b for p, b in zip(params, before)])
+                length = valid_scale * float(_full(moved))
+        else:
+            distributed.all_reduce_meter(meter)
+        if g_val is not None:
+            norm = float(_full(torch.nn.utils.get_total_norm(g_val)))
+            scale = (length / norm) if parts else lr * valid_scale
+            if norm > 0 and scale > 0:
+                if not math.isfinite(scale) or scale * norm >= torch.finfo(torch.float32).max:
+                    raise FloatingPointError(f"non-finite validation step in the {self.refuse_nonfinite or 'model'} "
+                                             f"at step {self.step_count + 1}")
+                with torch.no_grad():
+                    for p, g in zip(params, g_val):
+                        p.add_(g, alpha=-scale)
+            self.optimizer.zero_grad(set_to_none=True)
+        self.step_count += 1
+        return meter
+
+    def _backward(self, parts: list[tuple[Batch, torch.Tensor]], meter: DomainLossMeter | None) -> None:
+        """Accumulate the gradients of all parts; the first part's per-domain losses go to `meter`."""
         for j, (batch, coef) in enumerate(parts):
             # Coefficients come from the global batch, so summing the ranks' gradients gives the global objective.
             coef = coef.to(self.device, torch.float32)
             for mb in self._micro_batches(batch):
                 mb = mb.to(self.device)
                 with self.autocast():
-                    logits = model(mb.x)
+                    logits = self.model(mb.x)
                 loss, mask = token_losses(logits, mb.y)
                 weighted = (loss * mask * coef[mb.domain][:, None]).sum()
                 weighted.backward()
-                if j == 0:
+                if j == 0 and meter is not None:
                     meter.add(*domain_sums(loss.detach(), mask, mb.domain, self.num_domains))
+        if meter is not None:
+            distributed.all_reduce_meter(meter)
+
+    def _reduce_and_check(self, params: list[nn.Parameter], what: str) -> None:
+        """Sum the gradients over ranks, clip them, and refuse non-finite ones before anything moves."""
         if not self.fsdp:
-            distributed.all_reduce_grads(self.module.parameters())  # FSDP reduce-scatters its own (as sums)
-        distributed.all_reduce_meter(meter)
+            distributed.all_reduce_grads(params)  # FSDP reduce-scatters its own (as sums)
         norm = None
         if self.oc.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.oc.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(params, self.oc.grad_clip)
         if self.refuse_nonfinite is not None:
-            # Before anything moves: the model and optimizer state stay at the last good step. The clipping norm,
-            # when there is one, is the same number, so the gradients are reduced once.
+            # The model and optimizer state stay at the last good step. The clipping norm, when there is one, is
+            # the same number, so the gradients are reduced once.
             if norm is None:
-                norm = torch.nn.utils.get_total_norm([p.grad for p in self.module.parameters() if p.grad is not None])
+                norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
             if not bool(torch.isfinite(norm)):
-                raise FloatingPointError(f"non-finite gradient in the {self.refuse_nonfinite} at step {self.step_count + 1}")
-        self.optimizer.step()
-        self.step_count += 1
-        return meter
+                raise FloatingPointError(f"non-finite {what} in the {self.refuse_nonfinite} at step {self.step_count + 1}")
 
     def _micro_batches(self, batch: Batch) -> list[Batch]:
         return distributed.micro_batches(distributed.local_rows(batch), len(batch), self.oc.micro_batch_size,
