@@ -254,6 +254,15 @@ class MixerConfig(_Section):
         description="Validation rows of each reference step, as a share of the batch size; the reference also "
         "steps on all of the proxy's rows, so a reference step costs (1 + valid_fraction) proxy steps.",
     )
+    max_epochs: Union[None, float, dict[str, float]] = Field(
+        4.0,
+        description="Most epochs of a domain's train split the target may see at its budget (train.steps x "
+        "train.batch_size rows) under a learned mixture: a number for every domain, {domain: epochs} for some, or "
+        "null for none. The recommendation is projected onto the mixtures that respect the caps (weights.json says "
+        "which bind). Default 4: repeated tokens keep nearly all of their value up to about 4 epochs and lose most "
+        "of it beyond (Muennighoff et al. 2023, Scaling Data-Constrained Language Models). Static methods (uniform, "
+        "natural, fixed) are not capped.",
+    )
     initial: Union[Literal["uniform", "natural"], dict[str, float]] = Field("uniform", description="Starting mixture.")
     report: Literal["average", "final"] = Field("average", description="Which mixture `domain_weights` recommends.")
     proxy: ModelConfig = Field(default_factory=lambda: ModelConfig(preset="tiny"), description="The proxy/reference model.")
@@ -274,6 +283,15 @@ class MixerConfig(_Section):
     )
     compile: Optional[bool] = Field(None, description="torch.compile the proxy and reference (default: train.compile).")
     fsdp: Optional[bool] = Field(None, description="Shard the proxy and reference across ranks with FSDP2 (default: train.fsdp).")
+
+    @field_validator("max_epochs")
+    @classmethod
+    def _max_epochs(cls, v):
+        values = v.values() if isinstance(v, dict) else [] if v is None else [v]
+        for x in values:
+            if not (x > 0 and x != float("inf")):
+                raise ValueError(f"max_epochs must be positive and finite, got {x}")
+        return v
 
     @field_validator("target")
     @classmethod
@@ -340,6 +358,10 @@ class Config(_Section):
                     raise ValueError(f"{label}: unknown domain(s) {unknown}; expected some of {sorted(names)}")
                 if len(set(w)) != len(w):
                     raise ValueError(f"{label}: duplicate domain names {w}")
+        if isinstance(self.mixer.max_epochs, dict):
+            unknown = sorted(set(self.mixer.max_epochs) - names)
+            if unknown:
+                raise ValueError(f"mixer.max_epochs: unknown domain(s) {unknown}; expected some of {sorted(names)}")
         if self.mixer.method == "fixed":
             if self.mixer.weights is None:
                 raise ValueError("mixer.method=fixed needs mixer.weights")

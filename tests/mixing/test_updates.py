@@ -303,3 +303,42 @@ def test_normalized_waits_for_evidence():
     moved = normalized_update(alpha, np.vstack([huge, [[5.0, 0.0, -5.0]]]), eta=0.1)
     assert moved[2] > moved[1] > moved[0]  # noiseless evidence: the trust region sets the step
     assert np.log(moved[2] / moved[0]) == pytest.approx(2 * 0.2)
+
+
+# ---------------------------------------------------------------- epoch caps
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(2, 8).flatmap(lambda m: st.tuples(
+    arrays(np.float64, m, elements=st.floats(0.0, 1.0)), arrays(np.float64, m, elements=st.floats(0.0, 2.0)))))
+def test_capped_projection_stays_on_the_simplex_and_respects_every_cap(pair):
+    from tandem.mixing.updates import project_capped_simplex
+
+    alpha, caps = pair
+    if alpha.sum() <= 0:
+        alpha = alpha + 1.0
+    if caps.sum() <= 0:
+        with pytest.raises(ValueError):
+            project_capped_simplex(alpha, caps)
+        return
+    out = project_capped_simplex(alpha, caps)
+    assert np.all(out >= 0) and out.sum() == pytest.approx(1.0)
+    if caps.sum() >= 1.0:
+        assert np.all(out <= caps + 1e-9)
+        # uncapped domains keep their ratios
+        a = alpha / alpha.sum()
+        free = out < caps - 1e-9
+        if free.sum() >= 2:
+            i, j = np.nonzero(free)[0][:2]
+            if a[j] > 1e-9 and out[j] > 1e-12:
+                assert out[i] / out[j] == pytest.approx(a[i] / a[j], rel=1e-6)
+    else:
+        np.testing.assert_allclose(out, caps / caps.sum())
+
+
+def test_capped_projection_moves_the_excess_to_the_others():
+    from tandem.mixing.updates import project_capped_simplex
+
+    out = project_capped_simplex(np.array([0.5, 0.3, 0.2]), np.array([0.1, 1.0, 1.0]))
+    np.testing.assert_allclose(out, [0.1, 0.9 * 0.6, 0.9 * 0.4])
+    np.testing.assert_allclose(project_capped_simplex(np.array([0.2, 0.3, 0.5]), np.array([1.0, 1.0, 1.0])), [0.2, 0.3, 0.5])

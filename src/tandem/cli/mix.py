@@ -36,9 +36,9 @@ def cmd_optimize(args) -> int:
         _write_config(cfg, out)
         res = optimize(cfg, data, out, resume=args.resume, progress=not args.quiet, log=_log(args.quiet))
     print(format_weights({"uniform": {d: 1 / len(res.names) for d in res.names}, cfg.mixer.method: res.as_dict(res.recommended)}))
-    evidence = format_evidence(out / "weights.json")
-    if evidence:
-        print(evidence)
+    for extra in (format_evidence(out / "weights.json"), format_epochs(out / "weights.json")):
+        if extra:
+            print(extra)
     print(f"wrote {out / 'weights.json'} ({res.wall_time:.1f} s)")
     return 0
 
@@ -51,6 +51,26 @@ def format_weights(mixtures: dict[str, dict[str, float]]) -> str:
     lines = [head, "-" * len(head)]
     for d in names:
         lines.append(f"{d:<{w}}  " + "  ".join(f"{mixtures[lab][d]:>9.4f}" for lab in labels))
+    return "\n".join(lines)
+
+
+def format_epochs(weights_json: Path) -> str:
+    """Epochs of each domain's train split the target would see at its budget under each mixture (weights.json's
+    `epochs`), with the caps of mixer.max_epochs."""
+    if not weights_json.is_file():
+        return ""
+    w = json.loads(weights_json.read_text(encoding="utf-8"))
+    if "epochs" not in w:
+        return ""
+    ep, caps = w["epochs"], w.get("max_epochs") or {}
+    labels, names = list(ep), list(w["domain_weights"])
+    width = max(len(n) for n in names + ["domain"])
+    head = f"{'domain':<{width}}  " + "  ".join(f"{lab:>11}" for lab in labels) + ("  max_epochs" if caps else "")
+    lines = [f"epochs of each train split at the target's {w.get('target_rows', '?')} rows:", head, "-" * len(head)]
+    for d in names:
+        cap = caps.get(d)
+        lines.append(f"{d:<{width}}  " + "  ".join(f"{ep[lab][d]:>11.2f}" for lab in labels)
+                     + (f"  {('-' if cap is None else f'{cap:g}'):>10}" if caps else ""))
     return "\n".join(lines)
 
 
@@ -140,6 +160,9 @@ def _run(args, cfg, data, out: Path, baselines: list[str]) -> int:
     if is_main():
         write_text(out / "weights.json", (out / "optimize" / "weights.json").read_text(encoding="utf-8"))
     learned = res.as_dict(res.recommended)
+    epochs = format_epochs(out / "optimize" / "weights.json")
+    if epochs:
+        log(epochs)
     log(f"stage two: {cfg.model.preset} target on the learned mixture")
     evals = {cfg.mixer.method: _stage_two(cfg, data, learned, out, args)}
     weights = {cfg.mixer.method: learned}

@@ -20,6 +20,7 @@ from tandem.io import write_json, write_text
 from tandem.tracking import append_metrics
 from tandem.mixing import methods
 from tandem.mixing.evidence import episode_statistics, weight_intervals
+from tandem.mixing.updates import project_capped_simplex
 from tandem.mixing.lm import LMProblem, target_weights
 from tandem.mixing.loop import EpisodeRecord, LoopState, run_loop
 from tandem.models import build_model
@@ -93,6 +94,60 @@ def evidence_fields(spec, alpha0: np.ndarray, history: list[EpisodeRecord], name
         out["within_noise"] = {d: bool(x) for d, x in zip(names, iv["within_noise"])}
         out["initial"] = {d: float(x) for d, x in zip(names, alpha0)}
     return out
+
+
+def target_epochs(cfg: Config, data: PreparedData) -> tuple[np.ndarray, float]:
+    """Rows (windows, or examples for an SFT domain) in one epoch of each domain's whole train split, and the rows
+    the target draws in stage two (train.steps x train.batch_size): epochs_i = w_i * budget / rows_i, what the
+    stage-two sampler then consumes."""
+    from tandem.data.sampler import MixtureSampler
+
+    sampler = MixtureSampler(data.split_arrays("train"), cfg.train.seq_len, cfg.seed, data.domains)
+    return sampler.n_windows.astype(np.float64), float(cfg.train.steps * cfg.train.batch_size)
+
+
+def epoch_limits(mc, names: list[str]) -> np.ndarray | None:
+    """mixer.max_epochs per domain (inf where a domain has no cap), or None."""
+    if mc.max_epochs is None:
+        return None
+    if isinstance(mc.max_epochs, dict):
+        return np.array([mc.max_epochs.get(d, np.inf) for d in names], dtype=np.float64)
+    return np.full(len(names), float(mc.max_epochs))
+
+
+def epoch_fields(cfg: Config, data: PreparedData, mixtures: dict[str, np.ndarray]) -> dict:
+    """weights.json's `epochs`: for each mixture, the epochs of each domain's train split the target would see."""
+    rows, budget = target_epochs(cfg, data)
+    return {"epochs": {label: {d: float(x) for d, x in zip(data.domains, np.asarray(w) * budget / rows)}
+                       for label, w in mixtures.items()},
+            "target_rows": int(budget)}
+
+
+def apply_caps(cfg: Config, data: PreparedData, mc, recommended: np.ndarray, log) -> tuple[np.ndarray, dict]:
+    """The recommendation projected onto mixer.max_epochs' caps, and what weights.json records about it."""
+    names = data.domains
+    natural = natural_weights(data)
+    mixtures = {"recommended": recommended, "uniform": np.full(len(names), 1.0 / len(names)),
+                "natural": np.array([natural[d] for d in names])}
+    limits = epoch_limits(mc, names)
+    extra: dict = {}
+    if limits is not None:
+        rows, budget = target_epochs(cfg, data)
+        caps = limits * rows / budget  # the largest weight that keeps each domain within its epochs
+        capped = project_capped_simplex(recommended, caps)
+        binding = [d for d, w, c in zip(names, capped, caps) if np.isfinite(c) and w >= c * (1 - 1e-9)]
+        if caps.sum() < 1.0:
+            log(f"mixer.max_epochs: the target's {int(cfg.train.steps * cfg.train.batch_size)} rows exceed every "
+                f"domain's cap together; the recommendation repeats each domain in proportion to its cap")
+        elif binding:
+            log(f"mixer.max_epochs: the cap binds for {', '.join(binding)}")
+        extra = {"uncapped": {d: float(x) for d, x in zip(names, recommended)},
+                 "max_epochs": {d: (float(e) if np.isfinite(e) else None) for d, e in zip(names, limits)},
+                 "caps_binding": binding}
+        mixtures = {"recommended": capped, "uncapped": recommended, **{k: v for k, v in mixtures.items() if k != "recommended"}}
+        recommended = capped
+    extra.update(epoch_fields(cfg, data, mixtures))
+    return recommended, extra
 
 
 def twin_optim_config(cfg: Config, total_steps: int) -> OptimConfig:
@@ -189,10 +244,11 @@ def search(cfg: Config, mc, data: PreparedData, out_dir: Path, natural: dict, pr
     rows = ["," .join([*(f"weight_{d}" for d in names), "valid_loss"])]
     rows += [",".join([*(f"{x:.6g}" for x in w), f"{v:.6g}"]) for w, v in zip(points, values)]
     write_text(out_dir / "points.csv", "\n".join(rows) + "\n")
-    write_weights(out_dir, names, best, best, best, mc.method,
+    recommended, capped = apply_caps(cfg, data, mc, best, log)
+    write_weights(out_dir, names, best, best, recommended, mc.method,
                   {"points": len(points), "steps_per_point": steps, "train_tokens": tokens, "wall_time_s": wall,
-                   "best_valid_loss": float(values.min())})
-    return OptimizeResult(names, best, best, best, [], wall, len(points) * steps, tokens)
+                   "best_valid_loss": float(values.min()), **capped})
+    return OptimizeResult(names, best, best, recommended, [], wall, len(points) * steps, tokens)
 
 
 def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = False, progress: bool = True,
@@ -205,7 +261,9 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     t0 = time.perf_counter()
     if mc.method in methods.STATIC_METHODS:
         w = methods.static_weights(mc, names, natural)
-        write_weights(out_dir, names, w, w, w, mc.method)
+        write_weights(out_dir, names, w, w, w, mc.method,
+                      epoch_fields(cfg, data, {"recommended": w, "uniform": np.full(len(names), 1.0 / len(names)),
+                                               "natural": np.array([natural[d] for d in names])}))
         return OptimizeResult(names, w, w, w, [], time.perf_counter() - t0, 0, 0)
     if mc.method in methods.SEARCH_METHODS:
         return search(cfg, mc, data, out_dir, natural, progress, log, t0)
@@ -294,7 +352,8 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
         checkpoint()
     wall = time.perf_counter() - t0
     final, average = state.alpha, state.average
-    recommended = average if mc.report == "average" else final
+    learned = average if mc.report == "average" else final
+    recommended, capped = apply_caps(cfg, data, mc, learned, log)
     alpha0 = methods.initial_weights(mc, names, natural)
     seq_tokens = cfg.train.seq_len
     # A reference probe step runs the proxy's rows plus the validation rows (twin), or the validation rows only.
@@ -308,7 +367,7 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
         "episodes": spec.episodes, "probe_steps": spec.probe_steps, "free_steps": spec.free_steps,
         "gamma": spec.gamma, "eta_alpha": spec.eta_alpha, "update": spec.update, "sync": spec.sync,
         "proxy_steps": proxy.step_count, "train_tokens": tokens, "wall_time_s": wall,
-        **evidence_fields(spec, alpha0, state.history, names, mc.report, cfg.seed),
+        **evidence_fields(spec, alpha0, state.history, names, mc.report, cfg.seed), **capped,
     })
     write_text(out_dir / "trajectory.csv", trajectory_csv(state.history, names))
     if state.history:

@@ -182,3 +182,33 @@ def doremi_update(alpha: np.ndarray, proxy_losses: np.ndarray, ref_losses: np.nd
 def doge_update(alpha: np.ndarray, scores: np.ndarray, eta: float) -> np.ndarray:
     """DoGE's step: alpha_i <- alpha_i exp(eta <grad L_i, grad L_val>), normalised."""
     return eg_update(alpha, -np.asarray(scores, dtype=np.float64), eta)
+
+
+def project_capped_simplex(alpha: np.ndarray, caps: np.ndarray) -> np.ndarray:
+    """The mixture closest to alpha in KL divergence with alpha_i <= caps_i: domains over their cap are set to it
+    and the rest keep their ratios, rescaled to fill the simplex (water-filling, at most M rounds).
+
+    If the caps sum to less than 1 no mixture respects them all; then every domain is scaled to the same share of
+    its cap (alpha proportional to caps), the least uneven overrun.
+    """
+    alpha = np.asarray(alpha, dtype=np.float64)
+    caps = np.asarray(caps, dtype=np.float64)
+    if np.any(caps < 0) or caps.sum() <= 0 or not np.all(np.isfinite(alpha)) or np.any(alpha < 0) or alpha.sum() <= 0:
+        raise ValueError(f"cannot project {alpha} under caps {caps}")
+    alpha = alpha / alpha.sum()
+    if caps.sum() < 1.0:
+        return caps / caps.sum()
+    fixed = np.zeros(len(alpha), dtype=bool)
+    out = alpha.copy()
+    for _ in range(len(alpha) + 1):
+        over = ~fixed & (out > caps * (1 + 1e-12))
+        if not over.any():
+            break
+        fixed |= over
+        free = ~fixed
+        room = 1.0 - caps[fixed].sum()
+        mass = alpha[free].sum()
+        out = np.where(fixed, caps, 0.0)
+        if free.any():
+            out[free] = alpha[free] * (room / mass) if mass > 0 else room / free.sum()
+    return out / out.sum()
