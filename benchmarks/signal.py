@@ -97,7 +97,7 @@ def read_run(out: Path) -> dict:
     w = json.loads((out / "weights.json").read_text())
     return {"names": names, "episodes": len(rows), "snr": (np.abs(mean) / sd).tolist(),
             "t": (mean / (sd / np.sqrt(len(c)))).tolist(), "flips": flips.tolist(),
-            "weights": [w["domain_weights"][n] for n in names], "within_noise": w.get("within_noise"),
+            "weights": [w.get("uncapped", w["domain_weights"])[n] for n in names], "within_noise": w.get("within_noise"),
             "interval": w.get("interval"), "wall_s": w.get("wall_time_s")}
 
 

@@ -25,6 +25,16 @@ class _Section(BaseModel):
     # Infinite or NaN numbers are errors too: an infinite step size would only surface later as a numeric fault.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, v, info):
+        # YAML reads `yes`/`no`/`true` as booleans, which pydantic would take as 1 and 0 for a number field:
+        # `train.steps: yes` must be an error, not one step.
+        field = cls.model_fields.get(info.field_name)
+        if isinstance(v, bool) and field is not None and field.annotation in (int, float, Optional[int], Optional[float]):
+            raise ValueError(f"expected a number, got {str(v).lower()}")
+        return v
+
 
 class DomainConfig(_Section):
     """One domain: either three split sources, or one `source` split by document with `split` fractions."""
@@ -81,6 +91,10 @@ class DomainConfig(_Section):
         return self
 
 
+# Files the token cache keeps beside the domains' folders.
+RESERVED_NAMES = {"index.json", "tokenizer.json", "chat_template.jinja", ".lock"}
+
+
 class DataConfig(_Section):
     domains: dict[str, DomainConfig] = Field(description="Domain name -> its sources. At least one domain.")
     text_field: str = Field("text", description="Default field holding the text in jsonl/parquet/datasets rows.")
@@ -100,6 +114,12 @@ class DataConfig(_Section):
         for name in v:
             if not name or not all(c.isalnum() or c in "-_." for c in name):
                 raise ValueError(f"domain name {name!r}: use letters, digits, '-', '_' or '.'")
+            # A domain is a folder of the token cache (and of exports): never '.', '..' or one of the cache's files.
+            if set(name) == {"."}:
+                raise ValueError(f"domain name {name!r}: a name of dots only would leave its folder")
+            if name.lower() in RESERVED_NAMES:
+                raise ValueError(f"domain name {name!r} is reserved for the token cache's own files "
+                                 f"({', '.join(sorted(RESERVED_NAMES))})")
         return v
 
 
@@ -160,6 +180,21 @@ class TrainConfig(_Section):
     log_interval: int = Field(10, ge=1, description="Steps between metrics.jsonl records.")
     checkpoint_interval: int = Field(0, ge=0, description="Steps between checkpoints (0 = only at the end).")
     device: str = Field("auto", description="`auto` (cuda if available), `cpu`, `cuda`, `cuda:1`, ...")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v == "auto":
+            return v
+        import torch
+
+        try:
+            d = torch.device(v)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"unknown device {v!r}; expected auto, cpu, cuda, cuda:N or another torch device") from None
+        if d.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {v!r}: no CUDA device is available here; use cpu or auto")
+        return v
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="`auto`: bf16 autocast on GPU, fp32 on CPU.")
     compile: bool = Field(False, description="torch.compile the model (faster steps, slower start).")
     fsdp: bool = Field(
@@ -328,7 +363,7 @@ class StagesConfig(_Section):
 
 
 class Config(_Section):
-    seed: int = Field(0, description="Seed for data splits, sampling, initialisation.")
+    seed: int = Field(0, ge=0, lt=2**31, description="Seed for data splits, sampling, initialisation.")
     data: DataConfig
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     model: ModelConfig = Field(default_factory=ModelConfig, description="The target model (stage two).")

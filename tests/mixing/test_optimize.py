@@ -14,7 +14,7 @@ from tandem.config import load_config
 from tandem.data.cache import prepare_data
 from tandem.mixing.optimize import optimize
 
-MIXER = {"episodes": 6, "probe_steps": 2, "free_steps": 3, "warmup_steps": 4, "eval_sequences": 2, "eta_alpha": 20.0,
+MIXER = {"episodes": 6, "probe_steps": 2, "free_steps": 3, "warmup_steps": 4, "eval_sequences": 2, "update": "eg", "eta_alpha": 20.0,
          "batch_size": 8}
 
 

@@ -102,7 +102,9 @@ def _write_config(cfg, out: Path) -> None:
 
     from tandem.io import write_text
 
-    write_text(out / "config.yaml", yaml.safe_dump({**cfg.to_dict(), "base_dir": str(cfg.base_dir)}, sort_keys=False))
+    from tandem.runs import resolved_dict
+
+    write_text(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
 
 
 def cmd_train(args) -> int:
@@ -119,7 +121,9 @@ def cmd_train(args) -> int:
 
     weights = resolve_weights(args.weights, data.domains, natural_weights(data))
     with removed_on_input_error(out):
-        _write_config(cfg, out)
+        from tandem.runs import claim
+
+        claim(out, cfg, data, "train", args.resume, args.force)
         ev = train_and_evaluate(cfg, data, weights, out, args.resume, args.quiet)
     print(format_eval(ev))
     print(f"wrote {out / 'eval.json'}")
@@ -196,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="weights JSON file ({\"domain_weights\": {...}}), `uniform` or `natural` (default: uniform)")
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
+    sp.add_argument("--force", action="store_true", help="replace a run already in OUT instead of refusing")
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("eval", help="evaluate a saved model per domain on the valid and test splits",
@@ -229,6 +234,26 @@ def _register_more(sub, common) -> None:
     sft.register(sub, common)  # ecommerce, metrics
 
 
+def _internal_error_log(args) -> str:
+    """Write the current exception's traceback to OUT/tandem-error.log (or the working folder's) and name it."""
+    import tempfile
+    import traceback
+
+    out = getattr(args, "out", None)
+    candidates = []
+    if out:
+        out = Path(out)
+        candidates.append(out / "tandem-error.log" if out.is_dir() else out.parent / "tandem-error.log")
+    candidates.append(Path(tempfile.gettempdir()) / "tandem-error.log")
+    for path in candidates:
+        try:
+            path.write_text(traceback.format_exc(), encoding="utf-8")
+            return str(path)
+        except OSError:
+            continue
+    return "(no writable place for it)"
+
+
 def main(argv: list[str] | None = None) -> int:
     from tandem.training import distributed
 
@@ -256,7 +281,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 0
+    except OSError as err:  # the environment: a full or read-only disk, a permission, a file that vanished
+        if distributed.is_main():
+            where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+            print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a bug: one line here, the traceback in a log file beside the outputs
+        if distributed.is_main():
+            log = _internal_error_log(args)
+            print(f"internal error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
+                  f"(traceback in {log}; please report it)", file=sys.stderr)
+        return 1
     finally:
+        from tandem.runs import release
+
+        release()
         if sys.stdout is not stdout:
             sys.stdout.close()
             sys.stdout = stdout

@@ -19,7 +19,7 @@ def _validate(cfg) -> None:
 
 
 def cmd_optimize(args) -> int:
-    from tandem.cli.main import _load, _log, _prepare, _write_config, removed_on_input_error
+    from tandem.cli.main import _load, _log, _prepare, removed_on_input_error
     from tandem.io import check_writable_dir
     from tandem.mixing.optimize import optimize
 
@@ -32,8 +32,9 @@ def cmd_optimize(args) -> int:
 
         cfg, data = stage_one(cfg, data)
     with removed_on_input_error(out):
-        out.mkdir(parents=True, exist_ok=True)
-        _write_config(cfg, out)
+        from tandem.runs import claim
+
+        claim(out, cfg, data, "optimize", args.resume, args.force)
         res = optimize(cfg, data, out, resume=args.resume, progress=not args.quiet, log=_log(args.quiet))
     print(format_weights({"uniform": {d: 1 / len(res.names) for d in res.names}, cfg.mixer.method: res.as_dict(res.recommended)}))
     for extra in (format_evidence(out / "weights.json"), format_epochs(out / "weights.json")):
@@ -140,12 +141,12 @@ def cmd_run(args) -> int:
 
 
 def _run(args, cfg, data, out: Path, baselines: list[str]) -> int:
-    from tandem.cli.main import _log, _write_config
+    from tandem.cli.main import _log
     from tandem.io import write_text
     from tandem.mixing.optimize import optimize
+    from tandem.runs import claim
 
-    out.mkdir(parents=True, exist_ok=True)
-    _write_config(cfg, out)
+    claim(out, cfg, data, "run", args.resume, getattr(args, "force", False))
     if cfg.stages is not None:
         from tandem.training.stages import run_two_stage
 
@@ -191,6 +192,7 @@ def register(sub, common) -> None:
     common(sp)
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
+    sp.add_argument("--force", action="store_true", help="replace a run already in OUT instead of refusing")
     sp.set_defaults(func=cmd_optimize)
 
     sp = sub.add_parser("run", help="stage one (optimize) then stage two (train the target on the learned weights) and evaluate",
@@ -202,4 +204,5 @@ def register(sub, common) -> None:
                     help="comma-separated baseline mixtures trained the same way for comparison, in OUT/baseline-NAME/ "
                          "(uniform, natural; empty string for none; default: uniform)")
     sp.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT")
+    sp.add_argument("--force", action="store_true", help="replace a run already in OUT instead of refusing")
     sp.set_defaults(func=cmd_run)

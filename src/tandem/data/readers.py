@@ -145,9 +145,30 @@ def read_hf_folder(path: Path, field: str, split: str | None) -> Iterator[str]:
     yield from _string_column(ds[field], path, field)
 
 
+def _guarded(path: Path, items: Iterator) -> Iterator:
+    """Turn any failure to read or decode a source (a truncated or corrupt archive, bytes that are not UTF-8, a
+    file that vanished) into one InputError naming the file, whatever the reader."""
+    import zlib
+
+    try:
+        yield from items
+    except InputError:
+        raise
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text (a binary file?)") from None
+    except (EOFError, zlib.error, OSError, ValueError) as err:
+        detail = (getattr(err, "strerror", None) or str(err) or type(err).__name__).splitlines()[0]
+        raise InputError(f"{path}: cannot be read ({detail})") from None
+
+
 def read_documents(paths: list[Path], fmt: str, field: str, split: str | None = None) -> Iterator[str]:
     """All documents of the given sources, in order."""
     for path in paths:
+        yield from _guarded(path, _read_documents(path, fmt, field, split))
+
+
+def _read_documents(path: Path, fmt: str, field: str, split: str | None) -> Iterator[str]:
+    if True:
         kind = detect_format(path, fmt)
         if kind == "jsonl":
             yield from read_jsonl(path, field)
@@ -203,6 +224,11 @@ def _hf_records(path: Path, split: str | None) -> Iterator[tuple[str, dict]]:
 def read_records(paths: list[Path], fmt: str, split: str | None = None) -> Iterator[tuple[str, dict]]:
     """All rows of structured sources (jsonl, parquet, datasets folders) as (where, row); `where` names file and line."""
     for path in paths:
+        yield from _guarded(path, _read_records(path, fmt, split))
+
+
+def _read_records(path: Path, fmt: str, split: str | None) -> Iterator[tuple[str, dict]]:
+    if True:
         kind = detect_format(path, fmt)
         if kind == "jsonl":
             yield from _jsonl_records(path)

@@ -206,10 +206,18 @@ def _compare_sections(page: _Page, folder: Path, results: dict) -> None:
     _weights_section(page, {m: s["weights"] for m, s in summary.items()}, "learned domain weights (mean over seeds)")
     page.h2("Per-domain test losses (mean ± std over seeds)")
     cols = ["average", "worst", *names]
-    best = {j + 2: min(summary[m][c][0] for m in summary) for j, c in enumerate(cols)}
+    from tandem.report.compare import paired_table, significant_best
+
+    # Bold only a best that beats every other method by more than two standard errors of the paired difference.
+    winners = {j + 2: significant_best(runs, list(summary), c) for j, c in enumerate(cols)}
+    best = {j: float(summary[m][cols[j - 2]][0]) for j, m in winners.items() if m is not None}
     head = ["method", "seeds", *cols]
     rows = [[m, str(s["n"]), *(float(s[c][0]) for c in cols)] for m, s in summary.items()]
     page.table(head, rows, best)
+    pt = paired_table(runs, list(summary), ["uniform", "doremi", "doge"])
+    if pt:
+        page.h2("Paired differences to the baselines (over the same seeds)")
+        page.pre(pt)
     page.table(["method", *(f"{c} std" for c in cols)], [[m, *(float(s[c][1]) for c in cols)] for m, s in summary.items()])
     page.plot(lambda p: plot_domain_losses({m: {d: s[d][0] for d in names} for m, s in summary.items()}, p),
               "test loss per domain")
