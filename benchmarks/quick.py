@@ -56,7 +56,7 @@ def _config(root: Path, name: str, domains: list[str], mixer: dict | None = None
         "train": {"steps": 12, "batch_size": 8, "seq_len": 32, "lr": 3e-3, "warmup_steps": 2, "threads": 1},
         "eval": {"max_tokens": 2048, "batch_size": 16},
         "mixer": {"proxy": {"preset": "tiny"}, "episodes": 3, "probe_steps": 2, "free_steps": 2, "warmup_steps": 2,
-                  "eta_alpha": 10.0, "eval_sequences": 2, "grid_resolution": 2, **(mixer or {})},
+                  "update": "eg", "eta_alpha": 10.0, "eval_sequences": 2, "grid_resolution": 2, **(mixer or {})},
     }
     path = root / "configs" / f"{name}.yaml"
     write_text(path, yaml.safe_dump(cfg, sort_keys=False))
