@@ -85,10 +85,6 @@ def lock(out: Path) -> None:
     """Hold OUT/.lock for the rest of the process, or refuse if another process holds it."""
     import fcntl
 
-    from tandem.training.distributed import is_main
-
-    if not is_main():
-        return
     out.mkdir(parents=True, exist_ok=True)
     path = out / ".lock"
     key = str(path.resolve())
@@ -117,7 +113,23 @@ def claim(out: Path, cfg, data, command: str, resume: bool, force: bool) -> None
 
     from tandem.io import write_json, write_text
 
-    lock(out)
+    from tandem.training import distributed
+
+    # Under torchrun rank 0 takes the lock and every rank must agree on the outcome before any of them goes on.
+    problem = None
+    if distributed.is_main():
+        try:
+            lock(out)
+        except InputError as err:
+            problem = str(err)
+    if distributed.active():
+        import torch.distributed as dist
+
+        box = [problem]
+        dist.broadcast_object_list(box, src=0)
+        problem = box[0]
+    if problem is not None:
+        raise InputError(problem)
     now = identity(cfg, data)
     path = out / "run.json"
     before = None
@@ -126,6 +138,7 @@ def claim(out: Path, cfg, data, command: str, resume: bool, force: bool) -> None
             before = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             before = None
+    distributed.barrier()  # every rank has read run.json before rank 0 rewrites it below
     if before is not None:
         if resume:
             old = before.get("identity", {})

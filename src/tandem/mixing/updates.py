@@ -210,5 +210,5 @@ def project_capped_simplex(alpha: np.ndarray, caps: np.ndarray) -> np.ndarray:
         mass = alpha[free].sum()
         out = np.where(fixed, caps, 0.0)
         if free.any():
-            out[free] = alpha[free] * (room / mass) if mass > 0 else room / free.sum()
+            out[free] = room * (alpha[free] / mass) if mass > 0 else room / free.sum()
     return out / out.sum()
