@@ -66,7 +66,7 @@ def build_data(root: Path, corpus: Path) -> dict[str, dict]:
 
 def write_config(root: Path, scenario: str, domains: dict, seed: int, variant: str) -> Path:
     # One token cache per variant: code before a change may tokenize differently.
-    cache = root / "data" / f"{scenario}-{variant}.cache"
+    cache = root / "data" / f"{scenario}-{'before' if variant == 'before' else 'after'}.cache"
     cfg = {"seed": seed, "data": {"domains": domains, "cache_dir": str(cache.resolve())},
            "tokenizer": {"vocab_size": 4096}, "model": {"preset": "mini"}, "train": TRAIN, "eval": {"max_tokens": 50000},
            "mixer": MIXER}
@@ -139,10 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--old-src", type=Path, default=None, help="a checkout's src/ to run as 'before'")
     ap.add_argument("--only", choices=["three", "null"], default=None)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL:KEY=VALUE[,KEY=VALUE]",
+                    help="also run the current code with these overrides, reported as LABEL (repeatable)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "signal.json")
     args = ap.parse_args(argv)
     specs = build_data(args.root, args.corpus)
     variants = {"after": (REPO / "src", [])}
+    for v in args.variant:
+        label, _, sets = v.partition(":")
+        variants[label] = (REPO / "src", [a for kv in sets.split(",") if kv for a in ("--set", kv)])
     if args.old_src:
         # The code before the change knows neither update=normalized nor its defaults; it runs its own defaults
         # with the step size the default config used then.

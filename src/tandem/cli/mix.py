@@ -135,6 +135,11 @@ def cmd_run(args) -> int:
     for b in baselines:
         if b not in ("uniform", "natural"):
             raise InputError(f"--baseline: unknown mixture {b!r}; expected uniform or natural")
+    if args.check_seeds and args.check_seeds < 2:
+        raise InputError(f"--check-seeds: expected 0 (off) or >= 2 (a paired standard error needs two seeds), "
+                         f"got {args.check_seeds}")
+    if args.check_steps is not None and args.check_steps < 1:
+        raise InputError(f"--check-steps: expected >= 1, got {args.check_steps}")
     data = _prepare(cfg, args)
     with removed_on_input_error(out):
         return _run(args, cfg, data, out, baselines)
@@ -161,6 +166,16 @@ def _run(args, cfg, data, out: Path, baselines: list[str]) -> int:
     if is_main():
         write_text(out / "weights.json", (out / "optimize" / "weights.json").read_text(encoding="utf-8"))
     learned = res.as_dict(res.recommended)
+    if getattr(args, "check_seeds", 0):
+        learned = _check(cfg, data, res, out, args, log)
+        if is_main():  # the mixture stage two trains on, and why
+            from tandem.io import write_json
+
+            w = json.loads((out / "optimize" / "weights.json").read_text(encoding="utf-8"))
+            check = json.loads((out / "check.json").read_text(encoding="utf-8"))
+            write_json(out / "weights.json", {**w, "domain_weights": learned, "train_domain_weights": learned,
+                                              "stage_one": w["domain_weights"], "check": {
+                                                  "recommended": check["recommended"], "verdict": check["verdict"]}})
     epochs = format_epochs(out / "optimize" / "weights.json")
     if epochs:
         log(epochs)
@@ -185,6 +200,80 @@ def _run(args, cfg, data, out: Path, baselines: list[str]) -> int:
     return 0
 
 
+def _check(cfg, data, res, out: Path, args, log) -> dict:
+    """The target-scale check of `run --check-seeds`: the learned mixture (capped and not), uniform and natural,
+    scored by short target trainings; the winner trains the target. Kept in OUT/check.json (reused on --resume)."""
+    import numpy as np
+
+    from tandem.data.cache import natural_weights
+    from tandem.io import write_json
+    from tandem.mixing.recommend import check_candidates, format_check
+
+    path = out / "check.json"
+    if args.resume and path.is_file():
+        report = json.loads(path.read_text(encoding="utf-8"))
+    else:
+        names = data.domains
+        w = json.loads((out / "optimize" / "weights.json").read_text(encoding="utf-8"))
+        nat = natural_weights(data)
+        candidates = {cfg.mixer.method: res.recommended}
+        if "uncapped" in w and not np.allclose([w["uncapped"][d] for d in names], res.recommended):
+            candidates[f"{cfg.mixer.method} (uncapped)"] = np.array([w["uncapped"][d] for d in names])
+        candidates["uniform"] = np.full(len(names), 1.0 / len(names))
+        candidates["natural"] = np.array([nat[d] for d in names])
+        steps = args.check_steps or max(1, cfg.train.steps // 10)
+        report = check_candidates(cfg, data, candidates, args.check_seeds, steps, log)
+        write_json(path, report)
+    log(format_check(report))
+    return dict(report["candidates"][report["recommended"]]["weights"])
+
+
+def cmd_recommend(args) -> int:
+    import numpy as np
+
+    from tandem.cli.main import _load, _prepare, removed_on_input_error
+    from tandem.data.cache import natural_weights
+    from tandem.io import check_writable_dir, write_json
+    from tandem.mixing.recommend import check_candidates, format_check
+    from tandem.mixing.weights import as_array, resolve_weights
+
+    cfg = _load(args)
+    out = check_writable_dir(args.out)
+    if args.seeds < 2:
+        raise InputError(f"--seeds: expected >= 2 (a paired standard error needs two seeds), got {args.seeds}")
+    if args.steps is not None and args.steps < 1:
+        raise InputError(f"--steps: expected >= 1, got {args.steps}")
+    specs = [c for c in args.candidates.split(",") if c]
+    if not specs:
+        raise InputError("--candidates: expected a comma-separated list of weights files, uniform or natural")
+    for spec in specs:  # validate the files before any work
+        _, _, path = spec.rpartition("=")
+        if path not in ("uniform", "natural"):
+            resolve_weights(path, cfg.domain_names)
+    data = _prepare(cfg, args)
+    natural = natural_weights(data)
+    candidates = {}
+    for spec in specs:
+        label, _, path = spec.rpartition("=")
+        label = label or (path if path in ("uniform", "natural") else Path(path).parent.name or Path(path).stem)
+        if label in candidates:
+            raise InputError(f"--candidates: two candidates are called {label!r}; name them LABEL=FILE")
+        candidates[label] = as_array(resolve_weights(path, data.domains, natural), data.domains)
+    with removed_on_input_error(out):
+        from tandem.runs import claim
+
+        claim(out, cfg, data, "recommend", False, True)
+        report = check_candidates(cfg, data, candidates, args.seeds, args.steps or max(1, cfg.train.steps // 10),
+                                  log=(lambda s: None) if args.quiet else (lambda s: print(s, file=__import__("sys").stderr)))
+        write_json(out / "recommend.json", report)
+        best = report["candidates"][report["recommended"]]["weights"]
+        write_json(out / "weights.json", {"domain_weights": best, "recommended": report["recommended"],
+                                          "verdict": report["verdict"]})
+    print(format_check(report))
+    print(f"wrote {out / 'recommend.json'} and {out / 'weights.json'} (the recommended mixture)")
+    return 0
+
+
 def register(sub, common) -> None:
     sp = sub.add_parser("optimize", help="learn the domain weights (stage one) with mixer.method",
                         description="Run the mixture method of the config (TANDEM by default) on the proxy and write "
@@ -205,4 +294,22 @@ def register(sub, common) -> None:
                          "(uniform, natural; empty string for none; default: uniform)")
     sp.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT")
     sp.add_argument("--force", action="store_true", help="replace a run already in OUT instead of refusing")
+    sp.add_argument("--check-seeds", type=int, default=0,
+                    help="before stage two, score the learned mixture (capped and not), uniform and natural by short "
+                         "trainings of the target on this many paired seeds (validation loss only) and train on the "
+                         "best (default 0: off)")
+    sp.add_argument("--check-steps", type=int, default=None,
+                    help="steps of each check training (default: train.steps / 10)")
     sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("recommend", help="score candidate mixtures by short trainings of the target (validation "
+                                          "loss, paired seeds) and recommend the best",
+                        description="Train cfg.model for --steps on each candidate mixture over --seeds paired seeds, "
+                                    "compare validation losses to uniform's, and write the best to OUT/weights.json.")
+    common(sp)
+    sp.add_argument("--candidates", required=True,
+                    help="comma-separated mixtures: weights files (LABEL=FILE to name one), uniform, natural")
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--seeds", type=int, default=3, help="paired seeds per candidate (default 3)")
+    sp.add_argument("--steps", type=int, default=None, help="steps of each training (default: train.steps / 10)")
+    sp.set_defaults(func=cmd_recommend)

@@ -194,7 +194,8 @@ def pretrain_reference(cfg: Config, data: PreparedData, reference: Learner, batc
     return steps
 
 
-def mixture_valid_loss(cfg: Config, data: PreparedData, weights: np.ndarray, model_cfg, steps: int, batch_size: int) -> float:
+def mixture_valid_loss(cfg: Config, data: PreparedData, weights: np.ndarray, model_cfg, steps: int, batch_size: int,
+                       oc: OptimConfig | None = None) -> float:
     """Train a fresh model for `steps` on `weights` and return its validation loss under the target weights."""
     from tandem.data.sampler import MixtureSampler
     from tandem.evaluation.evaluate import domain_split_losses
@@ -202,7 +203,7 @@ def mixture_valid_loss(cfg: Config, data: PreparedData, weights: np.ndarray, mod
 
     device = setup_torch(cfg.train)
     names = data.domains
-    oc = twin_optim_config(cfg, steps)
+    oc = oc or twin_optim_config(cfg, steps)
     learner = Learner(build_model(model_cfg, data.vocab_size, cfg.train.seq_len, cfg.seed, cfg.base_dir), oc,
                       len(names), device, cfg.train.precision)
     sampler = MixtureSampler(data.split_arrays("train"), cfg.train.seq_len, cfg.seed, names)
