@@ -166,3 +166,30 @@ def test_weights_carry_their_uncertainty_and_the_report_shows_it(shared_cfg, tmp
     assert rc == 0, err
     page = (out / "report.html").read_text()
     assert "How sure" in page and ("within noise" in page or "real" in page)
+
+
+def test_doremi_excess_is_clipped_per_token(shared_cfg):
+    """DoReMi's signal: the mean over a domain's tokens of max(l_u - l_ref, 0), never the clipped mean gap, which is
+    0 as soon as the proxy is better on average although many tokens still have excess."""
+    from tandem.training.loss import token_losses
+
+    cfg = load_config(shared_cfg)
+    data = prepare_data(cfg)
+    problem = LMProblem(cfg, data, batch_size=8)
+    proxy, ref = _learner(cfg, data), _learner(cfg, data)
+    for _ in range(4):
+        ref.step([problem.train_part(np.full(3, 1 / 3))])  # the reference is ahead: mean gaps are positive
+    held = problem.held_batches()[0]
+    got = proxy.excess_over(ref, held)
+    sums, counts = np.zeros(3), np.zeros(3)
+    with torch.no_grad():
+        for b in held:
+            lu, mask = token_losses(proxy.module(b.x), b.y)
+            lw, _ = token_losses(ref.module(b.x), b.y)
+            ex = ((lu - lw).clamp_min(0) * mask).sum(1).double().numpy()
+            for r, d in enumerate(b.domain.numpy()):
+                sums[d] += ex[r]
+                counts[d] += mask[r].sum().item()
+    np.testing.assert_allclose(got, sums / counts, rtol=1e-5)
+    mean_gap = proxy.domain_losses(held) - ref.domain_losses(held)
+    assert np.all(got >= np.maximum(mean_gap, 0) - 1e-6) and np.all(got > 0)

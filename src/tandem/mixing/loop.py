@@ -171,8 +171,13 @@ def run_loop(
         lu_sets = [proxy.domain_losses(h) for h in sets]
         lw_sets = [np.zeros_like(lu_sets[0]) if spec.reference == "none" else reference.domain_losses(h) for h in sets]
         lu, lw = np.mean(lu_sets, axis=0), np.mean(lw_sets, axis=0)
-        per_set = np.array([twin_gap(w, u, spec.gamma, clip=spec.clip) for w, u in zip(lw_sets, lu_sets)])
-        delta = twin_gap(lw, lu, spec.gamma, clip=spec.clip)
+        if spec.clip and hasattr(proxy, "excess_over"):
+            # DoReMi: the excess loss clipped per token, then averaged per domain (Delta is its negative)
+            per_set = np.array([-spec.gamma * proxy.excess_over(reference, h) for h in sets])
+            delta = per_set.mean(axis=0)
+        else:
+            per_set = np.array([twin_gap(w, u, spec.gamma, clip=spec.clip) for w, u in zip(lw_sets, lu_sets)])
+            delta = twin_gap(lw, lu, spec.gamma, clip=spec.clip)
         delta_se = (per_set.std(axis=0, ddof=1) / np.sqrt(len(per_set)) if len(per_set) > 1
                     else np.full_like(delta, np.nan))
         if reference_failed:

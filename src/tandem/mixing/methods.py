@@ -3,7 +3,7 @@
 | method  | reference            | sync | probe            | Delta                          |
 |---------|----------------------|------|------------------|--------------------------------|
 | tandem  | L_train + L_val/gamma| yes  | K steps of both  | gamma (L_i(w) - L_i(u))        |
-| doremi  | frozen, pre-trained  | no   | 1 proxy step     | min(L_i(w_ref) - L_i(u), 0)    |
+| doremi  | frozen, pre-trained  | no   | 1 proxy step     | -mean_t max(l_t(u) - l_t(ref), 0) per domain |
 | doge    | L_val only (no moment.)| yes| 1 reference step | L_i(u - step on L_val) - L_i(u)|
 | odm     | none                 | -    | 1 proxy step     | -L_i(u) (loss as bandit reward)|
 
@@ -29,7 +29,9 @@ METHOD_DEFAULTS = {
     # Delta on train windows the twins never see: measured on the proxy's own (memorised) windows it pushes small,
     # repeated domains down (BENCHMARKS.md, scenarios 2 and 4).
     "tandem": {"held_out_fraction": 0.15, "update": "normalized"},
-    "doremi": {"probe_steps": 1, "free_steps": 0, "eta_alpha": 1.0, "smoothing": 1e-3, "gamma": 1.0},
+    # DoReMi's proxy minimises the alpha-reweighted per-domain losses (its minimax objective), not resampled batches.
+    "doremi": {"probe_steps": 1, "free_steps": 0, "eta_alpha": 1.0, "smoothing": 1e-3, "gamma": 1.0,
+               "sampling": "reweight"},
     "doge": {"probe_steps": 1, "gamma": 1.0},
     # ODM: one step per round, exploration mixing of 1/M-scale (its epsilon) as smoothing.
     "odm": {"probe_steps": 1, "free_steps": 0, "eta_alpha": 0.1, "smoothing": 0.05, "gamma": 1.0},

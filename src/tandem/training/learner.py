@@ -222,6 +222,25 @@ class Learner:
         distributed.all_reduce_meter(meter)
         return meter.losses()
 
+    @torch.no_grad()
+    def excess_over(self, other: "Learner", batches: list[Batch]) -> np.ndarray:
+        """Per-domain mean over tokens of max(loss_self(t) - loss_other(t), 0) on the same tokens: DoReMi's excess
+        loss, clipped per token (clipping a domain's mean instead makes it 0 once the mean gap closes, although
+        many tokens still have excess)."""
+        self.model.eval()
+        other.model.eval()
+        meter = DomainLossMeter(self.num_domains)
+        for batch in batches:
+            for mb in self._micro_batches(batch):
+                mb = mb.to(self.device)
+                with self.autocast():
+                    mine, theirs = self.model(mb.x), other.model(mb.x)
+                lu, mask = token_losses(mine, mb.y)
+                lw, _ = token_losses(theirs, mb.y)
+                meter.add(*domain_sums((lu - lw).clamp_min(0.0), mask, mb.domain, self.num_domains))
+        distributed.all_reduce_meter(meter)
+        return meter.losses()
+
     def copy_from(self, other: "Learner") -> None:
         """Become a copy of `other`: parameters, optimizer moments and step count (shard by shard under FSDP)."""
         if self.fsdp:
