@@ -112,3 +112,17 @@ def test_stage_names_are_checked(tmp_path, cli):
     assert not (tmp_path / "o").exists()
     with pytest.raises(InputError, match="both stages.pretrain and stages.sft"):
         load_config(two_stage_config(tmp_path, sft=["code", "upper"]))
+
+
+
+def test_stage_one_keeps_each_methods_defaults(prepared):
+    """The stage-one config is the user's mixer, not a dict round trip in which every field looks set by hand: the
+    method's published defaults still fill what the user left alone."""
+    from tandem.mixing.methods import effective
+
+    _, cfg, data = prepared
+    cfg1, _ = stage_one(cfg, data)
+    assert cfg1.mixer.model_fields_set == cfg.mixer.model_fields_set
+    assert effective(cfg1.mixer).held_out_fraction == 0.15 and effective(cfg1.mixer).update == "normalized"
+    doremi = cfg.model_copy(update={"mixer": cfg.mixer.model_copy(update={"method": "doremi"})})
+    assert effective(stage_one(doremi, data)[0].mixer).smoothing == 1e-3

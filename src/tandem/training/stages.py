@@ -90,7 +90,10 @@ def stage_one(cfg: Config, data: PreparedData) -> tuple[Config, PreparedData]:
     raw = cfg.to_dict()
     raw["data"]["domains"] = {d: raw["data"]["domains"][d] for d in st.pretrain}
     raw["stages"] = None
-    return config_from_dict(raw, cfg.base_dir, "stages"), view
+    # Validated anew, but with the user's own mixer object: a dict round trip would mark every mixer field as set
+    # by the user, and the method's published defaults (tandem.mixing.methods.effective) would never apply.
+    new = config_from_dict(raw, cfg.base_dir, "stages")
+    return new.model_copy(update={"mixer": cfg.mixer}), view
 
 
 def fine_tune(cfg: Config, data: PreparedData, model: torch.nn.Module, device: torch.device,
