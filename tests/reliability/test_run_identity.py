@@ -131,3 +131,15 @@ def test_domain_names_cannot_leave_or_collide_with_the_cache(tmp_path, cli, name
     rc, _, err = cli("prepare", bad)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "domain name" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == listing
+
+
+def test_two_processes_preparing_one_cache_take_turns(tmp_path):
+    path = tiny_config(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "tandem", "prepare", str(path), "-q"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert outs[0][0] == outs[1][0]  # the same token counts
+    index = json.loads((tmp_path / ".tandem_cache" / "index.json").read_text())
+    assert len(index["entries"]) == 9

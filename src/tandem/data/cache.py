@@ -245,6 +245,20 @@ def prepare_data(cfg: Config, log: Callable[[str], None] = lambda s: None, progr
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InputError(f"data.cache_dir: cannot create {cache_dir} ({err.strerror or err})") from None
+    # One process at a time fills a cache (two writing the same shards and index would corrupt it); a second one
+    # waits for the first and then finds its work done.
+    import fcntl
+
+    with open(cache_dir / ".lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            log(f"waiting for another process preparing {cache_dir}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return _prepare_locked(cfg, cache_dir, log, progress)
+
+
+def _prepare_locked(cfg: Config, cache_dir: Path, log: Callable[[str], None], progress: bool) -> PreparedData:
     index_path = cache_dir / "index.json"
     index: dict = {}
     if index_path.is_file():
