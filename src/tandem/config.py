@@ -290,13 +290,12 @@ class MixerConfig(_Section):
         "steps on all of the proxy's rows, so a reference step costs (1 + valid_fraction) proxy steps.",
     )
     max_epochs: Union[None, float, dict[str, float]] = Field(
-        4.0,
+        None,
         description="Most epochs of a domain's train split the target may see at its budget (train.steps x "
         "train.batch_size rows) under a learned mixture: a number for every domain, {domain: epochs} for some, or "
-        "null for none. The recommendation is projected onto the mixtures that respect the caps (weights.json says "
-        "which bind). Default 4: repeated tokens keep nearly all of their value up to about 4 epochs and lose most "
-        "of it beyond (Muennighoff et al. 2023, Scaling Data-Constrained Language Models). Static methods (uniform, "
-        "natural, fixed) are not capped.",
+        "null for none (the default). The recommendation is projected onto the mixtures that respect the caps "
+        "(weights.json says which bind). Static methods (uniform, natural, fixed) are not capped. Whether a cap "
+        "helps depends on the target: `tandem run --check-seeds` scores a 4-epoch cap as one of its candidates.",
     )
     initial: Union[Literal["uniform", "natural"], dict[str, float]] = Field("uniform", description="Starting mixture.")
     report: Literal["average", "final"] = Field("average", description="Which mixture `domain_weights` recommends.")

@@ -201,7 +201,8 @@ def _run(args, cfg, data, out: Path, baselines: list[str]) -> int:
 
 
 def _check(cfg, data, res, out: Path, args, log) -> dict:
-    """The target-scale check of `run --check-seeds`: the learned mixture (capped and not), uniform and natural,
+    """The target-scale check of `run --check-seeds`: the learned mixture (capped and not, or capped at 4 epochs
+    when mixer.max_epochs is unset and that binds), uniform and natural,
     scored by short target trainings; the winner trains the target. Kept in OUT/check.json (reused on --resume)."""
     import numpy as np
 
@@ -221,6 +222,16 @@ def _check(cfg, data, res, out: Path, args, log) -> dict:
             candidates[f"{cfg.mixer.method} (uncapped)"] = np.array([w["uncapped"][d] for d in names])
         candidates["uniform"] = np.full(len(names), 1.0 / len(names))
         candidates["natural"] = np.array([nat[d] for d in names])
+        if cfg.mixer.max_epochs is None:
+            # Whether repeating a small domain helps depends on the target; let the check try a cap too. Four
+            # epochs: repeated tokens keep nearly all of their value up to about 4 (Muennighoff et al. 2023).
+            from tandem.mixing.optimize import target_epochs
+            from tandem.mixing.updates import project_capped_simplex
+
+            rows, budget = target_epochs(cfg, data)
+            caps = 4.0 * rows / budget
+            if caps.sum() >= 1.0 and np.any(res.recommended > caps):
+                candidates[f"{cfg.mixer.method} (at most 4 epochs)"] = project_capped_simplex(res.recommended, caps)
         steps = args.check_steps or max(1, cfg.train.steps // 10)
         report = check_candidates(cfg, data, candidates, args.check_seeds, steps, log)
         write_json(path, report)
