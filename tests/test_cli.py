@@ -205,7 +205,25 @@ BAD = {
                               ["tokenizer.path", "tok.json", "not a valid tokenizer.json"]),
     "weights naming a domain twice": (_weights('{"domain_weights": {"code": 0.5, "docs": 0.5, "prose": 0, "code": 0}}'),
                                       ["weights.json", "code"]),
+    "a device that does not exist": (lambda t: ["--set", "train.device=banana"], ["train.device", "banana"]),
+    "a negative seed": (lambda t: ["--set", "seed=-1"], ["seed", "greater than or equal to 0"]),
+    "yes for a number of steps": (lambda t: ["--set", "train.steps=yes"], ["train.steps", "expected a number"]),
+    "truncated jsonl.gz": (lambda t: _data_case(t, "cut.jsonl.gz", _truncated_gz), ["cut.jsonl.gz", "cannot be read"]),
+    "a domain named ..": (lambda t: _config_file(_renamed_domain_text("..")) (t), ["domain name '..'"]),
+    "a domain named like the cache's index": (lambda t: _config_file(_renamed_domain_text("index.json"))(t),
+                                              ["domain name 'index.json'", "reserved"]),
 }
+
+
+def _truncated_gz(p: Path) -> None:
+    import gzip
+
+    blob = gzip.compress("".join('{"text": "%s"}\n' % ("words " * 40) for _ in range(300)).encode())
+    p.write_bytes(blob[: len(blob) // 2])
+
+
+def _renamed_domain_text(name: str) -> str:
+    return ("data:\n  domains:\n    code: {train: a.jsonl}\n    '%s': {train: b.jsonl}\n" % name)
 
 
 def _argv(case: str, shared_cfg: Path, tmp_path: Path) -> tuple[list[str], Path]:
