@@ -61,6 +61,12 @@ class DomainConfig(_Section):
         description="SFT task metric from greedy generation (`tandem metrics`): `accuracy` for classification, "
         "`exact_match_f1` (exact match and token F1) for extraction; null = loss only.",
     )
+    where: Optional[dict[str, Union[str, int, float, bool, list[Union[str, int, float, bool]]]]] = Field(
+        None,
+        description="Keep only the rows of a structured source (jsonl, parquet, datasets folder) whose field equals "
+        "the value, or one of a list of values; a dotted field reads nested objects. Splits one big file with a "
+        "domain column into domains, e.g. {meta.redpajama_set_name: RedPajamaGithub}.",
+    )
     kind: Literal["text", "sft"] = Field(
         "text",
         description="`text`: documents for language modelling; `sft`: supervised fine-tuning rows "

@@ -19,7 +19,8 @@ from typing import Callable
 import numpy as np
 
 from tandem.config import SPLITS, Config, DomainConfig
-from tandem.data.readers import expand_sources, fingerprint_sources, read_documents, read_records
+from tandem.data.readers import (expand_sources, fingerprint_sources, read_documents, read_records, row_filter,
+                                 text_of)
 from tandem.data.sft import ChatRenderer, SFTExamples, message_text, resolve_template, row_messages
 from tandem.data.tokenizer import TextTokenizer, load_hf_tokenizer, load_tokenizer_file, sample_texts, train_bpe
 from tandem.errors import InputError
@@ -115,8 +116,13 @@ def _split_of_documents(docs: list[str], fractions: dict[str, float], seed: int,
 def _documents(ds: DomainSplits, split: str, cfg: Config) -> list | None:
     """A split's documents: strings for text domains, conversations (lists of messages) for SFT domains."""
     field_name = ds.spec.text_field or cfg.data.text_field
+    keep = row_filter(ds.spec.where, f"data.domains.{ds.name}.where")
     if ds.spec.kind == "sft":
-        read = lambda paths, sp: [row_messages(row, where) for where, row in read_records(paths, ds.spec.format, sp)]  # noqa: E731
+        read = lambda paths, sp: [row_messages(row, where) for where, row in read_records(paths, ds.spec.format, sp)  # noqa: E731
+                                  if keep(row, where)]
+    elif ds.spec.where is not None:
+        read = lambda paths, sp: [text_of(row, where, field_name) for where, row in read_records(paths, ds.spec.format, sp)  # noqa: E731
+                                  if keep(row, where) and text_of(row, where, field_name)]
     else:
         read = lambda paths, sp: list(read_documents(paths, ds.spec.format, field_name, sp))  # noqa: E731
     if ds.spec.source is not None:
@@ -131,6 +137,8 @@ def _documents(ds: DomainSplits, split: str, cfg: Config) -> list | None:
 
 def _entry_key(ds: DomainSplits, split: str, cfg: Config, tok_fp: str, chat: ChatRenderer | None = None) -> str:
     layout = {"split": ds.spec.split, "seed": cfg.seed} if ds.spec.source is not None else None
+    if ds.spec.where is not None:  # which rows of the source belong to this domain
+        layout = {**(layout or {}), "where": ds.spec.where}
     if ds.spec.kind == "sft":
         return _hash(INDEX_VERSION, "sft", ds.fingerprint[split], tok_fp, chat.fingerprint, ds.spec.format, layout)
     return _hash(
@@ -153,7 +161,8 @@ def load_tokenizer(cfg: Config, domains: list[DomainSplits], cache_dir: Path, in
     # Everything that decides which documents form the train splits, so the tokenizer never depends on cache history.
     train_docs = [
         (d.name, d.fingerprint["train"], d.spec.split, cfg.seed if d.spec.source is not None else None,
-         d.spec.text_field or cfg.data.text_field, d.spec.format, *(("sft",) if d.spec.kind == "sft" else ()))
+         d.spec.text_field or cfg.data.text_field, d.spec.format, *(("sft",) if d.spec.kind == "sft" else ()),
+         *((d.spec.where,) if d.spec.where is not None else ()))
         for d in sorted(domains, key=lambda d: d.name)
     ]
     key = _hash("bpe", tc.vocab_size, tc.min_frequency, tc.max_train_chars, train_docs)

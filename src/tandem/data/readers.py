@@ -161,6 +161,47 @@ def _guarded(path: Path, items: Iterator) -> Iterator:
         raise InputError(f"{path}: cannot be read ({detail})") from None
 
 
+def _lookup(row: dict, dotted: str):
+    """row["a"]["b"] for "a.b"; a key that itself holds a dot is found first. Raises KeyError if absent."""
+    if dotted in row:
+        return row[dotted]
+    head, _, rest = dotted.partition(".")
+    if not rest or not isinstance(row.get(head), dict):
+        raise KeyError(dotted)
+    return _lookup(row[head], rest)
+
+
+def row_filter(where: dict | None, label: str):
+    """A predicate keep(row, where_in_file) for a domain's `where`: every field equals its value or is in its list."""
+    if not where:
+        return lambda row, at: True
+
+    def keep(row: dict, at: str) -> bool:
+        for field, want in where.items():
+            try:
+                got = _lookup(row, field)
+            except KeyError:
+                raise InputError(f"{at}: no field '{field}' (named by {label})") from None
+            if not (got in want if isinstance(want, list) else got == want):
+                return False
+        return True
+
+    return keep
+
+
+def text_of(row: dict, at: str, field: str) -> str:
+    """The text of a structured row (empty strings and nulls give '')."""
+    try:
+        text = _lookup(row, field)
+    except KeyError:
+        raise InputError(f"{at}: missing field '{field}'") from None
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise InputError(f"{at}: field '{field}' must be a string, got {type(text).__name__}")
+    return text
+
+
 def read_documents(paths: list[Path], fmt: str, field: str, split: str | None = None) -> Iterator[str]:
     """All documents of the given sources, in order."""
     for path in paths:
@@ -237,7 +278,8 @@ def _read_records(path: Path, fmt: str, split: str | None) -> Iterator[tuple[str
         elif kind == "hf":
             yield from _hf_records(path, split)
         else:
-            raise InputError(f"{path}: SFT rows must be jsonl, parquet or a datasets folder, not plain text")
+            raise InputError(f"{path}: SFT rows, and rows selected with `where`, must be jsonl, parquet or a datasets "
+                             f"folder, not plain text")
 
 
 def fingerprint_sources(paths: list[Path]) -> str:
