@@ -108,10 +108,16 @@ def _brute_force_supervised(cfg, data, domain, split, seq_len=None):
             else:
                 text += f"<|{m['role']}|>\n{m['content']}\n"
         enc = tok.tok.encode(text, add_special_tokens=False)
-        keep = len(enc.ids) if seq_len is None else min(len(enc.ids), seq_len + 1)
-        for j in range(1, keep):
-            s = enc.offsets[j][0]
-            total += any(a <= s < b for a, b in spans)
+        flag = [any(a <= off[0] < b for a, b in spans) for off in enc.offsets]
+        lo, hi = 0, len(flag)
+        if seq_len is not None and len(flag) > seq_len + 1:
+            # the documented window: end at the last response token with the prompt's end before it, or start
+            # one token before the first response token when the responses alone do not fit
+            resp = [j for j, f in enumerate(flag) if f]
+            r0, r1 = resp[0], resp[-1] + 1
+            lo = max(0, r1 - (seq_len + 1)) if r1 - r0 <= seq_len else max(0, r0 - 1)
+            hi = lo + seq_len + 1
+        total += sum(flag[j] for j in range(lo + 1, hi))
     return total
 
 
@@ -225,10 +231,17 @@ def test_bad_sft_rows_name_file_and_line(tmp_path):
         prepare_data(cfg)
 
 
-def test_truncated_examples_without_response_are_an_input_error(sft_data):
+def test_no_example_is_dropped_for_its_length(sft_data):
+    """However short the sequence, every example keeps at least one supervised target: its window holds its
+    response (training and evaluation see every example, not a biased subset)."""
     _, data = sft_data
-    with pytest.raises(InputError, match="none of its .* example\\(s\\) has a response token"):
-        MixtureSampler(data.split_arrays("train"), 4, 0, data.domains)
+    for seq in (4, 8, SEQ):
+        for d in data.domains:
+            for split in ("train", "valid", "test"):
+                ex = data.tokens(d, split)
+                assert (ex.supervised_counts(seq) > 0).all(), (seq, d, split)
+        sampler = MixtureSampler(data.split_arrays("train"), seq, 0, data.domains)
+        assert sampler.n_windows.tolist() == [data.tokens(d, "train").num_examples for d in data.domains]
 
 
 def test_hf_tokenizer_chat_template_is_used(tmp_path):

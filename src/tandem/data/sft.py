@@ -156,6 +156,7 @@ class SFTExamples:
         self.mask = mask
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.pad_id = int(pad_id)
+        self._window_cache = None
         self._supervised = int(self.supervised_counts(None).sum())
 
     @property
@@ -165,19 +166,47 @@ class SFTExamples:
     def __len__(self) -> int:
         return self._supervised
 
-    def supervised_counts(self, seq_len: int | None) -> np.ndarray:
-        """Supervised targets per example once it is truncated to seq_len + 1 tokens (None: not truncated)."""
-        cum = np.concatenate([[0], np.cumsum(np.asarray(self.mask, dtype=np.int64))])
+    def windows(self, seq_len: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end (token offsets) of each example's window of at most seq_len + 1 tokens.
+
+        An example that fits is taken whole. A longer one keeps its responses: the window ends at the last
+        response token, with as much of the prompt's end before it as fits (generation keeps the end of a long
+        prompt too); if the responses alone are longer, the window starts one token before the first response
+        token and the responses' end is cut. So no example with a response is dropped for its length.
+        """
         start, end = self.offsets[:-1], self.offsets[1:]
-        if seq_len is not None:
-            end = np.minimum(end, start + seq_len + 1)
-        # The first token of an example is never a target: nothing precedes it.
+        if seq_len is None or self.num_examples == 0:
+            return start, end
+        size = seq_len + 1
+        m = np.asarray(self.mask, dtype=bool)
+        idx = np.arange(len(m), dtype=np.int64)
+        nonempty = end > start
+        safe = np.where(nonempty, start, 0)
+        big = np.int64(len(m) + 1)
+        first = np.minimum.reduceat(np.where(m, idx, big), safe) if len(m) else np.full(len(start), big)
+        last = np.maximum.reduceat(np.where(m, idx, -1), safe) if len(m) else np.full(len(start), -1)
+        # reduceat reads past an example's end when the next starts at the same offset; clip to the example
+        first = np.where(nonempty & (first < end), first, big)
+        last = np.where(nonempty & (last >= start) & (last < end), last, -1)
+        has = first < big
+        fits = (last + 1) - first <= seq_len
+        s = np.where(fits, np.maximum(start, last + 1 - size), np.maximum(start, first - 1))
+        s = np.where((end - start > size) & has, s, start)
+        return s, np.minimum(end, s + size)
+
+    def supervised_counts(self, seq_len: int | None) -> np.ndarray:
+        """Supervised targets per example in its window of seq_len + 1 tokens (None: the whole example)."""
+        cum = np.concatenate([[0], np.cumsum(np.asarray(self.mask, dtype=np.int64))])
+        start, end = self.windows(seq_len)
+        # The first token of a window is never a target: nothing precedes it.
         return cum[end] - cum[np.minimum(start + 1, end)]
 
     def row(self, k: int, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs and targets [seq_len] of example k: truncated, right-padded, non-response targets IGNORE_INDEX."""
-        a, b = int(self.offsets[k]), int(self.offsets[k + 1])
-        b = min(b, a + seq_len + 1)
+        """Inputs and targets [seq_len] of example k's window: right-padded, non-response targets IGNORE_INDEX."""
+        starts, ends = self.windows(seq_len) if self._window_cache is None or self._window_cache[0] != seq_len \
+            else self._window_cache[1]
+        self._window_cache = (seq_len, (starts, ends))
+        a, b = int(starts[k]), int(ends[k])
         ids = np.asarray(self.tokens[a:b], dtype=np.int64)
         m = np.asarray(self.mask[a:b], dtype=bool)
         x = np.full(seq_len, self.pad_id, dtype=np.int64)
