@@ -85,6 +85,8 @@ def test_outputs_match_tandem_optimize_and_export(trained, cli):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == EPISODES
     assert len((out / "trajectory.csv").read_text().splitlines()) == EPISODES + 1
     probs = callback.interleave_probabilities(["prose", "docs", "code"])
-    assert probs == pytest.approx([callback.recommended[d] for d in ["prose", "docs", "code"]])
+    per_doc = w["rows_per_document"]
+    raw = [callback.recommended[d] / per_doc[d] for d in ["prose", "docs", "code"]]
+    assert probs == pytest.approx([x / sum(raw) for x in raw])  # per document: weights over rows per document
     rc, text, _ = cli("export", out, "--format", "datasets", "--order", "prose,docs,code")
     assert rc == 0 and json.loads(text)["probabilities"] == pytest.approx(probs)

@@ -17,10 +17,14 @@ NAMES = ["code", "books", "chat"]
 WEIGHTS = np.array([0.5, 0.3, 0.2 + 4e-7])
 
 
+# Rows (sequences) one document fills: code files are long, chat turns short.
+ROWS_PER_DOC = {"code": 6.0, "books": 2.0, "chat": 0.25}
+
+
 @pytest.fixture
 def weights_file(tmp_path) -> Path:
     write_weights(tmp_path / "opt", NAMES, WEIGHTS, WEIGHTS, WEIGHTS, "tandem",
-                  {"target": {"code": 0.5, "books": 0.25, "chat": 0.25}})
+                  {"target": {"code": 0.5, "books": 0.25, "chat": 0.25}, "rows_per_document": ROWS_PER_DOC})
     return tmp_path / "opt" / "weights.json"
 
 
@@ -69,12 +73,26 @@ def test_datasets_probabilities_drive_interleave_datasets(weights_file, tmp_path
     spec = json.loads(out.read_text())
     assert spec["domains"] == order
     assert sum(spec["probabilities"]) == pytest.approx(1.0, abs=1e-15)
-    parts = {d: Dataset.from_dict({"domain": [d] * 3000}) for d in NAMES}
+    assert spec["weights"] == pytest.approx([WEIGHTS[NAMES.index(d)] for d in order])
+    # documents of each domain with the rows (sequences) they fill: the token shares interleave_datasets then
+    # delivers are the learned weights
+    parts = {d: Dataset.from_dict({"domain": [d] * 20000, "rows": [ROWS_PER_DOC[d]] * 20000}) for d in NAMES}
     mixed = interleave_datasets([parts[d] for d in spec["domains"]], probabilities=spec["probabilities"], seed=0)
-    n = 2000
-    counts = Counter(mixed.select(range(n))["domain"])
+    drawn = mixed.select(range(6000))
+    rows = Counter()
+    for d, r in zip(drawn["domain"], drawn["rows"]):
+        rows[d] += r
+    total = sum(rows.values())
     for d, w in zip(NAMES, WEIGHTS):
-        assert abs(counts[d] / n - w) < 4 * np.sqrt(w * (1 - w) / n), (d, counts)
+        assert abs(rows[d] / total - w) < 0.03, (d, rows[d] / total, w)
+
+
+def test_datasets_export_refuses_weights_without_document_lengths(tmp_path, cli):
+    plain = tmp_path / "w.json"
+    plain.write_text(json.dumps({"domain_weights": {"code": 0.5, "books": 0.5}}))
+    rc, _, err = cli("export", plain, "--format", "datasets", "--out", tmp_path / "p.json")
+    assert rc == 2 and "rows_per_document" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "p.json").exists()
 
 
 def test_yaml_is_a_plain_mapping(weights_file, cli):

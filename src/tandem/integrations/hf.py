@@ -151,9 +151,11 @@ class TandemCallback(TrainerCallback):
 
     def interleave_probabilities(self, order: list[str] | None = None) -> list[float]:
         """The recommended mixture as `datasets.interleave_datasets(probabilities=...)` wants it, in `order`."""
+        from tandem.mixing.optimize import rows_per_document
         from tandem.report.export import datasets_probabilities
 
-        return datasets_probabilities(self.recommended, order)["probabilities"]
+        per_doc = rows_per_document(self.data, self.cfg.train.seq_len)
+        return datasets_probabilities(self.recommended, order, per_doc)["probabilities"]
 
     # --- Trainer events -------------------------------------------------------------------------------------
 
@@ -211,7 +213,7 @@ class TandemCallback(TrainerCallback):
         if self.out_dir is None:
             return
         from tandem.io import write_text
-        from tandem.mixing.optimize import trajectory_csv, write_weights
+        from tandem.mixing.optimize import rows_per_document, trajectory_csv, write_weights
 
         average = self.state.average
         recommended = average if self.mc.report == "average" else self.state.alpha
@@ -220,6 +222,7 @@ class TandemCallback(TrainerCallback):
             "episodes": self.state.episode, "probe_steps": self.spec.probe_steps, "free_steps": self.spec.free_steps,
             "gamma": self.spec.gamma, "eta_alpha": self.spec.eta_alpha, "update": self.spec.update,
             "sync": self.spec.sync, "proxy_steps": state.global_step, "trainer": "transformers.Trainer",
+            "rows_per_document": rows_per_document(self.data, self.cfg.train.seq_len),
         })
         write_text(self.out_dir / "trajectory.csv", trajectory_csv(self.state.history, self.names))
         if self.state.history:

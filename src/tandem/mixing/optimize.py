@@ -115,12 +115,23 @@ def epoch_limits(mc, names: list[str]) -> np.ndarray | None:
     return np.full(len(names), float(mc.max_epochs))
 
 
+def rows_per_document(data: PreparedData, seq_len: int) -> dict[str, float]:
+    """Mean training rows one document of each domain's train split fills: its tokens / seq_len for a text domain,
+    1 for an SFT domain (one example a row). Converts a mixture (shares of rows) into document probabilities."""
+    out = {}
+    for d in data.domains:
+        docs = data.index.get("entries", {}).get(f"{d}/train", {}).get("documents") or 1
+        out[d] = 1.0 if data.is_sft(d) else len(data.tokens(d, "train")) / seq_len / docs
+    return out
+
+
 def epoch_fields(cfg: Config, data: PreparedData, mixtures: dict[str, np.ndarray]) -> dict:
-    """weights.json's `epochs`: for each mixture, the epochs of each domain's train split the target would see."""
+    """weights.json's `epochs`: for each mixture, the epochs of each domain's train split the target would see;
+    and `rows_per_document`, for exports that sample documents."""
     rows, budget = target_epochs(cfg, data)
     return {"epochs": {label: {d: float(x) for d, x in zip(data.domains, np.asarray(w) * budget / rows)}
                        for label, w in mixtures.items()},
-            "target_rows": int(budget)}
+            "target_rows": int(budget), "rows_per_document": rows_per_document(data, cfg.train.seq_len)}
 
 
 def apply_caps(cfg: Config, data: PreparedData, mc, recommended: np.ndarray, log) -> tuple[np.ndarray, dict]:

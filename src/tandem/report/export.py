@@ -128,10 +128,22 @@ def doremi_config(weights: dict[str, float], eval_weights: dict[str, float] | No
     return json.dumps({"train_domain_weights": weights, "eval_domain_weights": eval_weights}, indent=2) + "\n"
 
 
-def datasets_probabilities(weights: dict[str, float], order: list[str] | None = None) -> dict:
-    """`{"domains": [...], "probabilities": [...]}` in an explicit order, the order the datasets must be passed in."""
-    names = _order(weights, order, "the weights file")
-    return {"domains": names, "probabilities": exact_probabilities([weights[d] for d in names])}
+def datasets_probabilities(weights: dict[str, float], order: list[str] | None = None,
+                           rows_per_document: dict[str, float] | None = None, source: str = "the weights file") -> dict:
+    """`{"domains": [...], "probabilities": [...]}` in an explicit order, the order the datasets must be passed in.
+
+    `interleave_datasets` draws documents, while a weight is a share of training rows (sequences of train.seq_len
+    tokens, or SFT examples): a domain's document probability is its weight divided by its rows per document,
+    renormalised. Without rows_per_document the conversion cannot be made, and that is an error, not a guess."""
+    names = _order(weights, order, source)
+    if rows_per_document is None or any(d not in rows_per_document for d in names):
+        raise InputError(f"{source}: --format datasets needs each domain's rows_per_document (interleave_datasets "
+                         f"samples documents, the weights are shares of tokens); export a weights.json written by "
+                         f"tandem optimize or run")
+    per_doc = [float(weights[d]) / float(rows_per_document[d]) for d in names]
+    return {"domains": names, "probabilities": exact_probabilities(per_doc),
+            "weights": [float(weights[d]) for d in names],
+            "note": "probabilities are per document (interleave_datasets); weights are the mixture's token shares"}
 
 
 def plain_yaml(weights: dict[str, float], order: list[str] | None = None) -> str:
@@ -152,7 +164,8 @@ def export(weights: dict[str, float], fmt: str, source: dict | None = None, orde
         ev = {d: float(target[d]) for d in names} if isinstance(target, dict) and set(target) == set(weights) else None
         return doremi_config({d: weights[d] for d in names}, ev)
     if fmt == "datasets":
-        return json.dumps(datasets_probabilities(weights, order), indent=2) + "\n"
+        return json.dumps(datasets_probabilities(weights, order, (source or {}).get("rows_per_document")),
+                          indent=2) + "\n"
     if fmt == "yaml":
         return plain_yaml(weights, order)
     raise InputError(f"--format: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
