@@ -208,38 +208,35 @@ class Learner:
                                          equal_count=self.fsdp)
 
     @torch.no_grad()
-    def domain_losses(self, batches: list[Batch]) -> np.ndarray:
-        """Exact per-domain token-mean loss over the given batches (no update)."""
+    def _domain_means(self, batches: list[Batch], per_token) -> np.ndarray:
+        """Exact per-domain token means of per_token(micro_batch) -> (values [B, T], mask) over the batches."""
         self.model.eval()
         meter = DomainLossMeter(self.num_domains)
         for batch in batches:
             for mb in self._micro_batches(batch):
                 mb = mb.to(self.device)
                 with self.autocast():
-                    logits = self.model(mb.x)
-                loss, mask = token_losses(logits, mb.y)
-                meter.add(*domain_sums(loss, mask, mb.domain, self.num_domains))
+                    values, mask = per_token(mb)
+                meter.add(*domain_sums(values.float(), mask, mb.domain, self.num_domains))
         distributed.all_reduce_meter(meter)
         return meter.losses()
 
-    @torch.no_grad()
+    def domain_losses(self, batches: list[Batch]) -> np.ndarray:
+        """Exact per-domain token-mean loss over the given batches (no update)."""
+        return self._domain_means(batches, lambda mb: token_losses(self.model(mb.x), mb.y))
+
     def excess_over(self, other: "Learner", batches: list[Batch]) -> np.ndarray:
         """Per-domain mean over tokens of max(loss_self(t) - loss_other(t), 0) on the same tokens: DoReMi's excess
         loss, clipped per token (clipping a domain's mean instead makes it 0 once the mean gap closes, although
         many tokens still have excess)."""
-        self.model.eval()
         other.model.eval()
-        meter = DomainLossMeter(self.num_domains)
-        for batch in batches:
-            for mb in self._micro_batches(batch):
-                mb = mb.to(self.device)
-                with self.autocast():
-                    mine, theirs = self.model(mb.x), other.model(mb.x)
-                lu, mask = token_losses(mine, mb.y)
-                lw, _ = token_losses(theirs, mb.y)
-                meter.add(*domain_sums((lu - lw).clamp_min(0.0), mask, mb.domain, self.num_domains))
-        distributed.all_reduce_meter(meter)
-        return meter.losses()
+
+        def excess(mb):
+            mine, mask = token_losses(self.model(mb.x), mb.y)
+            theirs, _ = token_losses(other.model(mb.x), mb.y)
+            return (mine - theirs).clamp_min(0.0), mask
+
+        return self._domain_means(batches, excess)
 
     def copy_from(self, other: "Learner") -> None:
         """Become a copy of `other`: parameters, optimizer moments and step count (shard by shard under FSDP)."""
