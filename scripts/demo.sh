@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 tandem corpus --out data/default
-tandem run configs/default.yaml --out runs/default "$@"
+# --resume: a second run of this script continues (or just reprints) the same run instead of refusing the folder.
+tandem run configs/default.yaml --out runs/default --resume "$@"
