@@ -1,0 +1,26 @@
+"""The Python API runs the same jobs as the CLI and returns what they wrote."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import tandem
+from conftest import tiny_config
+from tandem.errors import InputError
+
+MIXER = {"episodes": 3, "probe_steps": 1, "free_steps": 1, "eval_sequences": 2}
+
+
+def test_optimize_then_train_from_python(tmp_path):
+    path = tiny_config(tmp_path, mixer=MIXER, train={"steps": 6})
+    w = tandem.optimize(str(path), tmp_path / "opt")
+    assert w == json.loads((tmp_path / "opt" / "weights.json").read_text())
+    assert set(w["domain_weights"]) == {"code", "docs", "prose"} and "interval" in w
+    ev = tandem.train(path, tmp_path / "train", weights=w["domain_weights"])
+    assert ev["weights"] == w["domain_weights"] and set(ev["test_loss"]["per_domain"]) == {"code", "docs", "prose"}
+    with pytest.raises(InputError, match="already holds"):
+        tandem.optimize(path, tmp_path / "opt")
+    again = tandem.optimize(path, tmp_path / "opt", resume=True)
+    assert again["domain_weights"] == w["domain_weights"]
