@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from conftest import tiny_config
 from tandem.cli.main import build_parser, main
 
 DOMAINS = {"code", "docs", "prose"}
@@ -347,3 +349,31 @@ def test_a_domain_named_twice_in_the_config_is_refused(shared_cfg, tmp_path, cli
     assert not cfg.exists()
     rc, _, err = cli("train", cfg_copy, "--out", tmp_path / "out", *FAST, "-q")
     assert rc == 2 and "prose" in err and not (tmp_path / "out").exists()
+
+
+def test_an_output_file_that_is_a_folder_is_refused_before_any_work(shared_cfg, tmp_path, cli):
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    rc, _, err = cli("eval", shared_cfg, "--model", tmp_path / "nomodel", "--out", folder)
+    assert rc == 2 and "--out" in err and "is a folder" in err and len(err.strip().splitlines()) == 1, err
+    weights = tmp_path / "w.json"
+    weights.write_text('{"domain_weights": {"code": 0.5, "docs": 0.25, "prose": 0.25}}')
+    rc, _, err = cli("export", weights, "--format", "yaml", "--out", folder)
+    assert rc == 2 and "is a folder" in err, err
+    assert list(folder.iterdir()) == []
+
+
+def test_a_chat_template_with_a_syntax_error_is_one_line(tmp_path, cli):
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
+    from sft_tasks import write_sft_tasks
+
+    path = tiny_config(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["data"]["domains"].update(write_sft_tasks(tmp_path))
+    (tmp_path / "broken.jinja").write_text("{% for m in messages %}{{ m.content }")
+    raw["data"]["chat_template"] = "broken.jinja"
+    path.write_text(yaml.safe_dump(raw))
+    rc, _, err = cli("prepare", path, "-q")
+    assert rc == 2 and "broken.jinja" in err and len(err.strip().splitlines()) == 1, err

@@ -86,3 +86,15 @@ def check_writable_dir(path: str | os.PathLike, what: str = "output folder") -> 
     if not os.access(probe, os.W_OK | os.X_OK):
         raise InputError(f"{what} {path}: not writable")
     return path
+
+
+def check_writable_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Fail early (before any work) if `path` cannot be written as a file: an existing folder there, or a folder
+    above it that cannot be created or written."""
+    from tandem.errors import InputError
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {path}: is a folder; expected a file name")
+    check_writable_dir(path.parent, f"{what}'s folder")
+    return path

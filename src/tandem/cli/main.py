@@ -132,12 +132,12 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     from tandem.evaluation.evaluate import evaluate, format_eval
-    from tandem.io import check_writable_dir, write_json
+    from tandem.io import check_writable_file, write_json
     from tandem.models import load_model
     from tandem.training.learner import resolve_device
 
     cfg = _load(args)
-    check_writable_dir(Path(args.out).parent, "output file's folder")
+    check_writable_file(args.out, "--out")
     model, meta = load_model(args.model)
     block = getattr(getattr(model, "config", None), "block_size", None)
     if isinstance(block, int) and cfg.train.seq_len > block:

@@ -49,7 +49,7 @@ def cmd_metrics(args) -> int:
     from tandem.cli.main import _load, _log, _prepare
     from tandem.evaluation.evaluate import evaluate
     from tandem.evaluation.generate import evaluate_tasks, format_metrics, metric_domains
-    from tandem.io import check_writable_dir, write_json
+    from tandem.io import check_writable_file, write_json
     from tandem.training.learner import resolve_device
 
     cfg = _load(args)
@@ -60,7 +60,7 @@ def cmd_metrics(args) -> int:
             raise InputError(f"--{flag.replace('_', '-')}: expected >= 1, got {getattr(args, flag)}")
     if args.max_examples is not None and args.max_examples < 1:
         raise InputError(f"--max-examples: expected >= 1, got {args.max_examples}")
-    check_writable_dir(Path(args.out).parent, "output file's folder")
+    check_writable_file(args.out, "--out")
     data = _prepare(cfg, args)
     log = _log(args.quiet)
     model = _metrics_model(cfg, args, data)

@@ -19,7 +19,7 @@ def _prefix_map(items: list[str]) -> dict[str, str]:
 
 
 def cmd_export(args) -> int:
-    from tandem.io import check_writable_dir, write_text
+    from tandem.io import check_writable_file, write_text
     from tandem.report.export import FORMATS, export, read_weights
 
     if args.format not in FORMATS:
@@ -28,8 +28,7 @@ def cmd_export(args) -> int:
     weights, source = read_weights(args.weights, args.method)
     text = export(weights, args.format, source, order, args.prefix_template, _prefix_map(args.prefix))
     if args.out:
-        out = Path(args.out)
-        check_writable_dir(out.parent, "output file's folder")
+        out = check_writable_file(args.out, "--out")
         write_text(out, text)
         if not args.quiet:
             print(f"wrote {out} ({args.format})", file=sys.stderr)

@@ -72,6 +72,13 @@ class ChatRenderer:
         self.tokenizer = tokenizer
         self.template = template or DEFAULT_CHAT_TEMPLATE
         self.is_default = template is None or template == DEFAULT_CHAT_TEMPLATE
+        import jinja2
+
+        try:  # a broken template is the user's input: say so before anything is rendered
+            jinja2.Environment().parse(self.template)
+        except jinja2.TemplateSyntaxError as err:
+            raise InputError(f"data.chat_template: the chat template does not parse (line {err.lineno}: "
+                             f"{err.message})") from None
 
     @property
     def fingerprint(self) -> str:
@@ -83,8 +90,13 @@ class ChatRenderer:
         kw = {"eos_token": self.tokenizer.eos_token}
         if getattr(self.tokenizer, "bos_token", None):
             kw["bos_token"] = self.tokenizer.bos_token
-        rendered, _ = render_jinja_template([messages], chat_template=self.template,
-                                            add_generation_prompt=add_generation_prompt, **kw)
+        import jinja2
+
+        try:
+            rendered, _ = render_jinja_template([messages], chat_template=self.template,
+                                                add_generation_prompt=add_generation_prompt, **kw)
+        except jinja2.TemplateError as err:
+            raise InputError(f"data.chat_template: the chat template fails on a conversation ({err})") from None
         return rendered[0]
 
     def prompt(self, messages: list[dict[str, str]]) -> str:
@@ -139,9 +151,16 @@ def resolve_template(setting: str, tokenizer, base_dir: Path | str) -> str:
     path = Path(setting).expanduser()
     path = path if path.is_absolute() else Path(base_dir) / path
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"data.chat_template: cannot read the template file {path} ({err})") from None
+    import jinja2
+
+    try:
+        jinja2.Environment().parse(text)
+    except jinja2.TemplateSyntaxError as err:
+        raise InputError(f"data.chat_template: {path}:{err.lineno}: not a valid Jinja template ({err.message})") from None
+    return text
 
 
 class SFTExamples:

@@ -305,10 +305,9 @@ def build_report(folder: Path) -> str:
 
 def write_report(folder: Path, out: Path | None = None) -> Path:
     """Write the report of `folder` to `out` (default folder/report.html); returns the path."""
-    text = build_report(Path(folder))
-    out = Path(out) if out is not None else Path(folder) / "report.html"
-    from tandem.io import check_writable_dir
+    from tandem.io import check_writable_file
 
-    check_writable_dir(out.parent, "output file's folder")
+    out = check_writable_file(Path(out) if out is not None else Path(folder) / "report.html", "--out")
+    text = build_report(Path(folder))
     write_text(out, text)
     return out
