@@ -143,3 +143,13 @@ def test_two_processes_preparing_one_cache_take_turns(tmp_path):
     assert outs[0][0] == outs[1][0]  # the same token counts
     index = json.loads((tmp_path / ".tandem_cache" / "index.json").read_text())
     assert len(index["entries"]) == 9
+
+
+def test_a_failed_resume_leaves_the_run_as_it_was(finished, cli):
+    path, out = finished
+    for f in (out / "checkpoint").glob("*.safetensors"):
+        f.write_bytes(b"damaged")
+    before = _snapshot(out)
+    rc, _, err = cli("optimize", path, "--out", out, *FAST, "--resume")
+    assert rc == 2 and "no loadable checkpoint" in err and len(err.strip().splitlines()) == 1, err
+    assert _snapshot(out) == before  # config.yaml, run.json, weights: byte for byte
