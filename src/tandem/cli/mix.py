@@ -94,6 +94,9 @@ def format_evidence(weights_json: Path) -> str:
         moved = "within noise" if w["within_noise"][d] else "real"
         lines.append(f"{d:<{width}}  {w['domain_weights'][d]:>8.4f}  {f'[{lo:.3f}, {hi:.3f}]':>17}  "
                      f"{('-' if t is None else f'{t:+.1f}'):>8}  {moved}")
+    if all(w["within_noise"].values()):
+        lines.append("warning: the recommended mixture is within noise of the initial one: stage one found no "
+                     "preference it can tell from noise (more episodes or validation rows give Delta more evidence)")
     return "\n".join(lines)
 
 
