@@ -126,3 +126,11 @@ def test_stage_one_keeps_each_methods_defaults(prepared):
     assert effective(cfg1.mixer).held_out_fraction == 0.15 and effective(cfg1.mixer).update == "normalized"
     doremi = cfg.model_copy(update={"mixer": cfg.mixer.model_copy(update={"method": "doremi"})})
     assert effective(stage_one(doremi, data)[0].mixer).smoothing == 1e-3
+
+
+def test_compare_refuses_a_two_stage_config(prepared, tmp_path, cli):
+    root, _, _ = prepared
+    path = two_stage_config(tmp_path)
+    rc, _, err = cli("compare", path, "--methods", "uniform,tandem", "--out", tmp_path / "cmp")
+    assert rc == 2 and "stages" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "cmp").exists()

@@ -42,6 +42,11 @@ def cmd_compare(args) -> int:
     from tandem.io import check_writable_dir
 
     cfg = _load(args)
+    if cfg.stages is not None:
+        # Comparing two-stage runs means pretraining and fine-tuning per method; compare would silently mix the SFT
+        # tasks into pretraining instead.
+        raise InputError(f"{args.config}: stages: tandem compare does not run two-stage configs; run `tandem run` "
+                         f"once per method (--set mixer.method=NAME --set seed=N) and compare their eval.json")
     names_m = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not names_m:
         raise InputError("--methods: expected a comma-separated list, e.g. uniform,doremi,tandem")
