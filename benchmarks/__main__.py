@@ -1,4 +1,4 @@
-"""Entry point: `python -m benchmarks speed|scenarios [--quick] [...]` (run from the repository root)."""
+"""Entry point: `python -m benchmarks speed|scenarios|signal [...]` (run from the repository root)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,12 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     from benchmarks import speed
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["signal"]:  # its own options (benchmarks/signal.py)
+        from benchmarks import signal
+
+        return signal.main(argv[1:])
 
     p = argparse.ArgumentParser(prog="python -m benchmarks", description="tandem benchmarks (see BENCHMARKS.md)")
     sub = p.add_subparsers(dest="bench", required=True)
