@@ -172,3 +172,12 @@ def test_check_weights():
         with pytest.raises(ValueError) as ei:
             check_weights(w, names, "w")
         assert needle in str(ei.value), (w, str(ei.value))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")))
+def test_every_shipped_config_loads(name):
+    """The configs the README and scripts run are valid configs (their data need not be built for this)."""
+    from tandem.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / name)
+    assert cfg.data.domains
