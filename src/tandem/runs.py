@@ -19,9 +19,11 @@ from pathlib import Path
 from tandem.errors import InputError
 
 # Settings that change how a run is carried out or logged, not its results.
+# mixer.on_nonfinite only decides what happens after a fault, and switching it to `skip` to get past one is the
+# documented way to continue a stopped run.
 NOT_IDENTITY = ("train.log_interval", "train.checkpoint_interval", "train.report_to", "train.threads",
                 "train.device", "train.compile", "train.micro_batch_size", "mixer.checkpoint_interval",
-                "mixer.compile", "eval.", "methods.")
+                "mixer.compile", "mixer.on_nonfinite", "eval.", "methods.")
 
 _held: dict[str, object] = {}  # folder -> its open lock file, until release() (the end of the command)
 
@@ -122,6 +124,8 @@ def claim(out: Path, cfg, data, command: str, resume: bool, force: bool) -> None
             lock(out)
         except InputError as err:
             problem = str(err)
+        except OSError as err:  # a lock file we may not open: say so on every rank, not only this one
+            problem = f"{out}: cannot lock the folder ({err.strerror or err})"
     if distributed.active():
         import torch.distributed as dist
 
@@ -158,9 +162,17 @@ def claim(out: Path, cfg, data, command: str, resume: bool, force: bool) -> None
         elif not force:
             raise InputError(f"{out}: already holds a `tandem {before.get('command')}` run; add --resume to "
                              f"continue it, --force to replace it, or use another --out")
-    if resume:  # scratch files of writes a killed process never finished (we hold the lock: nobody else writes)
-        for tmp in out.rglob(".*.tmp"):
-            if tmp.is_file():
-                tmp.unlink(missing_ok=True)
+    if distributed.is_main():  # only the writer touches the folder (the other ranks have read run.json already)
+        if resume:  # scratch files of writes a killed process never finished (we hold the lock: nobody else writes)
+            for tmp in out.rglob(".*.tmp"):
+                if tmp.is_file():
+                    tmp.unlink(missing_ok=True)
+        elif before is not None:  # --force: the old run goes, checkpoints included, so no later --resume finds them
+            import shutil
+
+            for child in out.iterdir():
+                if child.name != ".lock":
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    distributed.barrier()
     write_json(path, {"command": command, "identity": now})
     write_text(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))

@@ -271,3 +271,20 @@ def test_hf_tokenizer_chat_template_is_used(tmp_path):
     (ids, mask), = chat.encode([msgs])
     sup = [tok.tok.id_to_token(i) for i, m in zip(ids, mask) if m]
     assert sup == ["A", "c", "m", "e", "<|im_end|>", "\n"]
+
+
+def test_windows_of_a_slice_of_examples_keep_every_response():
+    from tandem.data.sft import SFTExamples
+
+    """The train part that hold_out makes is a view over the first examples of a longer token array: the last
+    example's response must still be found (and an empty example between others changes nothing)."""
+    toks = np.arange(30)
+    mask = np.zeros(30, np.uint8)
+    for e in range(3):
+        mask[e * 10 + 6: e * 10 + 10] = 1
+    view = SFTExamples(toks, mask, np.array([0, 10, 20]), 0)
+    starts, ends = view.windows(5)
+    assert starts.tolist() == [4, 14] and ends.tolist() == [10, 20]
+    assert view.supervised_counts(5).tolist() == [4, 4]
+    gap = SFTExamples(toks, mask, np.array([10, 20, 20, 30]), 0)
+    assert gap.supervised_counts(5).tolist() == [4, 0, 4]

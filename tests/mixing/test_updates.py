@@ -342,3 +342,14 @@ def test_capped_projection_moves_the_excess_to_the_others():
     out = project_capped_simplex(np.array([0.5, 0.3, 0.2]), np.array([0.1, 1.0, 1.0]))
     np.testing.assert_allclose(out, [0.1, 0.9 * 0.6, 0.9 * 0.4])
     np.testing.assert_allclose(project_capped_simplex(np.array([0.2, 0.3, 0.5]), np.array([1.0, 1.0, 1.0])), [0.2, 0.3, 0.5])
+
+
+def test_student_t_critical_values():
+    from tandem.mixing.updates import student_t_critical
+
+    # two-sided 95% (z = 1.96) at 5 and 10 degrees of freedom; the 3-sigma tail at 2 and 3 (tables / scipy)
+    assert student_t_critical(1.959964, 5) == pytest.approx(2.5706, abs=1e-3)
+    assert student_t_critical(1.959964, 10) == pytest.approx(2.2281, abs=1e-3)
+    assert student_t_critical(3.0, 2) == pytest.approx(19.207, rel=1e-3)
+    assert student_t_critical(3.0, 3) == pytest.approx(9.219, rel=1e-3)
+    assert student_t_critical(3.0, 1e6) == pytest.approx(3.0, rel=1e-3)

@@ -27,14 +27,15 @@ def cmd_optimize(args) -> int:
     _validate(cfg)
     out = check_writable_dir(args.out)
     data = _prepare(cfg, args)
-    if cfg.stages is not None:  # stage one of a two-stage config: the pretrain mixture, validated on the SFT tasks
-        from tandem.training.stages import stage_one
-
-        cfg, data = stage_one(cfg, data)
     with removed_on_input_error(out):
         from tandem.runs import claim
 
+        # The whole config identifies the run (a two-stage config's SFT tasks are stage one's validation data).
         claim(out, cfg, data, "optimize", args.resume, args.force)
+        if cfg.stages is not None:  # stage one of a two-stage config: the pretrain mixture, validated on the tasks
+            from tandem.training.stages import stage_one
+
+            cfg, data = stage_one(cfg, data)
         res = optimize(cfg, data, out, resume=args.resume, progress=not args.quiet, log=_log(args.quiet))
     print(format_weights({"uniform": {d: 1 / len(res.names) for d in res.names}, cfg.mixer.method: res.as_dict(res.recommended)}))
     for extra in (format_evidence(out / "weights.json"), format_epochs(out / "weights.json")):
@@ -143,6 +144,9 @@ def cmd_run(args) -> int:
                          f"got {args.check_seeds}")
     if args.check_steps is not None and args.check_steps < 1:
         raise InputError(f"--check-steps: expected >= 1, got {args.check_steps}")
+    if args.check_seeds and cfg.stages is not None:
+        raise InputError(f"{args.config}: stages: --check-seeds scores single-stage mixtures; it does not run on a "
+                         f"two-stage config")
     data = _prepare(cfg, args)
     with removed_on_input_error(out):
         return _run(args, cfg, data, out, baselines)
@@ -253,6 +257,9 @@ def cmd_recommend(args) -> int:
 
     cfg = _load(args)
     out = check_writable_dir(args.out)
+    if cfg.stages is not None:
+        raise InputError(f"{args.config}: stages: tandem recommend scores single-stage mixtures; a two-stage "
+                         f"config would mix the SFT tasks into pretraining")
     if args.seeds < 2:
         raise InputError(f"--seeds: expected >= 2 (a paired standard error needs two seeds), got {args.seeds}")
     if args.steps is not None and args.steps < 1:
@@ -260,15 +267,22 @@ def cmd_recommend(args) -> int:
     specs = [c for c in args.candidates.split(",") if c]
     if not specs:
         raise InputError("--candidates: expected a comma-separated list of weights files, uniform or natural")
+    def split_spec(spec: str) -> tuple[str, str]:
+        # LABEL=FILE names a candidate; a path that itself holds '=' (runs/lr=1e-3/weights.json) is not split
+        if spec in ("uniform", "natural") or Path(spec).is_file() or "=" not in spec:
+            return "", spec
+        label, _, path = spec.partition("=")
+        return label, path
+
     for spec in specs:  # validate the files before any work
-        _, _, path = spec.rpartition("=")
+        _, path = split_spec(spec)
         if path not in ("uniform", "natural"):
             resolve_weights(path, cfg.domain_names)
     data = _prepare(cfg, args)
     natural = natural_weights(data)
     candidates = {}
     for spec in specs:
-        label, _, path = spec.rpartition("=")
+        label, path = split_spec(spec)
         label = label or (path if path in ("uniform", "natural") else Path(path).parent.name or Path(path).stem)
         if label in candidates:
             raise InputError(f"--candidates: two candidates are called {label!r}; name them LABEL=FILE")
@@ -276,7 +290,7 @@ def cmd_recommend(args) -> int:
     with removed_on_input_error(out):
         from tandem.runs import claim
 
-        claim(out, cfg, data, "recommend", False, True)
+        claim(out, cfg, data, "recommend", False, args.force)
         report = check_candidates(cfg, data, candidates, args.seeds, args.steps or max(1, cfg.train.steps // 10),
                                   log=(lambda s: None) if args.quiet else (lambda s: print(s, file=__import__("sys").stderr)))
         write_json(out / "recommend.json", report)
@@ -326,4 +340,5 @@ def register(sub, common) -> None:
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--seeds", type=int, default=3, help="paired seeds per candidate (default 3)")
     sp.add_argument("--steps", type=int, default=None, help="steps of each training (default: train.steps / 10)")
+    sp.add_argument("--force", action="store_true", help="replace a run already in OUT instead of refusing")
     sp.set_defaults(func=cmd_recommend)

@@ -197,16 +197,16 @@ class SFTExamples:
         if seq_len is None or self.num_examples == 0:
             return start, end
         size = seq_len + 1
-        m = np.asarray(self.mask, dtype=bool)
-        idx = np.arange(len(m), dtype=np.int64)
-        nonempty = end > start
-        safe = np.where(nonempty, start, 0)
-        big = np.int64(len(m) + 1)
-        first = np.minimum.reduceat(np.where(m, idx, big), safe) if len(m) else np.full(len(start), big)
-        last = np.maximum.reduceat(np.where(m, idx, -1), safe) if len(m) else np.full(len(start), -1)
-        # reduceat reads past an example's end when the next starts at the same offset; clip to the example
-        first = np.where(nonempty & (first < end), first, big)
-        last = np.where(nonempty & (last >= start) & (last < end), last, -1)
+        n = self.num_examples
+        lo, hi = int(start[0]), int(end[-1])  # the examples' tokens: one contiguous range (offsets are cumulative)
+        m = np.asarray(self.mask[lo:hi], dtype=bool)
+        pos = np.arange(lo, hi, dtype=np.int64)[m]
+        seg = np.repeat(np.arange(n, dtype=np.int64), end - start)[m]  # the example each response token is in
+        big = np.int64(hi + 1)
+        first = np.full(n, big, dtype=np.int64)
+        last = np.full(n, -1, dtype=np.int64)
+        np.minimum.at(first, seg, pos)
+        np.maximum.at(last, seg, pos)
         has = first < big
         fits = (last + 1) - first <= seq_len
         s = np.where(fits, np.maximum(start, last + 1 - size), np.maximum(start, first - 1))

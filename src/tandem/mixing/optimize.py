@@ -357,8 +357,9 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
         bar.close()
         kept = ("no checkpoint yet (a rerun starts from the beginning)" if saved_episode is None
                 else f"the checkpoint taken before episode {saved_episode} in {ckpt_dir} is kept for --resume")
-        raise FloatingPointError(f"{mc.method} stopped: {str(err).splitlines()[0]}; {kept}; lower mixer.lr, raise mixer.gamma (the reference's validation step is 1/gamma), "
-                                 f"or set mixer.on_nonfinite=skip to drop such episodes' updates") from None
+        raise FloatingPointError(f"{mc.method} stopped: {str(err).splitlines()[0]}; {kept}; resume with mixer.on_nonfinite=skip to drop such "
+                                 f"episodes' updates, or start over (--force) with a lower mixer.lr or a larger "
+                                 f"mixer.gamma (the reference's validation step is 1/gamma)") from None
     bar.close()
     if mc.checkpoint_interval:
         checkpoint()

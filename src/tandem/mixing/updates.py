@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -92,16 +94,65 @@ def delta_evidence(deltas: np.ndarray, memory: float = 1.0) -> tuple[np.ndarray,
     return mean, np.sqrt(var / n_eff), n_eff
 
 
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularised incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-14:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    ln = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(ln) * _betacf(a, b, x) / a
+    return 1.0 - math.exp(ln) * _betacf(b, a, 1.0 - x) / b
+
+
+def student_t_tail(t: float, dof: float) -> float:
+    """P(T > t) for Student's t with `dof` (real, > 0) degrees of freedom, t >= 0."""
+    return 0.5 * _betainc(dof / 2.0, 0.5, dof / (dof + t * t))
+
+
 def student_t_critical(z: float, dof: float) -> float:
-    """The quantile of Student's t with `dof` degrees of freedom at the normal quantile z's tail probability
-    (Cornish-Fisher expansion to 1/dof^3; within 1% of the exact value for dof >= 2 and z <= 4)."""
+    """The quantile of Student's t with `dof` degrees of freedom at the upper-tail probability of z standard
+    normal deviations (exact, by bisection on the t distribution's tail)."""
     if dof <= 0:
         return float("inf")
-    z2 = z * z
-    g1 = (z2 + 1) * z / 4
-    g2 = ((5 * z2 + 16) * z2 + 3) * z / 96
-    g3 = (((3 * z2 + 19) * z2 + 17) * z2 - 15) * z / 384
-    return z + g1 / dof + g2 / dof**2 + g3 / dof**3
+    if z <= 0:
+        return 0.0
+    p = 0.5 * math.erfc(z / math.sqrt(2.0))
+    lo, hi = z, z
+    while student_t_tail(hi, dof) > p:
+        hi *= 2.0
+        if hi > 1e12:
+            return float("inf")
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if student_t_tail(mid, dof) > p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-10 * hi:
+            break
+    return 0.5 * (lo + hi)
 
 
 def normalized_update(alpha: np.ndarray, deltas: np.ndarray, eta: float, memory: float = 0.95,

@@ -140,8 +140,8 @@ def train(
     def stop(problem: str) -> None:
         checkpoint()
         where = f"checkpoint of step {learner.step_count} saved in {ckpt_dir}" if is_main() else "no checkpoint"
-        raise FloatingPointError(f"{problem}; stopped with a {where}: continue with --resume (for example after "
-                                 f"lowering train.lr)")
+        raise FloatingPointError(f"{problem}; stopped with a {where}: continue with --resume, or start over "
+                                 f"with a lower train.lr (--force)")
 
     while learner.step_count < tc.steps:
         # Sampler and RNG as they were before this step: a refused step is saved as not yet taken.
