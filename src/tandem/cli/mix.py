@@ -85,6 +85,7 @@ def format_evidence(weights_json: Path) -> str:
     if "interval" not in w:
         return ""
     names = list(w["domain_weights"])
+    learned = w.get("uncapped", w["domain_weights"])  # the intervals are of the mixture before any epoch caps
     width = max(len(n) for n in names + ["domain"])
     level = int(round(100 * w.get("interval_level", 0.9)))
     head = f"{'domain':<{width}}  {'weight':>8}  {f'{level}% interval':>17}  {'t(Delta)':>8}  move"
@@ -93,8 +94,10 @@ def format_evidence(weights_json: Path) -> str:
         lo, hi = w["interval"][d]
         t = w.get("delta_over_episodes", {}).get(d, {}).get("t")
         moved = "within noise" if w["within_noise"][d] else "real"
-        lines.append(f"{d:<{width}}  {w['domain_weights'][d]:>8.4f}  {f'[{lo:.3f}, {hi:.3f}]':>17}  "
+        lines.append(f"{d:<{width}}  {learned[d]:>8.4f}  {f'[{lo:.3f}, {hi:.3f}]':>17}  "
                      f"{('-' if t is None else f'{t:+.1f}'):>8}  {moved}")
+    if "uncapped" in w:
+        lines.append("(the learned weights before mixer.max_epochs; the recommended ones are capped, see the epochs)")
     if all(w["within_noise"].values()):
         lines.append("warning: the recommended mixture is within noise of the initial one: stage one found no "
                      "preference it can tell from noise (more episodes or validation rows give Delta more evidence)")

@@ -172,7 +172,8 @@ def _lookup(row: dict, dotted: str):
 
 
 def row_filter(where: dict | None, label: str):
-    """A predicate keep(row, where_in_file) for a domain's `where`: every field equals its value or is in its list."""
+    """A predicate keep(row, where_in_file) for a domain's `where`: every field equals its value or is in its list
+    (a row without the field does not match)."""
     if not where:
         return lambda row, at: True
 
@@ -180,8 +181,8 @@ def row_filter(where: dict | None, label: str):
         for field, want in where.items():
             try:
                 got = _lookup(row, field)
-            except KeyError:
-                raise InputError(f"{at}: no field '{field}' (named by {label})") from None
+            except KeyError:  # rows without the field belong to no domain cut by it (sources mix row shapes)
+                return False
             if not (got in want if isinstance(want, list) else got == want):
                 return False
         return True
