@@ -34,11 +34,14 @@ def optimize(config: ConfigLike, out: Union[str, Path], overrides: list[str] | N
     from tandem.mixing.optimize import optimize as run
     from tandem.runs import claim, release
 
+    from tandem.cli.main import removed_on_input_error
+
     cfg, out = _config(config, overrides), Path(out)
     data = _data(cfg, quiet)
     try:
-        claim(out, cfg, data, "optimize", resume, force)
-        run(cfg, data, out, resume=resume, progress=not quiet, log=(lambda s: None) if quiet else print)
+        with removed_on_input_error(out):
+            claim(out, cfg, data, "optimize", resume, force)
+            run(cfg, data, out, resume=resume, progress=not quiet, log=(lambda s: None) if quiet else print)
     finally:
         release()
     return json.loads((out / "weights.json").read_text(encoding="utf-8"))
@@ -58,9 +61,12 @@ def train(config: ConfigLike, out: Union[str, Path], weights: Union[str, dict] =
     data = _data(cfg, quiet)
     w = (check_weights(weights, data.domains, "weights") if isinstance(weights, dict)
          else resolve_weights(str(weights), data.domains, natural_weights(data)))
+    from tandem.cli.main import removed_on_input_error
+
     try:
-        claim(out, cfg, data, "train", resume, force)
-        return train_and_evaluate(cfg, data, w, out, resume, quiet)
+        with removed_on_input_error(out):
+            claim(out, cfg, data, "train", resume, force)
+            return train_and_evaluate(cfg, data, w, out, resume, quiet)
     finally:
         release()
 

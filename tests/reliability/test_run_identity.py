@@ -153,3 +153,14 @@ def test_a_failed_resume_leaves_the_run_as_it_was(finished, cli):
     rc, _, err = cli("optimize", path, "--out", out, *FAST, "--resume")
     assert rc == 2 and "no loadable checkpoint" in err and len(err.strip().splitlines()) == 1, err
     assert _snapshot(out) == before  # config.yaml, run.json, weights: byte for byte
+
+
+def test_bad_input_in_an_existing_empty_folder_leaves_no_claim(tmp_path, cli):
+    path = tiny_config(tmp_path, mixer=MIXER)
+    out = tmp_path / "o"
+    out.mkdir()
+    rc, _, err = cli("optimize", path, "--out", out, *FAST, "--set", "train.seq_len=100000")
+    assert rc == 2 and "train.seq_len" in err and len(err.strip().splitlines()) == 1, err
+    assert not (out / "run.json").exists() and not (out / "config.yaml").exists()
+    rc, _, err = cli("optimize", path, "--out", out, *FAST)  # the corrected rerun is not refused
+    assert rc == 0, err

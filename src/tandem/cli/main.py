@@ -87,6 +87,9 @@ def removed_on_input_error(out: Path):
         created = out
         while not created.parent.exists():
             created = created.parent
+    # In a folder that existed but held no run, the files that claim a run (tandem.runs) must go too, or the
+    # corrected rerun would be refused as a rerun into a used folder.
+    claimed = [] if created is not None or (out / "run.json").exists() else [out / "run.json", out / "config.yaml"]
     try:
         yield
     except InputError:
@@ -94,6 +97,8 @@ def removed_on_input_error(out: Path):
             import shutil
 
             shutil.rmtree(created, ignore_errors=True)
+        for f in claimed:
+            f.unlink(missing_ok=True)
         raise
 
 
