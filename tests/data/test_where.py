@@ -54,3 +54,18 @@ def test_a_missing_where_field_is_one_line(tmp_path, cli):
     rc, _, err = cli("prepare", path, "-q")
     assert rc == 2 and "meta.subset" in err and "no row of" in err and "all.jsonl" in err, err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_sft_tasks_from_one_file(tmp_path):
+    rows = [{"prompt": f"Upper-case: word{i}", "response": f"WORD{i}", "task": "upper"} for i in range(30)]
+    rows += [{"prompt": f"Reverse: ab{i}", "response": f"{i}ba", "task": "reverse"} for i in range(20)]
+    src = tmp_path / "tasks.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = {"data": {"domains": {t: {"kind": "sft", "source": str(src), "where": {"task": t},
+                                    "split": {"train": 0.8, "valid": 0.1, "test": 0.1}} for t in ("upper", "reverse")}},
+           "tokenizer": {"vocab_size": 300}, "model": {"preset": "tiny"}, "train": {"seq_len": 32}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    data = prepare_data(load_config(path))
+    n = {d: sum(data.tokens(d, s).num_examples for s in ("train", "valid", "test")) for d in ("upper", "reverse")}
+    assert n == {"upper": 30, "reverse": 20}

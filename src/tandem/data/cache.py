@@ -123,6 +123,8 @@ def _documents(ds: DomainSplits, split: str, cfg: Config) -> list | None:
     elif ds.spec.where is not None:
         read = lambda paths, sp: [text_of(row, where, field_name) for where, row in read_records(paths, ds.spec.format, sp)  # noqa: E731
                                   if keep(row, where) and text_of(row, where, field_name)]
+    else:
+        read = lambda paths, sp: list(read_documents(paths, ds.spec.format, field_name, sp))  # noqa: E731
     if ds.spec.where is not None:
         filtered = read
 
@@ -132,8 +134,6 @@ def _documents(ds: DomainSplits, split: str, cfg: Config) -> list | None:
                 srcs = ", ".join(str(p) for p in paths)
                 raise InputError(f"data.domains.{ds.name}.where: no row of {srcs} matches {ds.spec.where}")
             return docs
-    else:
-        read = lambda paths, sp: list(read_documents(paths, ds.spec.format, field_name, sp))  # noqa: E731
     if ds.spec.source is not None:
         if ds.spec.split.get(split, 0.0) <= 0:
             return None  # a split given no fraction is absent, like an omitted train/valid/test file
