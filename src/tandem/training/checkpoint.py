@@ -15,6 +15,18 @@ from tandem.errors import InputError
 from tandem.io import write_json
 
 
+def _discard(d: Path) -> None:
+    """Remove a checkpoint folder without ever leaving it half-deleted under its own name (a kill during rmtree
+    would leave a `.prev` without its files): rename it aside, then delete."""
+    if not d.exists():
+        return
+    aside = d.with_name(d.name + ".old")
+    if aside.exists():
+        shutil.rmtree(aside)
+    d.rename(aside)
+    shutil.rmtree(aside)
+
+
 def save_checkpoint(ckpt_dir: Path, models: dict[str, torch.nn.Module], tensors: dict[str, object], state: dict) -> None:
     """models: saved as safetensors; tensors: name -> object saved with torch.save (optimizer states, RNG
     states); state: JSON-able dict."""
@@ -32,12 +44,10 @@ def save_checkpoint(ckpt_dir: Path, models: dict[str, torch.nn.Module], tensors:
     write_json(tmp / "state.json", state)
     (tmp / "COMPLETE").write_text("ok\n")
     if ckpt_dir.exists():
-        if prev.exists():
-            shutil.rmtree(prev)
+        _discard(prev)
         ckpt_dir.rename(prev)
     tmp.rename(ckpt_dir)
-    if prev.exists():
-        shutil.rmtree(prev)
+    _discard(prev)
 
 
 def _load_one(d: Path, models: dict[str, torch.nn.Module], names: list[str]) -> tuple[dict, dict]:
