@@ -134,3 +134,17 @@ def test_bad_mixer_settings(setup, tmp_path, capsys, override, needle):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_baseline_equal_to_the_learned_mixture_is_not_trained_twice(tmp_path, cli):
+    """Two trainings of one mixture, seed and model are the same training: run reuses it for the baseline."""
+    from conftest import tiny_config
+
+    path = tiny_config(tmp_path, mixer={"method": "uniform"}, train={"steps": 4})
+    out = tmp_path / "run"
+    rc, _, err = cli("run", path, "--out", out, "--baseline", "uniform")
+    assert rc == 0, err
+    base = json.loads((out / "baseline-uniform" / "eval.json").read_text())
+    learned = json.loads((out / "eval.json").read_text())
+    assert "same_as" in base and base["test_loss"] == learned["test_loss"]
+    assert not (out / "baseline-uniform" / "model").exists() and "not repeated" in err
