@@ -243,13 +243,12 @@ def _check(cfg, data, res, out: Path, args, log) -> dict:
         if cfg.mixer.max_epochs is None:
             # Whether repeating a small domain helps depends on the target; let the check try a cap too. Four
             # epochs: repeated tokens keep nearly all of their value up to about 4 (Muennighoff et al. 2023).
-            from tandem.mixing.optimize import target_epochs
-            from tandem.mixing.updates import project_capped_simplex
+            from tandem.mixing.optimize import cap_epochs, target_epochs
 
-            rows, budget = target_epochs(cfg, data)
-            caps = 4.0 * rows / budget
+            epochs = target_epochs(cfg, data)
+            capped, caps = cap_epochs(res.recommended, np.full(len(names), 4.0), epochs)
             if caps.sum() >= 1.0 and np.any(res.recommended > caps):
-                candidates[f"{cfg.mixer.method} (at most 4 epochs)"] = project_capped_simplex(res.recommended, caps)
+                candidates[f"{cfg.mixer.method} (at most 4 epochs)"] = capped
         steps = args.check_steps or max(1, cfg.train.steps // 10)
         report = check_candidates(cfg, data, candidates, args.check_seeds, steps, log)
         write_json(path, report)

@@ -11,7 +11,7 @@ the Trainer's clock:
                                            the dataset draws by the new alpha from its next draw on
     E more Trainer steps (free steps), then the next episode
 
-Batches, Delta and the update are the same code as `tandem optimize` (LMProblem, twin_gap, next_mixture).
+Batches, Delta and the update are the same code as `tandem optimize` (LMProblem, measure_delta, next_mixture).
 One difference: the proxy's batches come from the Trainer's data loader, so the reference's train rows are
 drawn from the same mixture but are not the proxy's rows (in `tandem optimize` they are a subset of them).
 
@@ -38,8 +38,7 @@ from tandem.data.sampler import MixtureSampler
 from tandem.errors import InputError
 from tandem.mixing import methods
 from tandem.mixing.lm import LMProblem, target_weights
-from tandem.mixing.loop import EpisodeRecord, LoopState, next_mixture
-from tandem.mixing.updates import twin_gap
+from tandem.mixing.loop import EpisodeRecord, LoopState, measure_delta, next_mixture
 from tandem.models import HFCausalLM
 from tandem.training.learner import Learner, OptimConfig
 
@@ -258,14 +257,8 @@ class TandemCallback(TrainerCallback):
 
     def _update(self, step: int) -> None:
         spec = self.spec
-        sets = self.problem.held_batches()
-        lu_sets = [self.proxy.domain_losses(h) for h in sets]
-        lw_sets = [self.reference.domain_losses(h) for h in sets]
+        delta, delta_se, lu, lw = measure_delta(spec, self.problem.held_batches(), self.proxy, self.reference)
         self._model.train()  # domain_losses leaves the model in eval mode
-        lu, lw = np.mean(lu_sets, axis=0), np.mean(lw_sets, axis=0)
-        delta = twin_gap(lw, lu, spec.gamma)
-        per_set = np.array([twin_gap(w, u, spec.gamma) for w, u in zip(lw_sets, lu_sets)])
-        delta_se = per_set.std(axis=0, ddof=1) / np.sqrt(len(per_set))
         if self._reference_failed:
             delta = np.full_like(delta, np.nan)
         skipped = not np.all(np.isfinite(delta))

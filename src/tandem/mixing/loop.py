@@ -113,6 +113,25 @@ class LoopState:
         return np.mean([r.alpha for r in self.history], axis=0)
 
 
+def measure_delta(spec: LoopSpec, sets: list, proxy: Twin, reference: Twin):
+    """Delta on the held sets, its standard error across them, and the twins' per-domain losses (means over the
+    sets): (delta, delta_se, proxy_losses, reference_losses). Every caller (this loop, the Trainer callback)
+    measures through here."""
+    lu_sets = [proxy.domain_losses(h) for h in sets]
+    lw_sets = [np.zeros_like(lu_sets[0]) if spec.reference == "none" else reference.domain_losses(h) for h in sets]
+    lu, lw = np.mean(lu_sets, axis=0), np.mean(lw_sets, axis=0)
+    if spec.clip and hasattr(proxy, "excess_over"):
+        # DoReMi: the excess loss clipped per token, then averaged per domain (Delta is its negative)
+        per_set = np.array([-spec.gamma * proxy.excess_over(reference, h) for h in sets])
+        delta = per_set.mean(axis=0)
+    else:
+        per_set = np.array([twin_gap(w, u, spec.gamma, clip=spec.clip) for w, u in zip(lw_sets, lu_sets)])
+        delta = twin_gap(lw, lu, spec.gamma, clip=spec.clip)
+    delta_se = (per_set.std(axis=0, ddof=1) / np.sqrt(len(per_set)) if len(per_set) > 1
+                else np.full_like(delta, np.nan))
+    return delta, delta_se, lu, lw
+
+
 def next_mixture(spec: LoopSpec, alpha: np.ndarray, delta: np.ndarray, past: list[np.ndarray]) -> np.ndarray:
     """The mixture after one episode's Delta (`past`: the Delta of earlier, not skipped, episodes). Every caller
     (this loop, the Trainer callback, the bootstrap in tandem.mixing.evidence) goes through here."""
@@ -167,19 +186,7 @@ def run_loop(
                 proxy.step([part])
         if spec.probe_proxy and proxy_steps is not None:
             proxy_steps(spec.probe_steps)
-        sets = problem.held_batches()
-        lu_sets = [proxy.domain_losses(h) for h in sets]
-        lw_sets = [np.zeros_like(lu_sets[0]) if spec.reference == "none" else reference.domain_losses(h) for h in sets]
-        lu, lw = np.mean(lu_sets, axis=0), np.mean(lw_sets, axis=0)
-        if spec.clip and hasattr(proxy, "excess_over"):
-            # DoReMi: the excess loss clipped per token, then averaged per domain (Delta is its negative)
-            per_set = np.array([-spec.gamma * proxy.excess_over(reference, h) for h in sets])
-            delta = per_set.mean(axis=0)
-        else:
-            per_set = np.array([twin_gap(w, u, spec.gamma, clip=spec.clip) for w, u in zip(lw_sets, lu_sets)])
-            delta = twin_gap(lw, lu, spec.gamma, clip=spec.clip)
-        delta_se = (per_set.std(axis=0, ddof=1) / np.sqrt(len(per_set)) if len(per_set) > 1
-                    else np.full_like(delta, np.nan))
+        delta, delta_se, lu, lw = measure_delta(spec, problem.held_batches(), proxy, reference)
         if reference_failed:
             delta = np.full_like(delta, np.nan)  # the reference's probe is void, so is the gap it measured
         distance = reference.distance(proxy)

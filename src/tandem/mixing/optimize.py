@@ -125,40 +125,44 @@ def rows_per_document(data: PreparedData, seq_len: int) -> dict[str, float]:
     return out
 
 
-def epoch_fields(cfg: Config, data: PreparedData, mixtures: dict[str, np.ndarray]) -> dict:
-    """weights.json's `epochs`: for each mixture, the epochs of each domain's train split the target would see;
-    and `rows_per_document`, for exports that sample documents."""
-    rows, budget = target_epochs(cfg, data)
+def epoch_fields(cfg: Config, data: PreparedData, mixtures: dict[str, np.ndarray],
+                 epochs: tuple[np.ndarray, float] | None = None) -> dict:
+    """weights.json's `epochs`: for each mixture, the epochs of each domain's train split the target would see
+    (`epochs`: target_epochs, if already at hand); and `rows_per_document`, for exports that sample documents."""
+    rows, budget = epochs or target_epochs(cfg, data)
     return {"epochs": {label: {d: float(x) for d, x in zip(data.domains, np.asarray(w) * budget / rows)}
                        for label, w in mixtures.items()},
             "target_rows": int(budget), "rows_per_document": rows_per_document(data, cfg.train.seq_len)}
+
+
+def cap_epochs(weights: np.ndarray, limits: np.ndarray, epochs: tuple[np.ndarray, float]) -> tuple[np.ndarray, np.ndarray]:
+    """`weights` projected so no domain exceeds its epoch limit at the target's budget, and the weight caps."""
+    rows, budget = epochs
+    caps = limits * rows / budget  # the largest weight that keeps each domain within its epochs
+    return project_capped_simplex(weights, caps), caps
 
 
 def apply_caps(cfg: Config, data: PreparedData, mc, recommended: np.ndarray, log) -> tuple[np.ndarray, dict]:
     """The recommendation projected onto mixer.max_epochs' caps, and what weights.json records about it."""
     names = data.domains
     natural = natural_weights(data)
-    mixtures = {"recommended": recommended, "uniform": np.full(len(names), 1.0 / len(names)),
-                "natural": np.array([natural[d] for d in names])}
+    baselines = {"uniform": np.full(len(names), 1.0 / len(names)), "natural": np.array([natural[d] for d in names])}
+    epochs = target_epochs(cfg, data)
     limits = epoch_limits(mc, names)
-    extra: dict = {}
-    if limits is not None:
-        rows, budget = target_epochs(cfg, data)
-        caps = limits * rows / budget  # the largest weight that keeps each domain within its epochs
-        capped = project_capped_simplex(recommended, caps)
-        binding = [d for d, w, c in zip(names, capped, caps) if np.isfinite(c) and w >= c * (1 - 1e-9)]
-        if caps.sum() < 1.0:
-            log(f"mixer.max_epochs: the target's {int(cfg.train.steps * cfg.train.batch_size)} rows exceed every "
-                f"domain's cap together; the recommendation repeats each domain in proportion to its cap")
-        elif binding:
-            log(f"mixer.max_epochs: the cap binds for {', '.join(binding)}")
-        extra = {"uncapped": {d: float(x) for d, x in zip(names, recommended)},
-                 "max_epochs": {d: (float(e) if np.isfinite(e) else None) for d, e in zip(names, limits)},
-                 "caps_binding": binding}
-        mixtures = {"recommended": capped, "uncapped": recommended, **{k: v for k, v in mixtures.items() if k != "recommended"}}
-        recommended = capped
-    extra.update(epoch_fields(cfg, data, mixtures))
-    return recommended, extra
+    if limits is None:
+        return recommended, epoch_fields(cfg, data, {"recommended": recommended, **baselines}, epochs)
+    capped, caps = cap_epochs(recommended, limits, epochs)
+    binding = [d for d, w, c in zip(names, capped, caps) if np.isfinite(c) and w >= c * (1 - 1e-9)]
+    if caps.sum() < 1.0:
+        log(f"mixer.max_epochs: the target's {int(epochs[1])} rows exceed every domain's cap together; the "
+            f"recommendation repeats each domain in proportion to its cap")
+    elif binding:
+        log(f"mixer.max_epochs: the cap binds for {', '.join(binding)}")
+    extra = {"uncapped": {d: float(x) for d, x in zip(names, recommended)},
+             "max_epochs": {d: (float(e) if np.isfinite(e) else None) for d, e in zip(names, limits)},
+             "caps_binding": binding,
+             **epoch_fields(cfg, data, {"recommended": capped, "uncapped": recommended, **baselines}, epochs)}
+    return capped, extra
 
 
 def twin_optim_config(cfg: Config, total_steps: int) -> OptimConfig:
