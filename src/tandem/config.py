@@ -242,10 +242,50 @@ class EvalConfig(_Section):
     batch_size: int = Field(16, ge=1, description="Sequences per evaluation forward pass.")
 
 
+class ODMConfig(_Section):
+    smoothing: float = Field(0.9, ge=0, lt=1, description="method=odm: weight of the past in the moving average of "
+                             "importance-weighted rewards (R <- s R + (1 - s) loss / p).")
+    groups: int = Field(8, ge=1, description="method=odm: single-domain groups (micro-batches) per step, each "
+                        "domain drawn from the bandit's probabilities (capped at the batch size).")
+
+
+class AioliConfig(_Section):
+    sweeps: int = Field(2, ge=1, description="method=aioli: sweeps over all groups per round when estimating A "
+                        "(lp_rounds); each probes every group for mixer.probe_steps steps.")
+    one_hot_factor: float = Field(0.75, gt=0, le=1, description="method=aioli: weight on the probed group in its "
+                                  "smoothed one-hot mixture (the rest spread evenly); A is unmixed from them.")
+    ema: Optional[float] = Field(0.1, ge=0, lt=1, description="method=aioli: weight of the previous rounds' A in its "
+                                 "moving average (A_bar = (1 - ema) A + ema A_bar); with it the mixture is "
+                                 "exp(eta A_bar's column sums) from the initial one each round, as Aioli's code "
+                                 "does; null: the paper's cumulative p <- p exp(eta A's column sums).")
+
+
+class SkillItConfig(_Section):
+    window: int = Field(3, ge=1, description="method=skillit: evaluations of the validation losses summed in the "
+                        "update (W).")
+    graph: Optional[dict[str, dict[str, float]]] = Field(
+        None, description="method=skillit: the skills graph {skill i: {skill j: A_ij}} (training on i helps j); "
+        "null: estimated by training a copy of the proxy on each skill alone for graph_steps steps.")
+    graph_steps: int = Field(10, ge=1, description="method=skillit: steps on each skill alone when estimating the "
+                             "graph (counted in the stage-one budget).")
+
+
+class ADOConfig(_Section):
+    warmup_steps: int = Field(20, ge=3, description="method=ado: steps at the prior (the natural mixture) before the "
+                              "first power-law fit (ADO's start_step; published 500 of 60k steps).")
+    fit_interval: int = Field(10, ge=1, description="method=ado: steps between refits of the power laws (published "
+                              "1000 of 60k steps).")
+    history_decay: float = Field(0.9, ge=0, lt=1, description="method=ado: decay of h, the moving average of the "
+                                 "sampled composition (its credit-assignment term).")
+    mix: float = Field(0.1, gt=0, le=1, description="method=ado: weight of the current score in the policy "
+                       "(p = (1 - mix) p_avg + mix score, p_avg the running mean of the scores).")
+    floor: float = Field(0.01, ge=0, lt=1, description="method=ado: least share of each domain in a score.")
+
+
 class MixerConfig(_Section):
     method: str = Field(
         "tandem",
-        description="Mixture method: tandem, doremi, doge, odm, grid, regmix, uniform, natural, fixed "
+        description="Mixture method: tandem, doremi, doge, odm, aioli, skillit, ado, grid, regmix, uniform, natural, fixed "
         "(see tandem.mixing.methods).",
     )
     grid_resolution: int = Field(10, ge=1, description="method=grid: simplex grid step 1/resolution (3 domains, 10: 66 points).")
@@ -323,6 +363,10 @@ class MixerConfig(_Section):
     )
     compile: Optional[bool] = Field(None, description="torch.compile the proxy and reference (default: train.compile).")
     fsdp: Optional[bool] = Field(None, description="Shard the proxy and reference across ranks with FSDP2 (default: train.fsdp).")
+    odm: ODMConfig = Field(default_factory=ODMConfig, description="ODM's settings.")
+    aioli: AioliConfig = Field(default_factory=AioliConfig, description="Aioli's settings.")
+    skillit: SkillItConfig = Field(default_factory=SkillItConfig, description="Skill-It's settings.")
+    ado: ADOConfig = Field(default_factory=ADOConfig, description="ADO's settings.")
 
     @field_validator("max_epochs")
     @classmethod

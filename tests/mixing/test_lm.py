@@ -61,5 +61,5 @@ def test_tandem_holds_out_by_default_and_the_peers_do_not():
 
     assert effective(MixerConfig(method="tandem")).held_out_fraction == 0.15
     assert effective(MixerConfig(method="tandem", held_out_fraction=0.0)).held_out_fraction == 0.0
-    for m in ("doremi", "doge", "odm"):
+    for m in ("doremi", "doge", "odm", "aioli", "skillit", "ado"):
         assert effective(MixerConfig(method=m)).held_out_fraction == 0.0

@@ -41,17 +41,21 @@ def test_tiny_hf_model_fine_tunes_on_three_tasks(tmp_path):
     assert all(0 < seen[d] for d in seen)
 
 
-@pytest.mark.parametrize("method", ["tandem", "doremi", "doge", "odm", "regmix", "grid", "uniform"])
+@pytest.mark.parametrize("method", ["tandem", "doremi", "doge", "odm", "aioli", "skillit", "ado", "regmix", "grid",
+                                    "uniform"])
 def test_every_method_optimizes_sft_tasks(tmp_path, cli, method):
     torch.set_num_threads(1)
     cfg = sft_config(tmp_path, train={"steps": 4}, mixer={"episodes": 3, "probe_steps": 2, "free_steps": 2, "update": "eg",
                                                            "eta_alpha": 10.0, "regmix_samples": 3, "grid_resolution": 1})
-    rc, out, err = cli("optimize", cfg, "--out", tmp_path / "opt", "-q", "--set", f"mixer.method={method}")
+    # ODM explores uniformly while its epsilon_t = min(1/K, sqrt(ln K / (K t))) is 1/K (t <= K ln K steps): a few
+    # warm-up steps first, as ODM itself has.
+    extra = ["--set", "mixer.warmup_steps=4"] if method == "odm" else []
+    rc, out, err = cli("optimize", cfg, "--out", tmp_path / "opt", "-q", "--set", f"mixer.method={method}", *extra)
     assert rc == 0, err
     w = json.loads((tmp_path / "opt" / "weights.json").read_text())["domain_weights"]
     assert set(w) == {"funcname", "upper", "module"}
     assert sum(w.values()) == pytest.approx(1.0) and all(v >= 0 for v in w.values())
-    if method in ("tandem", "doremi", "doge", "odm"):
+    if method in ("tandem", "doremi", "doge", "odm", "aioli", "skillit", "ado"):
         rows = (tmp_path / "opt" / "trajectory.csv").read_text().splitlines()
         assert len(rows) == 1 + 3
         assert max(abs(v - 1 / 3) for v in w.values()) > 1e-4  # the SFT losses moved the weights

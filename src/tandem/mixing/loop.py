@@ -76,7 +76,10 @@ class LoopSpec:
     reference: Literal["twin", "valid", "frozen", "none"] = "twin"
     sync: bool = True  # reset w <- u at each episode start
     probe_proxy: bool = True  # the proxy also steps during the probe (False: DoGE measures from u itself)
-    clip: bool = False  # Delta <- min(Delta, 0): DoReMi's clipped excess loss
+    clip: bool = False  # Delta <- min(Delta, 0): DoReMi's clipped excess loss (per token), DoGE's clip of W at 0
+    # DoGE: Delta divided by the norm of the validation gradient the probe stepped along, so that -Delta is DoGE's
+    # W_i = lr <g_i, g_val> / (gradient norm) and eta_alpha plays 1/mu.
+    per_valid_norm: bool = False
     # A non-finite Delta, or a reference step refused for a non-finite gradient: `stop` raises FloatingPointError,
     # `skip` keeps the episode's mixture (the record says so) and goes on.
     on_nonfinite: Literal["stop", "skip"] = "stop"
@@ -120,7 +123,7 @@ def measure_delta(spec: LoopSpec, sets: list, proxy: Twin, reference: Twin):
     lu_sets = [proxy.domain_losses(h) for h in sets]
     lw_sets = [np.zeros_like(lu_sets[0]) if spec.reference == "none" else reference.domain_losses(h) for h in sets]
     lu, lw = np.mean(lu_sets, axis=0), np.mean(lw_sets, axis=0)
-    if spec.clip and hasattr(proxy, "excess_over"):
+    if spec.clip and spec.reference == "frozen" and hasattr(proxy, "excess_over"):
         # DoReMi: the excess loss clipped per token, then averaged per domain (Delta is its negative)
         per_set = np.array([-spec.gamma * proxy.excess_over(reference, h) for h in sets])
         delta = per_set.mean(axis=0)
@@ -189,6 +192,8 @@ def run_loop(
         delta, delta_se, lu, lw = measure_delta(spec, problem.held_batches(), proxy, reference)
         if reference_failed:
             delta = np.full_like(delta, np.nan)  # the reference's probe is void, so is the gap it measured
+        elif spec.per_valid_norm and getattr(reference, "valid_norm", None):
+            delta, delta_se = delta / reference.valid_norm, delta_se / reference.valid_norm
         distance = reference.distance(proxy)
         skipped = not np.all(np.isfinite(delta))
         if skipped and spec.on_nonfinite == "stop":

@@ -5,7 +5,10 @@
 | tandem  | L_train + L_val/gamma| yes  | K steps of both  | gamma (L_i(w) - L_i(u))        |
 | doremi  | frozen, pre-trained  | no   | 1 proxy step     | -mean_t max(l_t(u) - l_t(ref), 0) per domain |
 | doge    | L_val only (no moment.)| yes| 1 reference step | L_i(u - step on L_val) - L_i(u)|
-| odm     | none                 | -    | 1 proxy step     | -L_i(u) (loss as bandit reward)|
+
+Online methods (tandem.mixing.online) train one proxy and move the mixture by what it observes, with no
+reference: `odm` (EXP3 on training losses), `aioli` (probes estimate a linear mixing law), `skillit` (a skills
+graph and validation losses), `ado` (per-domain power laws of the training loss).
 
 Search methods (tandem.mixing.search) train models at candidate mixtures instead: `grid` (every point of a
 simplex grid trains the target), `regmix` (a Dirichlet sweep of proxies, a regression, the best predicted mixture).
@@ -20,9 +23,10 @@ from tandem.errors import InputError
 from tandem.mixing.loop import LoopSpec
 
 STATIC_METHODS = ("uniform", "natural", "fixed")
-LOOP_METHODS = ("tandem", "doremi", "doge", "odm")
+LOOP_METHODS = ("tandem", "doremi", "doge")
+ONLINE_METHODS = ("odm", "aioli", "skillit", "ado")
 SEARCH_METHODS = ("grid", "regmix")
-METHODS = STATIC_METHODS + LOOP_METHODS + SEARCH_METHODS
+METHODS = STATIC_METHODS + LOOP_METHODS + ONLINE_METHODS + SEARCH_METHODS
 
 # Published defaults of each method, used for mixer fields the config does not set explicitly.
 METHOD_DEFAULTS = {
@@ -32,9 +36,14 @@ METHOD_DEFAULTS = {
     # DoReMi's proxy minimises the alpha-reweighted per-domain losses (its minimax objective), not resampled batches.
     "doremi": {"probe_steps": 1, "free_steps": 0, "eta_alpha": 1.0, "smoothing": 1e-3, "gamma": 1.0,
                "sampling": "reweight"},
-    "doge": {"probe_steps": 1, "gamma": 1.0},
-    # ODM: one step per round, exploration mixing of 1/M-scale (its epsilon) as smoothing.
-    "odm": {"probe_steps": 1, "free_steps": 0, "eta_alpha": 0.1, "smoothing": 0.05, "gamma": 1.0},
+    # DoGE updates alpha every step (one probe, one proxy step on the alpha-reweighted loss); its step is lr_t W / mu,
+    # W the gradient alignment over the gradient norm clipped at 0, mu = 0.01 (its universal setting).
+    "doge": {"probe_steps": 1, "free_steps": 1, "gamma": 1.0, "sampling": "reweight", "eta_alpha": 100.0},
+    # The online peers' published settings; their own sections (mixer.odm, .aioli, .skillit, .ado) hold the rest.
+    "odm": {"report": "final"},  # ODM trains on its bandit's mixture as it goes; its last one is the learned one
+    "aioli": {"eta_alpha": 1.0},  # full SlimPajama setting: eta 1 (sweeps 2, one_hot_factor 0.75, ema 0.1)
+    "skillit": {"eta_alpha": 0.2},  # eta 0.2, window 3
+    "ado": {"initial": "natural", "report": "final"},  # mu, the natural mixture, is ADO's start and prior
 }
 
 
@@ -65,9 +74,7 @@ def loop_spec(mc: MixerConfig) -> LoopSpec:
     if mc.method == "doremi":
         return LoopSpec(**common, reference="frozen", sync=False, probe_proxy=True, clip=True)
     if mc.method == "doge":
-        return LoopSpec(**common, reference="valid", sync=True, probe_proxy=False, clip=False)
-    if mc.method == "odm":
-        return LoopSpec(**common, reference="none", sync=False, probe_proxy=True, clip=False)
+        return LoopSpec(**common, reference="valid", sync=True, probe_proxy=False, clip=True, per_valid_norm=True)
     raise InputError(f"mixer.method: {mc.method!r} is not a loop method")
 
 

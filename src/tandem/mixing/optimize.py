@@ -18,7 +18,7 @@ from tandem.config import Config
 from tandem.data.cache import PreparedData, natural_weights
 from tandem.io import write_json, write_text
 from tandem.tracking import append_metrics
-from tandem.mixing import methods
+from tandem.mixing import methods, online
 from tandem.mixing.evidence import episode_statistics, weight_intervals
 from tandem.mixing.updates import project_capped_simplex
 from tandem.mixing.lm import LMProblem, target_weights
@@ -267,6 +267,94 @@ def search(cfg: Config, mc, data: PreparedData, out_dir: Path, natural: dict, pr
     return OptimizeResult(names, best, best, recommended, [], wall, len(points) * steps, tokens)
 
 
+def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: bool, progress: bool, log,
+                    t0: float) -> OptimizeResult:
+    """ODM, Aioli, Skill-It, ADO (tandem.mixing.online): one proxy, warm-up steps at the initial mixture, the
+    method's one-time work, then its rounds; checkpointed every checkpoint_interval rounds, resumable."""
+    from tqdm import tqdm
+
+    device = setup_torch(cfg.train)
+    names = data.domains
+    batch_size = mc.batch_size or cfg.train.batch_size
+    total = online.proxy_steps(mc, len(names))
+    oc = twin_optim_config(cfg, total)
+    compile_ = cfg.train.compile if mc.compile is None else mc.compile
+    fsdp = cfg.train.fsdp if mc.fsdp is None else mc.fsdp
+    build = lambda: Learner(build_model(mc.proxy, data.vocab_size, cfg.train.seq_len, cfg.seed, cfg.base_dir), oc,  # noqa: E731
+                            len(names), device, cfg.train.precision, compile=compile_, fsdp=fsdp)
+    proxy = build()
+    refuse_nonfinite_updates(proxy, "proxy")
+    scratch = build() if mc.method == "skillit" and mc.skillit.graph is None else None
+    problem = LMProblem(cfg, data, batch_size)
+    natural = natural_weights(data)
+    prior = np.array([natural[d] for d in names])
+    alpha0 = methods.initial_weights(mc, names, natural)
+    ctx = online.Context(proxy, problem, online.fixed_valid_sets(problem, mc.eval_sequences),
+                         target_weights(mc.target, names), prior, np.random.default_rng([cfg.seed, 0x0A11]),
+                         scratch=scratch)
+    policy = online.POLICIES[mc.method](mc, len(names), alpha0)
+    alpha, started, history = alpha0, False, []
+    ckpt_dir, metrics_path = out_dir / "checkpoint", out_dir / "metrics.jsonl"
+    loaded = load_checkpoint(ckpt_dir, {"proxy": proxy.loadable()}, ["proxy_opt", "rng"], log=log) if resume else None
+    if loaded is not None:
+        tensors, st = loaded
+        proxy.load_state_dict({"optimizer": tensors["proxy_opt"], "step": st["proxy_step"]})
+        problem.load_state_dict(st["samplers"])
+        torch.set_rng_state(tensors["rng"])
+        ctx.rng.bit_generator.state = st["policy_rng"]
+        ctx.steps = st["steps"]
+        policy.load_state_dict(st["policy"])
+        alpha, started = np.array(st["alpha"]), st["started"]
+        history = [_record_from_json(h, names) for h in st["history"]]
+        truncate_metrics(metrics_path, len(history) - 1, key="episode")
+        log(f"resumed at round {len(history)}")
+    elif metrics_path.exists() and is_main():
+        metrics_path.unlink()
+
+    def checkpoint() -> None:
+        model, opt = proxy.checkpoint_state()
+        if not is_main():
+            return
+        save_checkpoint(ckpt_dir, {"proxy": model}, {"proxy_opt": opt, "rng": torch.get_rng_state()},
+                        {"alpha": alpha.tolist(), "started": started, "proxy_step": proxy.step_count,
+                         "steps": ctx.steps, "samplers": problem.state_dict(), "policy": policy.state_dict(),
+                         "policy_rng": ctx.rng.bit_generator.state,
+                         "history": [_record_to_json(h, names) for h in history]})
+
+    if not started:
+        ctx.train(alpha, mc.warmup_steps)
+        alpha = policy.start(ctx, alpha)
+        started = True
+    bar = tqdm(total=mc.episodes, initial=len(history), desc=f"optimize ({mc.method})", unit="round",
+               disable=not progress, dynamic_ncols=True)
+
+    def on_round(t, a, rec) -> None:
+        nonlocal alpha
+        alpha = np.asarray(a, dtype=np.float64)
+        append_metrics(metrics_path, _record_to_json(rec, names), cfg.train.report_to)
+        bar.update(1)
+        if mc.checkpoint_interval and (t + 1) % mc.checkpoint_interval == 0:
+            checkpoint()
+
+    alpha = online.run_online(policy, ctx, alpha, mc.episodes, len(history), history, on_round)
+    bar.close()
+    wall = time.perf_counter() - t0
+    average = np.mean([r.alpha for r in history], axis=0) if history else alpha
+    learned = average if mc.report == "average" else alpha
+    recommended, capped = apply_caps(cfg, data, mc, learned, log)
+    tokens = int(ctx.steps * batch_size * cfg.train.seq_len)
+    write_weights(out_dir, names, alpha, average, recommended, mc.method, {
+        "target": {d: float(x) for d, x in zip(names, ctx.target)}, "episodes": mc.episodes,
+        "proxy_steps": ctx.steps, "train_tokens": tokens, "wall_time_s": wall, **capped})
+    write_text(out_dir / "trajectory.csv", trajectory_csv(history, names))
+    if history:
+        from tandem.report.plots import plot_trajectories
+
+        plot_trajectories([r.step for r in history], np.stack([r.alpha for r in history]), names,
+                          out_dir / "weights.png", title=f"{mc.method}: domain weights per round")
+    return OptimizeResult(names, alpha, average, recommended, history, wall, ctx.steps, tokens)
+
+
 def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = False, progress: bool = True,
              log: Callable[[str], None] = print) -> OptimizeResult:
     methods.check_method(cfg.mixer.method)
@@ -283,6 +371,8 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
         return OptimizeResult(names, w, w, w, [], time.perf_counter() - t0, 0, 0)
     if mc.method in methods.SEARCH_METHODS:
         return search(cfg, mc, data, out_dir, natural, progress, log, t0)
+    if mc.method in online.ONLINE_METHODS:
+        return optimize_online(cfg, mc, data, out_dir, resume, progress, log, t0)
 
     spec = dataclasses.replace(methods.loop_spec(mc), on_nonfinite=mc.on_nonfinite)
     device = setup_torch(cfg.train)

@@ -108,6 +108,7 @@ class Learner:
         self.autocast = autocast_for(device, precision)
         self.optimizer = make_optimizer(model, oc, device)
         self.step_count = 0
+        self.valid_norm: float | None = None  # norm of the last validation gradient stepped along
         # What to call the model in the error raised for a NaN or infinite gradient; None: no check.
         self.refuse_nonfinite: str | None = None
 
@@ -159,6 +160,7 @@ class Learner:
             distributed.all_reduce_meter(meter)
         if g_val is not None:
             norm = float(_full(torch.nn.utils.get_total_norm(g_val)))
+            self.valid_norm = norm  # DoGE normalises its score by it
             scale = (length / norm) if parts else lr * valid_scale
             if norm > 0 and scale > 0:
                 if not math.isfinite(scale) or scale * norm >= torch.finfo(torch.float32).max:

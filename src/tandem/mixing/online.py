@@ -1,0 +1,280 @@
+"""Online peers: one proxy trains on a mixture that moves with what the proxy observes. ODM, Aioli, Skill-It, ADO.
+
+The twin loop (tandem.mixing.loop) measures a gap between two models; these methods have no reference and differ
+only in what they observe and how they turn it into a mixture (the math: tandem.mixing.peers):
+
+| method   | one round                                                   | observes                         |
+|----------|-------------------------------------------------------------|----------------------------------|
+| odm      | one step on a batch of one domain drawn by EXP3             | that batch's training loss       |
+| ado      | one step on the mixture                                     | per-domain training losses       |
+| skillit  | free_steps steps, then an evaluation                        | per-domain validation losses     |
+| aioli    | per group: probe_steps on a smoothed one-hot mixture; then free_steps at the new mixture | validation loss drops |
+
+A round's record keeps the mixture and the method's own signal (in the `delta` column of trajectory.csv: ODM's
+reward estimates, ADO's scores, Skill-It's drive A L, Aioli's column sums of A). Every probe and graph step trains
+a model of the proxy's size and counts in the stage-one budget (tandem.mixing.budget).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tandem.data.sampler import Batch
+from tandem.mixing import peers
+from tandem.mixing.loop import EpisodeRecord
+
+ONLINE_METHODS = ("odm", "ado", "skillit", "aioli")
+
+
+@dataclass
+class Context:
+    """What a policy may touch: the proxy, the batches, fixed validation sets and a seeded RNG."""
+
+    proxy: object  # tandem.training.learner.Learner (or any object with step/domain_losses/copy_from)
+    problem: object  # tandem.mixing.lm.LMProblem
+    valid_sets: list  # fixed validation batches (the same ones every evaluation: a drop measures training)
+    target: np.ndarray  # the validation objective's weights over domains
+    prior: np.ndarray  # the natural (token) mixture
+    rng: np.random.Generator
+    scratch: object | None = None  # a second model of the proxy's size (Skill-It's graph), or None
+    steps: int = 0  # proxy-sized optimizer steps taken, probes and graph steps included
+
+    def train(self, alpha: np.ndarray, steps: int = 1, model=None) -> list:
+        """`steps` optimizer steps on batches drawn at `alpha`; per step, the meter of per-domain training losses
+        and token counts measured during it."""
+        model = model or self.proxy
+        out = []
+        for _ in range(steps):
+            out.append(model.step([self.problem.train_part(np.asarray(alpha, dtype=np.float64))]))
+            self.steps += 1
+        return out
+
+    def valid_losses(self, model=None) -> np.ndarray:
+        """Per-domain validation loss on the fixed sets; 0 for a domain outside the target (it has no valid data)."""
+        losses = (model or self.proxy).domain_losses(self.valid_sets)
+        return np.where(self.target > 0, np.nan_to_num(losses, nan=0.0), 0.0)
+
+
+class Policy:
+    """One method's state and its round. `round` trains the proxy and returns (new alpha, signal, losses)."""
+
+    def __init__(self, mc, num_domains: int, alpha0: np.ndarray):
+        self.mc = mc
+        self.m = num_domains
+        self.alpha0 = np.asarray(alpha0, dtype=np.float64)
+
+    def start(self, ctx: Context, alpha: np.ndarray) -> np.ndarray:
+        """One-time work before the first round (after the warm-up steps); returns the first round's mixture."""
+        return alpha
+
+    def round(self, ctx: Context, alpha: np.ndarray, t: int):
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class ODM(Policy):
+    """EXP3 over domains (Albalak et al. 2023, Algorithm 1): each step is made of `groups` single-domain groups, each
+    domain drawn from the bandit's probabilities; every domain in the step is credited its training loss divided by
+    its probability, folded into a moving average; the probabilities are (1 - K eps_t) softmax(eps_{t-1} R) + eps_t.
+    t counts steps from the start of training, warm-up included, as ODM's code does."""
+
+    def __init__(self, mc, num_domains, alpha0):
+        super().__init__(mc, num_domains, alpha0)
+        self.rewards = np.zeros(num_domains)
+
+    def round(self, ctx, alpha, t):
+        batch = ctx.problem.batch_size
+        g = min(self.mc.odm.groups, batch)
+        picks = ctx.rng.choice(self.m, size=g, p=alpha / alpha.sum())
+        rows = np.full(g, batch // g)
+        rows[: batch % g] += 1
+        counts = np.bincount(picks, weights=rows, minlength=self.m)
+        meter = ctx.train(counts / batch)[0]
+        observed = np.where(counts > 0, meter.losses(), np.nan)
+        self.rewards = peers.odm_rewards(self.rewards, observed, alpha, self.mc.odm.smoothing)
+        step = self.mc.warmup_steps + t + 1
+        eps_prev = 1.0 / self.m if step == 1 else peers.odm_epsilon(self.m, step - 1)
+        new = peers.odm_probabilities(self.rewards, eps_prev, peers.odm_epsilon(self.m, step))
+        return new, self.rewards.copy(), observed
+
+    def state_dict(self):
+        return {"rewards": self.rewards.tolist()}
+
+    def load_state_dict(self, state):
+        self.rewards = np.array(state["rewards"], dtype=np.float64)
+
+
+class SkillIt(Policy):
+    """Online Skill-It (Chen et al. 2023): p = p0 exp(eta A L), L the per-skill validation losses summed over the last
+    `window` evaluations and A the skills graph (given, or estimated by training a copy of the proxy on each skill
+    alone); free_steps steps at p, then an evaluation and a new p. The first p uses L = 1, as Skill-It's code does."""
+
+    def __init__(self, mc, num_domains, alpha0):
+        super().__init__(mc, num_domains, alpha0)
+        self.graph: np.ndarray | None = None
+        self.recent: list[list[float]] = []
+
+    def start(self, ctx, alpha):
+        sk = self.mc.skillit
+        if sk.graph is not None:
+            names = ctx.problem.names
+            self.graph = np.array([[float(sk.graph.get(a, {}).get(b, 0.0)) for b in names] for a in names])
+        else:
+            before = ctx.valid_losses()
+            after = np.empty((self.m, self.m))
+            for i in range(self.m):
+                ctx.scratch.copy_from(ctx.proxy)
+                ctx.train(np.eye(self.m)[i], sk.graph_steps, model=ctx.scratch)
+                after[i] = ctx.valid_losses(ctx.scratch)
+            self.graph = peers.skillit_graph(before, after)
+        return peers.skillit_mixture(self.alpha0, self.graph, np.ones((1, self.m)) * (ctx.target > 0),
+                                     self.mc.eta_alpha)
+
+    def round(self, ctx, alpha, t):
+        ctx.train(alpha, max(1, self.mc.free_steps))
+        losses = ctx.valid_losses()
+        self.recent = (self.recent + [losses.tolist()])[-self.mc.skillit.window:]
+        new = peers.skillit_mixture(self.alpha0, self.graph, np.array(self.recent), self.mc.eta_alpha)
+        return new, self.graph @ np.array(self.recent).sum(axis=0), losses
+
+    def state_dict(self):
+        return {"graph": None if self.graph is None else self.graph.tolist(), "recent": self.recent}
+
+    def load_state_dict(self, state):
+        self.graph = None if state["graph"] is None else np.array(state["graph"], dtype=np.float64)
+        self.recent = state["recent"]
+
+
+class Aioli(Policy):
+    """Aioli (Chen et al. 2024): each round estimates the linear mixing law's A by probing every group, in a random
+    order and over `sweeps` sweeps, with probe_steps steps on a smoothed one-hot mixture (each probe's drop measured
+    from the previous probe's losses); A is unmixed, normalised and averaged over rounds; p follows A's column sums;
+    then free_steps steps at p. The probes train the proxy itself and count in the budget."""
+
+    def __init__(self, mc, num_domains, alpha0):
+        super().__init__(mc, num_domains, alpha0)
+        self.A: np.ndarray | None = None
+
+    def round(self, ctx, alpha, t):
+        ai = self.mc.aioli
+        P = peers.aioli_probe_mixtures(self.m, ai.one_hot_factor)
+        B = np.zeros((self.m, self.m))
+        last = ctx.valid_losses()
+        for _ in range(ai.sweeps):
+            for j in ctx.rng.permutation(self.m):
+                ctx.train(P[:, j], self.mc.probe_steps)
+                now = ctx.valid_losses()
+                B[:, j] += last - now
+                last = now
+        A = peers.aioli_normalise(peers.aioli_unmix(B / ai.sweeps, ai.one_hot_factor))
+        if ai.ema is None:  # the paper's cumulative multiplicative weights
+            self.A = A
+            new = peers.aioli_update(alpha, A, self.mc.eta_alpha, ctx.target)
+        else:  # Aioli's code: a moving average of A, and p from the initial mixture each round
+            self.A = A if self.A is None else (1.0 - ai.ema) * A + ai.ema * self.A
+            new = peers.aioli_update(self.alpha0, self.A, self.mc.eta_alpha, ctx.target)
+        ctx.train(new, self.mc.free_steps)
+        return new, (ctx.target * self.m) @ self.A, last
+
+    def state_dict(self):
+        return {"A": None if self.A is None else self.A.tolist()}
+
+    def load_state_dict(self, state):
+        self.A = None if state["A"] is None else np.array(state["A"], dtype=np.float64)
+
+
+class ADO(Policy):
+    """ADO (Jiang et al. 2025): per-domain power laws L_k(n) of the training loss in n, the sequences the model has
+    seen, refit every fit_interval steps; each step's mixture is (1 - mix) p_avg + mix rho, rho the normalised
+    max(alpha_k, .05) (L_k(n) - exp(E_k)) / n * mu_k * sqrt(h_k) (mu: the natural mixture, h: a moving average of
+    the sampled composition) and p_avg the running mean of rho from mu. No validation data, no second model; until
+    the first fit the mixture is mu."""
+
+    def __init__(self, mc, num_domains, alpha0):
+        super().__init__(mc, num_domains, alpha0)
+        self.losses: list[list[float]] = []  # per step, per domain (NaN where absent)
+        self.n: list[float] = []  # sequences seen after each step
+        self.params: np.ndarray | None = None  # [M, 3]: E, A, alpha of the latest fit
+        self.history: np.ndarray | None = None  # h
+        self.average: np.ndarray | None = None  # p_avg
+
+    def start(self, ctx, alpha):
+        self.history = np.array(ctx.prior, dtype=np.float64)
+        self.average = np.array(ctx.prior, dtype=np.float64)
+        return np.array(ctx.prior, dtype=np.float64)
+
+    def round(self, ctx, alpha, t):
+        ad = self.mc.ado
+        meter = ctx.train(alpha)[0]
+        loss = meter.losses()
+        counts = np.asarray(meter.counts, dtype=np.float64)
+        step = self.mc.warmup_steps + t + 1  # steps since the start, the proxy's warm-up included
+        self.losses.append(loss.tolist())
+        self.n.append(float(step * ctx.problem.batch_size))
+        self.history = ad.history_decay * self.history + (1.0 - ad.history_decay) * counts / counts.sum()
+        if step >= ad.warmup_steps and (self.params is None or step % ad.fit_interval == 0):
+            self.params = peers.ado_fit_all(np.array(self.n), np.array(self.losses))
+        if self.params is None:
+            return np.asarray(alpha, dtype=np.float64), np.zeros(self.m), loss
+        rho = peers.ado_scores(self.params, self.n[-1], ctx.prior, self.history, ad.floor)
+        new = (1.0 - ad.mix) * self.average + ad.mix * rho
+        self.average = self.average + (rho - self.average) / (step + 1)
+        return new / new.sum(), rho, loss
+
+    def state_dict(self):
+        arr = lambda a: None if a is None else a.tolist()  # noqa: E731
+        return {"losses": self.losses, "n": self.n, "params": arr(self.params), "history": arr(self.history),
+                "average": arr(self.average)}
+
+    def load_state_dict(self, state):
+        arr = lambda a: None if a is None else np.array(a, dtype=np.float64)  # noqa: E731
+        self.losses, self.n = state["losses"], state["n"]
+        self.params, self.history, self.average = arr(state["params"]), arr(state["history"]), arr(state["average"])
+
+
+POLICIES = {"odm": ODM, "skillit": SkillIt, "aioli": Aioli, "ado": ADO}
+
+
+def round_steps(mc, num_domains: int) -> int:
+    """Proxy steps in one round of an online method."""
+    if mc.method in ("odm", "ado"):
+        return 1
+    if mc.method == "skillit":
+        return max(1, mc.free_steps)
+    return mc.aioli.sweeps * num_domains * mc.probe_steps + mc.free_steps  # aioli
+
+
+def proxy_steps(mc, num_domains: int) -> int:
+    """All proxy-sized optimizer steps of a run: warm-up, one-time work (Skill-It's graph) and the rounds."""
+    once = num_domains * mc.skillit.graph_steps if mc.method == "skillit" and mc.skillit.graph is None else 0
+    return mc.warmup_steps + once + mc.episodes * round_steps(mc, num_domains)
+
+
+def fixed_valid_sets(problem, eval_sequences: int) -> list[Batch]:
+    """eval_sequences validation windows of every target domain, drawn once from the problem's validation stream."""
+    k = len(problem.valid_ids)
+    b = problem.valid.sample(np.full(k, 1.0 / k), eval_sequences * k)
+    import torch
+
+    return Batch(b.x, b.y, torch.from_numpy(problem.valid_ids)[b.domain]).split(problem.batch_size)
+
+
+def run_online(policy: Policy, ctx: Context, alpha: np.ndarray, episodes: int, start: int, history: list,
+               on_round=None) -> np.ndarray:
+    """Rounds `start`..episodes-1 of `policy`; appends an EpisodeRecord per round to `history`."""
+    for t in range(start, episodes):
+        alpha, signal, losses = policy.round(ctx, alpha, t)
+        nan = np.full(len(alpha), np.nan)
+        rec = EpisodeRecord(t, ctx.steps, np.asarray(alpha, dtype=np.float64).copy(), np.asarray(signal, dtype=np.float64),
+                            float("nan"), np.asarray(losses, dtype=np.float64), nan)
+        history.append(rec)
+        if on_round is not None:
+            on_round(t, alpha, rec)
+    return alpha

@@ -1,0 +1,206 @@
+"""The peers' updates, each checked against an independent route from its paper's equations, and each method run
+end to end (resumable, on the simplex) on a tiny model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from tandem.config import load_config
+from tandem.data.cache import prepare_data
+from tandem.mixing import online, peers
+from tandem.mixing.optimize import optimize
+
+# --- ODM --------------------------------------------------------------------------------------------------------------
+
+
+def test_odm_exp3_probabilities_match_the_papers_formula():
+    """EXP3 written out by hand: w_i = exp(eps_{t-1} R_i) / sum_j exp(eps_{t-1} R_j), pi = (1 - K eps_t) w + eps_t."""
+    K = 4
+    R = np.array([3.0, 10.0, -2.0, 0.5])
+    for t in (1, 2, 7, 100, 10_000):
+        eps_t = min(1 / K, math.sqrt(math.log(K) / (K * t)))
+        eps_prev = min(1 / K, math.sqrt(math.log(K) / (K * max(t - 1, 1))))
+        num = [math.exp(eps_prev * r) for r in R]
+        expected = [(1 - K * eps_t) * x / sum(num) + eps_t for x in num]
+        assert peers.odm_epsilon(K, t) == pytest.approx(eps_t)
+        got = peers.odm_probabilities(R, eps_prev, eps_t)
+        assert got == pytest.approx(expected, rel=1e-12)
+        assert got.sum() == pytest.approx(1.0) and got.min() >= eps_t - 1e-15
+
+
+def test_odm_rewards_are_importance_weighted_moving_averages():
+    R = np.array([1.0, 2.0, 3.0])
+    pi = np.array([0.5, 0.25, 0.25])
+    observed = np.array([4.0, np.nan, 2.0])  # domain 1 not drawn this step
+    got = peers.odm_rewards(R, observed, pi, smoothing=0.9)
+    assert got[0] == pytest.approx(0.9 * 1.0 + 0.1 * 4.0 / 0.5)
+    assert got[1] == 2.0  # unobserved: unchanged
+    assert got[2] == pytest.approx(0.9 * 3.0 + 0.1 * 2.0 / 0.25)
+
+
+def test_odm_equalises_loss_per_probability_under_constant_losses():
+    """With constant losses the importance-weighted rewards settle where L_i / pi_i is equal, i.e. pi ~ L: an ODM-style
+    update stays near the loss-proportional mixture instead of running to one domain (what a Hedge on cumulative
+    losses did)."""
+    rng = np.random.default_rng(0)
+    L = np.array([2.0, 3.0, 4.0, 5.0])
+    K, R, pi = 4, np.zeros(4), np.full(4, 0.25)
+    for t in range(1, 3000):
+        picks = rng.choice(K, size=8, p=pi)
+        observed = np.where(np.bincount(picks, minlength=K) > 0, L, np.nan)
+        R = peers.odm_rewards(R, observed, pi, 0.9)
+        pi = peers.odm_probabilities(R, peers.odm_epsilon(K, max(t - 1, 1)), peers.odm_epsilon(K, t))
+    assert pi.max() < 0.45 and pi.min() > 0.1
+
+
+# --- Aioli -----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("one_hot_factor", [1.0, 0.75, 0.5])
+def test_aioli_recovers_a_known_interaction_matrix_from_a_linear_toy(one_hot_factor):
+    """A linear mixing law: training on mixture p lowers the losses by exactly A_true p per step. Aioli's probes
+    (smoothed one-hot mixtures, chained before/after losses, averaged sweeps) then unmix to A_true."""
+    M = 4
+    rng = np.random.default_rng(1)
+    A_true = rng.uniform(0.0, 1.0, size=(M, M)) + np.eye(M)
+    losses = np.full(M, 10.0)
+    P = peers.aioli_probe_mixtures(M, one_hot_factor)
+    assert np.allclose(P.sum(axis=0), 1.0) and np.allclose(np.diag(P), one_hot_factor)
+    B = np.zeros((M, M))
+    sweeps = 2
+    for _ in range(sweeps):
+        for j in rng.permutation(M):
+            before = losses.copy()
+            losses = losses - A_true @ P[:, j] * 0.01  # one probe: lp_steps of a linear law
+            B[:, j] += before - losses
+    A = peers.aioli_unmix(B / sweeps, one_hot_factor) / 0.01
+    assert np.allclose(A, A_true, atol=1e-9)
+    # normalised as Aioli does, the update follows the column sums
+    An = peers.aioli_normalise(A)
+    assert An.sum() == pytest.approx(1.0) and An.min() >= 0
+    p = peers.aioli_update(np.full(M, 1 / M), An, eta=1.0)
+    expected = np.exp(An.sum(axis=0))
+    assert p == pytest.approx(expected / expected.sum())
+
+
+def test_aioli_normalise_shifts_negatives_then_divides_by_the_total():
+    A = np.array([[1.0, -1.0], [0.5, 2.0]])
+    shifted = A + 1.0
+    assert peers.aioli_normalise(A) == pytest.approx(shifted / shifted.sum())
+
+
+# --- Skill-It --------------------------------------------------------------------------------------------------------
+
+
+def test_skillit_update_with_a_given_graph():
+    """p_i = p0_i exp(eta sum_j A_ij sum_{last W} L_j), by hand, for a given graph."""
+    A = np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.2, 0.0, 1.0]])
+    p0 = np.array([0.2, 0.3, 0.5])
+    window = np.array([[3.0, 2.0, 1.0], [2.5, 1.8, 1.0], [2.0, 1.7, 0.9]])
+    eta = 0.2
+    drive = [sum(A[i, j] * window[:, j].sum() for j in range(3)) for i in range(3)]
+    w = [p0[i] * math.exp(eta * drive[i]) for i in range(3)]
+    assert peers.skillit_mixture(p0, A, window, eta) == pytest.approx(np.array(w) / sum(w), rel=1e-12)
+
+
+def test_skillit_graph_is_the_relative_loss_drop():
+    before = np.array([4.0, 5.0])
+    after = np.array([[3.0, 4.5], [3.8, 4.0]])  # row i: after training on skill i alone
+    assert peers.skillit_graph(before, after) == pytest.approx(np.array([[0.25, 0.1], [0.05, 0.2]]))
+
+
+def test_skillit_reads_a_given_graph_by_name(shared_cfg, tmp_path):
+    cfg = load_config(shared_cfg)
+    data = prepare_data(cfg)
+    names = data.domains
+    graph = {names[0]: {names[1]: 1.0}}
+    mcfg = cfg.model_copy(update={"mixer": cfg.mixer.model_copy(update={
+        "method": "skillit", "episodes": 3, "free_steps": 2, "warmup_steps": 1, "eval_sequences": 2,
+        "skillit": cfg.mixer.skillit.model_copy(update={"graph": graph})})})
+    res = optimize(mcfg, data, tmp_path, progress=False, log=lambda s: None)
+    # only domain 0 feeds a skill with loss, so it gains weight; the rest keep equal shares
+    assert res.final[0] > res.final[1] and np.allclose(res.final[1:], res.final[1])
+    assert res.proxy_steps == 1 + 3 * 2  # no graph steps when the graph is given
+
+
+# --- ADO -------------------------------------------------------------------------------------------------------------
+
+
+def test_ado_recovers_a_synthetic_power_law():
+    n = np.arange(1, 400) * 32.0
+    E, A, alpha = np.log(2.0), np.log(30.0), 0.35
+    clean = np.exp(E) + np.exp(A) * n**-alpha
+    noisy = clean * np.exp(np.random.default_rng(0).normal(0, 0.002, size=n.shape))
+    got = peers.ado_fit(n, noisy)
+    assert got[2] == pytest.approx(alpha, abs=0.02)
+    assert np.exp(got[0]) == pytest.approx(2.0, rel=0.05)
+    fitted = np.exp(got[0]) + np.exp(got[1]) * n**-got[2]
+    assert np.max(np.abs(fitted / clean - 1)) < 0.01
+
+
+def test_savgol_preserves_a_cubic_and_smooths_noise():
+    x = np.linspace(-1, 1, 301)
+    cubic = 1 + x - 2 * x**2 + 0.5 * x**3
+    assert peers.savgol_smooth(cubic) == pytest.approx(cubic, abs=1e-9)
+    noisy = cubic + np.random.default_rng(0).normal(0, 0.1, x.shape)
+    assert np.std(peers.savgol_smooth(noisy) - cubic) < 0.5 * np.std(noisy - cubic)
+
+
+def test_ado_scores_follow_slope_prior_and_credit():
+    params = np.array([[0.0, 1.0, 0.5], [0.0, 1.0, 0.01], [0.0, 2.0, 0.5]])  # E, A, alpha
+    n = 100.0
+    prior = np.array([0.5, 0.3, 0.2])
+    h = np.array([0.4, 0.4, 0.2])
+    raw = [max(a, 0.05) * math.exp(A) * n**-a / n * mu * math.sqrt(hh) for (E, A, a), mu, hh in zip(params, prior, h)]
+    expected = np.array(raw) / sum(raw)
+    expected = np.maximum(expected, 0.01) / np.maximum(expected, 0.01).sum()
+    assert peers.ado_scores(params, n, prior, h, floor=0.01) == pytest.approx(expected, rel=1e-12)
+
+
+# --- end to end -------------------------------------------------------------------------------------------------------
+
+MIXER = {"episodes": 3, "probe_steps": 1, "free_steps": 2, "warmup_steps": 3, "eval_sequences": 2, "batch_size": 8,
+         "skillit": {"graph_steps": 1}, "ado": {"warmup_steps": 4, "fit_interval": 2}, "aioli": {"sweeps": 1}}
+
+
+@pytest.fixture(scope="module")
+def online_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("online")
+    cfg = load_config(tiny_config(root, mixer=MIXER, train={"steps": 6}))
+    return cfg, prepare_data(cfg)
+
+
+@pytest.mark.parametrize("method", online.ONLINE_METHODS)
+def test_online_methods_run_count_their_steps_and_resume_identically(online_setup, tmp_path, method, monkeypatch):
+    cfg, data = online_setup
+    mcfg = cfg.model_copy(update={"mixer": cfg.mixer.model_copy(update={"method": method})})
+    M = len(data.domains)
+    res = optimize(mcfg, data, tmp_path / "a", progress=False, log=lambda s: None)
+    assert len(res.history) == 3
+    for r in res.history:
+        assert r.alpha.min() >= 0 and r.alpha.sum() == pytest.approx(1.0)
+    assert res.proxy_steps == online.proxy_steps(mcfg.mixer, M)
+    w = json.loads((tmp_path / "a" / "weights.json").read_text())
+    assert w["proxy_steps"] == res.proxy_steps and w["method"] == method
+    # a run killed in round 3 (after round 2's checkpoint) and resumed gives the same weights as the uninterrupted run
+    policy = online.POLICIES[method]
+    original = policy.round
+
+    def killed(self, ctx, alpha, t):
+        if t == 2:
+            raise KeyboardInterrupt
+        return original(self, ctx, alpha, t)
+
+    monkeypatch.setattr(policy, "round", killed)
+    with pytest.raises(KeyboardInterrupt):
+        optimize(mcfg, data, tmp_path / "b", progress=False, log=lambda s: None)
+    monkeypatch.setattr(policy, "round", original)
+    again = optimize(mcfg, data, tmp_path / "b", resume=True, progress=False, log=lambda s: None)
+    assert len(again.history) == 3
+    assert np.allclose(again.final, res.final, atol=1e-12) and np.allclose(again.average, res.average, atol=1e-12)
