@@ -11,6 +11,10 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import speed
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["transfer"]:  # its own options (benchmarks/transfer.py)
+        from benchmarks import transfer
+
+        return transfer.main(argv[1:])
     if argv[:1] == ["signal"]:  # its own options (benchmarks/signal.py)
         from benchmarks import signal
 

@@ -343,6 +343,13 @@ class MixerConfig(_Section):
         "(weights.json says which bind). Static methods (uniform, natural, fixed) are not capped. Whether a cap "
         "helps depends on the target: `tandem run --check-seeds` scores a 4-epoch cap as one of its candidates.",
     )
+    horizon: Literal["target", "proxy"] = Field(
+        "proxy",
+        description="`target`: the proxy trains on the first (its rows / the target's rows) of each domain's train "
+        "split, so that at a given mixture it repeats every domain as many epochs as the target will (horizon "
+        "matching: a proxy that never repeats a small domain cannot see the target overfit it); `proxy`: the "
+        "whole split (the proxy's own horizon). Loop and online methods.",
+    )
     initial: Union[Literal["uniform", "natural"], dict[str, float]] = Field("uniform", description="Starting mixture.")
     report: Literal["average", "final"] = Field("average", description="Which mixture `domain_weights` recommends.")
     proxy: ModelConfig = Field(default_factory=lambda: ModelConfig(preset="tiny"), description="The proxy/reference model.")

@@ -53,3 +53,31 @@ def test_bad_max_epochs_is_an_input_error(tmp_path, cli, value):
     rc, _, err = cli("optimize", path, "--out", tmp_path / "o", "--set", f"mixer.max_epochs={value}")
     assert rc == 2 and "mixer.max_epochs" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("held_out", [0.0, 0.15])
+def test_horizon_matching_gives_the_proxy_the_targets_epochs(shared_cfg, held_out):
+    """mixer.horizon=target: at any mixture, the proxy repeats each domain as many epochs over its run as the target
+    will over its own (to a window); the held-out windows stay out of training."""
+    import numpy as np
+
+    from tandem.config import load_config
+    from tandem.data.cache import prepare_data
+    from tandem.mixing.lm import LMProblem
+    from tandem.mixing.optimize import target_epochs
+
+    cfg = load_config(shared_cfg, ["train.steps=200", f"mixer.held_out_fraction={held_out}", "mixer.method=doremi"])
+    data = prepare_data(cfg)
+    rows_target_epoch, target_rows = target_epochs(cfg, data)
+    proxy_rows = 400
+    off = LMProblem(cfg, data, 8, horizon_rows=proxy_rows)
+    cfg_on = load_config(shared_cfg, ["train.steps=200", f"mixer.held_out_fraction={held_out}", "mixer.method=doremi",
+                                      "mixer.horizon=target"])
+    on = LMProblem(cfg_on, data, 8, horizon_rows=proxy_rows)
+    alpha = np.array([0.5, 0.3, 0.2])
+    proxy_epochs = alpha * proxy_rows / on.train.n_windows
+    target = alpha * target_rows / rows_target_epoch
+    assert np.allclose(proxy_epochs, target, rtol=0.15)
+    assert np.all(on.train.n_windows < off.train.n_windows)
+    if held_out:  # held windows are the same with and without horizon matching
+        assert np.array_equal(on.held.n_windows, off.held.n_windows)

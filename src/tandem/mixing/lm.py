@@ -51,10 +51,25 @@ def hold_out(a, fraction: float, seq_len: int, name: str):
     return a[:cut], a[cut:]
 
 
-class LMProblem:
-    """Implements tandem.mixing.loop.Problem over prepared token data."""
+def match_horizon(a, fraction: float, seq_len: int):
+    """The first `fraction` of one domain's training part (tokens, or examples of an SFT domain), at least one window
+    or example: what the proxy trains on so that, at the same mixture, it repeats each domain as many epochs as the
+    target will over its longer run."""
+    if fraction >= 1.0:
+        return a
+    if isinstance(a, SFTExamples):
+        k = max(1, int(round(fraction * a.num_examples)))
+        return SFTExamples(a.tokens, a.mask, a.offsets[: k + 1], a.pad_id)
+    return a[: max(seq_len + 1, int(round(fraction * len(a))))]
 
-    def __init__(self, cfg: Config, data: PreparedData, batch_size: int):
+
+class LMProblem:
+    """Implements tandem.mixing.loop.Problem over prepared token data.
+
+    horizon_rows: the rows the proxy will train on in all; with mixer.horizon=target each domain's training part is
+    cut to horizon_rows / (the target's rows), so stage one sees each domain for the target's number of epochs."""
+
+    def __init__(self, cfg: Config, data: PreparedData, batch_size: int, horizon_rows: int | None = None):
         from tandem.mixing.methods import effective
 
         mc = effective(cfg.mixer)
@@ -71,6 +86,16 @@ class LMProblem:
             # own training windows, and a gap measured there rewards forgetting them, not generalising.
             pairs = [hold_out(a, mc.held_out_fraction, seq_len, name) for a, name in zip(train_arrays, names)]
             train_arrays, held_arrays = [p[0] for p in pairs], [p[1] for p in pairs]
+        self.horizon_fraction = 1.0
+        if mc.horizon == "target" and horizon_rows:
+            self.horizon_fraction = min(1.0, horizon_rows / float(cfg.train.steps * cfg.train.batch_size))
+            # relative to the whole split, which is what stage two repeats (the held-out part is not trained on)
+            whole = data.split_arrays("train")
+            size = lambda a: a.num_examples if isinstance(a, SFTExamples) else len(a)  # noqa: E731
+            train_arrays = [match_horizon(a, self.horizon_fraction * size(w) / max(size(a), 1), seq_len)
+                            for a, w in zip(train_arrays, whole)]
+            if mc.held_out_fraction == 0:  # Delta on the windows the proxy trains on, as without horizon matching
+                held_arrays = train_arrays
         self.train = MixtureSampler(train_arrays, seq_len, cfg.seed, names)
         self.held = MixtureSampler(held_arrays, seq_len, cfg.seed + 7919, names)
         self.target = target_weights(mc.target, names)

@@ -210,8 +210,10 @@ def pretrain_reference(cfg: Config, data: PreparedData, reference: Learner, batc
 
 
 def mixture_valid_loss(cfg: Config, data: PreparedData, weights: np.ndarray, model_cfg, steps: int, batch_size: int,
-                       oc: OptimConfig | None = None) -> float:
-    """Train a fresh model for `steps` on `weights` and return its validation loss under the target weights."""
+                       oc: OptimConfig | None = None, horizon: float = 1.0) -> float:
+    """Train a fresh model for `steps` on `weights` and return its validation loss under the target weights.
+    horizon < 1: train on the first `horizon` of each domain's train split (a short run that repeats every domain
+    as many epochs as a run 1/horizon times longer on the whole split)."""
     from tandem.data.sampler import MixtureSampler
     from tandem.evaluation.evaluate import domain_split_losses
     from tandem.training.loss import domain_token_counts, objective_coefficients
@@ -221,7 +223,10 @@ def mixture_valid_loss(cfg: Config, data: PreparedData, weights: np.ndarray, mod
     oc = oc or twin_optim_config(cfg, steps)
     learner = Learner(build_model(model_cfg, data.vocab_size, cfg.train.seq_len, cfg.seed, cfg.base_dir), oc,
                       len(names), device, cfg.train.precision)
-    sampler = MixtureSampler(data.split_arrays("train"), cfg.train.seq_len, cfg.seed, names)
+    from tandem.mixing.lm import match_horizon
+
+    arrays = [match_horizon(a, horizon, cfg.train.seq_len) for a in data.split_arrays("train")]
+    sampler = MixtureSampler(arrays, cfg.train.seq_len, cfg.seed, names)
     for _ in range(steps):
         b = sampler.sample(weights, batch_size)
         learner.step([(b, objective_coefficients(domain_token_counts(b.y, b.domain, len(names))))])
@@ -387,7 +392,7 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     reference = Learner(ref_model, oc, len(names), device, cfg.train.precision, compile=compile_, fsdp=fsdp)
     refuse_nonfinite_updates(proxy, "proxy")
     refuse_nonfinite_updates(reference, "reference")
-    problem = LMProblem(cfg, data, batch_size)
+    problem = LMProblem(cfg, data, batch_size, horizon_rows=total * batch_size)
     state = LoopState(alpha=methods.initial_weights(mc, names, natural))
 
     ckpt_dir = out_dir / "checkpoint"

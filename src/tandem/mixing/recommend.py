@@ -2,8 +2,9 @@
 
 A proxy cannot see what only a larger target does (memorise a small domain it repeats), so candidate mixtures
 (the learned one, capped and uncapped, uniform, natural, a peer's) are scored by short trainings of the target
-model itself: `steps` steps from the same initialisation and data order per seed, for every candidate, then the
-validation loss under the mixer's target weights. Only validation data are read. Candidates are compared to
+model itself: `steps` steps from the same initialisation and data order per seed, for every candidate, on the first
+steps / train.steps of each domain's text (so a domain is repeated as many epochs as in the full training), then
+the validation loss under the mixer's target weights. Only validation data are read. Candidates are compared to
 uniform by the paired difference over seeds and its standard error; the recommendation is the candidate with the
 lowest mean, and the report says plainly whether it beats uniform beyond two standard errors.
 """
@@ -25,11 +26,14 @@ def score(cfg: Config, data: PreparedData, weights: np.ndarray, seed: int, steps
     from tandem.mixing.optimize import mixture_valid_loss
     from tandem.training.trainer import optim_config
 
-    # The target's own optimizer settings, its schedule compressed into the short run (warm-up scaled alike).
+    # The target's own optimizer settings, its schedule compressed into the short run (warm-up scaled alike), on
+    # the same share of each domain's text: the short run repeats every domain as many epochs as the full training
+    # will, so it sees the overfitting a full run would (a short run on the whole split never repeats anything).
     full = optim_config(cfg.train)
-    oc = replace(full, total_steps=steps, warmup_steps=int(round(full.warmup_steps * steps / max(cfg.train.steps, 1))))
+    fraction = min(1.0, steps / max(cfg.train.steps, 1))
+    oc = replace(full, total_steps=steps, warmup_steps=int(round(full.warmup_steps * fraction)))
     return mixture_valid_loss(cfg.model_copy(update={"seed": seed}), data, weights, cfg.model, steps,
-                              cfg.train.batch_size, oc=oc)
+                              cfg.train.batch_size, oc=oc, horizon=fraction)
 
 
 def check_candidates(cfg: Config, data: PreparedData, candidates: dict[str, np.ndarray], seeds: int, steps: int,
