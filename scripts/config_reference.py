@@ -6,7 +6,8 @@ from tandem import config as C
 
 SECTIONS = [("(top level)", C.Config), ("data", C.DataConfig), ("data.domains.NAME", C.DomainConfig),
             ("tokenizer", C.TokenizerConfig), ("model / mixer.proxy", C.ModelConfig), ("train", C.TrainConfig),
-            ("eval", C.EvalConfig), ("mixer", C.MixerConfig),
+            ("eval", C.EvalConfig), ("mixer", C.MixerConfig), ("mixer.odm", C.ODMConfig),
+            ("mixer.aioli", C.AioliConfig), ("mixer.skillit", C.SkillItConfig), ("mixer.ado", C.ADOConfig),
             ("stages", C.StagesConfig)]
 
 

@@ -28,20 +28,54 @@ def setup(tmp_path_factory):
 
 
 def test_method_config_uses_published_defaults_and_same_budget(setup):
-    _, cfg, _ = setup
-    budget = 4 * (2 + 3)
-    d = method_config(cfg, "doremi", 1)
+    from tandem.mixing.budget import compare_budget, stage_one_rows
+
+    _, cfg, data = setup
+    M, B = len(data.domains), cfg.train.batch_size
+    budget = compare_budget(cfg.mixer, M, B)
+    # TANDEM's own: warm-up and proxy steps, plus the reference's probe steps on the proxy's rows and validation rows
+    b = MIXER["batch_size"]
+    assert budget == (2 + 4 * (2 + 3)) * b + 4 * 2 * (b + round(0.5 * b))
+    d = method_config(cfg, "doremi", 1, M)
     assert (d.mixer.probe_steps, d.mixer.free_steps, d.mixer.eta_alpha, d.mixer.smoothing) == (1, 0, 1.0, 1e-3)
-    assert d.mixer.episodes == budget and d.seed == cfg.seed + 1
-    g = method_config(cfg, "doge", 0)
-    assert g.mixer.probe_steps == 1 and g.mixer.episodes * g.mixer.free_steps >= budget
-    t = method_config(cfg, "tandem", 0)
+    assert d.seed == cfg.seed + 1
+    t = method_config(cfg, "tandem", 0, M)
     assert t.mixer.episodes == 4
+    for method in ("doremi", "doge", "odm", "aioli", "skillit", "ado", "regmix"):
+        mc = method_config(cfg, method, 0, M).mixer
+        rows = stage_one_rows(mc, M, B)
+        per_episode = stage_one_rows(mc.model_copy(update={"episodes": 2}), M, B) - stage_one_rows(
+            mc.model_copy(update={"episodes": 1}), M, B)
+        # as close to the budget as whole episodes allow (or one episode, where one already costs more)
+        assert abs(rows - budget) <= per_episode / 2 or mc.episodes == 1, method
+    # an override that changes a method's cost per episode changes its episodes, not its budget (DoGE with more free
+    # steps per update gets fewer episodes, not five times the proxy steps)
+    over = cfg.model_copy(update={"methods": {"doge": {"free_steps": 5}}})
+    g = method_config(over, "doge", 0, M).mixer
+    assert g.free_steps == 5 and abs(stage_one_rows(g, M, B) - budget) <= 5 * b
     over = cfg.model_copy(update={"methods": {"doremi": {"eta_alpha": 0.25}}})
-    assert method_config(over, "doremi", 0).mixer.eta_alpha == 0.25
+    assert method_config(over, "doremi", 0, M).mixer.eta_alpha == 0.25
     bad = cfg.model_copy(update={"methods": {"doremi": {"eta_alpha": -1}}})
     with pytest.raises(InputError, match="methods.doremi"):
-        method_config(bad, "doremi", 0)
+        method_config(bad, "doremi", 0, M)
+
+
+def test_compare_warns_when_a_users_override_breaks_the_equal_budget(setup, tmp_path, capsys):
+    path, _, _ = setup
+    import yaml
+
+    cfg_path = tmp_path / "c.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["methods"] = {"doge": {"episodes": 1}}
+    for d in raw["data"]["domains"].values():  # keep the domain files where they are
+        for k, v in list(d.items()):
+            if isinstance(v, str) and not v.startswith("/"):
+                d[k] = str((path.parent / v).resolve())
+    cfg_path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "cmp"
+    assert main(["compare", str(cfg_path), "--methods", "doge,uniform", "--out", str(out), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: doge spends" in err and "methods.doge.episodes is set" in err
 
 
 def test_effective_keeps_explicit_settings(setup):

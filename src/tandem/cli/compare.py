@@ -3,38 +3,61 @@
 from __future__ import annotations
 
 import json
-import math
+import sys
 import time
 from pathlib import Path
 
 from tandem.errors import InputError
 
 
-def method_config(cfg, method: str, seed_offset: int):
-    """The config of one (method, seed) run: the method's published settings, the same proxy-step budget as
-    the config's own mixer, then the user's `methods.<name>` overrides."""
+def method_config(cfg, method: str, seed_offset: int, num_domains: int | None = None, log=None):
+    """The config of one (method, seed) run: the method's published settings, then the user's `methods.<name>`
+    overrides, then as many episodes (rounds) as bring its stage-one rows to those of the config's own mixer
+    (tandem.mixing.budget: warm-up, probes, reference steps, graph steps and sweeps all counted). An episode count
+    the user sets in `methods.<name>` is kept, with a warning when it breaks the equal budget."""
     from pydantic import ValidationError
 
     from tandem.config import MixerConfig, format_validation_error
+    from tandem.mixing import budget as B
     from tandem.mixing import methods
 
     methods.check_method(method)
     mc = cfg.mixer
-    budget = mc.episodes * (mc.probe_steps + mc.free_steps)
+    m = num_domains or len(cfg.data.domains or {}) or 1
+    batch = cfg.train.batch_size
     update: dict = {"method": method, **methods.METHOD_DEFAULTS.get(method, {})}
-    if method in methods.LOOP_METHODS:
-        k = update.get("probe_steps", mc.probe_steps)
-        e = update.get("free_steps", mc.free_steps)
-        per_episode = (0 if method == "doge" else k) + e
-        update["episodes"] = max(1, math.ceil(budget / max(per_episode, 1)))
     if method == mc.method:  # the config's own method: what the user set in `mixer` wins over published defaults
         update = {k: v for k, v in update.items() if k == "method" or k not in mc.model_fields_set}
-    merged = {**mc.model_dump(), **update, **cfg.methods.get(method, {})}
+    own = cfg.methods.get(method, {})
+    merged = {**mc.model_dump(), **update, **own}
     try:
         new_mc = MixerConfig(**merged)
+        if B.has_budget(method) and "episodes" not in own and method != mc.method:
+            target = B.compare_budget(mc, m, batch)
+            new_mc = new_mc.model_copy(update={"episodes": B.fit_episodes(new_mc, m, batch, target)})
     except ValidationError as err:
         raise InputError(format_validation_error(err, f"methods.{method}")) from None
     return cfg.model_copy(update={"mixer": new_mc, "seed": cfg.seed + seed_offset})
+
+
+def budget_lines(cfg, names_m: list[str], plans: list, num_domains: int) -> list[str]:
+    """One line per method: its stage-one rows against the budget, flagged where they differ by more than 10%."""
+    from tandem.mixing import budget as B
+
+    target = B.compare_budget(cfg.mixer, num_domains, cfg.train.batch_size)
+    seen, lines = set(), []
+    for method, _, mcfg in plans:
+        if method in seen or not B.has_budget(method):
+            continue
+        seen.add(method)
+        rows = B.stage_one_rows(mcfg.mixer, num_domains, cfg.train.batch_size)
+        off = B.mismatch(rows, target)
+        if off > 0.10:
+            why = ("methods." + method + ".episodes is set" if "episodes" in cfg.methods.get(method, {})
+                   else "one episode already costs more" if mcfg.mixer.episodes == 1 else "its episodes are coarse")
+            lines.append(f"warning: {method} spends {rows * cfg.train.seq_len:,.0f} stage-one tokens against a budget "
+                         f"of {target * cfg.train.seq_len:,.0f} ({off:.0%} off: {why})")
+    return lines
 
 
 def cmd_compare(args) -> int:
@@ -55,9 +78,12 @@ def cmd_compare(args) -> int:
     if args.seeds < 1:
         raise InputError(f"--seeds: expected >= 1, got {args.seeds}")
     unknown = set(cfg.methods) - set(names_m)
-    plans = [(m, s, method_config(cfg, m, s)) for s in range(args.seeds) for m in names_m]  # validates all first
+    m = len(cfg.data.domains or {})
+    plans = [(m_, s, method_config(cfg, m_, s, m)) for s in range(args.seeds) for m_ in names_m]  # validates all first
     if unknown:
         _log(args.quiet)(f"note: methods.{sorted(unknown)} not in --methods; ignored")
+    for line in budget_lines(cfg, names_m, plans, m):
+        print(line, file=sys.stderr)
     out = check_writable_dir(args.out)
     from tandem.cli.main import removed_on_input_error
 

@@ -1,10 +1,11 @@
-"""Mixture methods behind one interface: `mixer.method` picks a static mixture or a setting of the one loop.
+"""Mixture methods behind one interface: `mixer.method` picks a static mixture, a setting of the one loop, an online
+peer or a search.
 
 | method  | reference            | sync | probe            | Delta                          |
 |---------|----------------------|------|------------------|--------------------------------|
 | tandem  | L_train + L_val/gamma| yes  | K steps of both  | gamma (L_i(w) - L_i(u))        |
 | doremi  | frozen, pre-trained  | no   | 1 proxy step     | -mean_t max(l_t(u) - l_t(ref), 0) per domain |
-| doge    | L_val only (no moment.)| yes| 1 reference step | L_i(u - step on L_val) - L_i(u)|
+| doge    | L_val only (no moment.)| yes| 1 reference step | min(L_i(u - lr g_val) - L_i(u), 0) / |g_val|, every step |
 
 Online methods (tandem.mixing.online) train one proxy and move the mixture by what it observes, with no
 reference: `odm` (EXP3 on training losses), `aioli` (probes estimate a linear mixing law), `skillit` (a skills
