@@ -74,7 +74,7 @@ def test_txt(tmp_path):
     latin = tmp_path / "latin.txt"
     latin.write_bytes("caf\xe9".encode("latin-1"))
     assert "not UTF-8" in _err(latin)
-    assert "is a folder" in _err(tmp_path, fmt="txt")
+    assert "bin.txt: binary file" in _err(tmp_path, fmt="txt")  # a folder reads every file in it
 
 
 def test_parquet(tmp_path):
@@ -111,11 +111,51 @@ def test_hf_datasets_folder(tmp_path):
     ).save_to_disk(str(dd))
     assert _read(dd, split="test") == ["t"]
     assert _read(dd, split="train") == DOCS
-    assert "holds splits" in _err(dd, split="valid")
+    assert "none for the domain's 'valid' split" in _err(dd, split="valid")
+    # the standard `validation` split is a domain's valid split
+    dv = tmp_path / "dv"
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": DOCS}),
+                          "validation": datasets.Dataset.from_dict({"text": ["v"]})}).save_to_disk(str(dv))
+    assert _read(dv, split="valid") == ["v"] and _read(dv, split="train") == DOCS
+    # a folder that is not a datasets folder is a folder of text files, one document each, in sorted order
     plain = tmp_path / "plain"
-    plain.mkdir()
-    (plain / "a.txt").write_text("x")
-    assert "not a datasets save_to_disk folder" in _err(plain)
+    (plain / "sub").mkdir(parents=True)
+    (plain / "b.txt").write_text("second")
+    (plain / "a.txt").write_text("first")
+    (plain / "sub" / "c.md").write_text("third")
+    (plain / ".hidden").write_text("never")
+    assert detect_format(plain) == "txt"
+    assert _read(plain) == ["first", "second", "third"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "empty folder" in _err(empty)
+
+
+def test_json_arrays_and_zstd_archives(tmp_path):
+    import pyarrow as pa
+
+    arr = tmp_path / "a.json"
+    arr.write_text(json.dumps([{"text": d} for d in DOCS]), encoding="utf-8")
+    assert _read(arr) == DOCS
+    bad = tmp_path / "b.json"
+    bad.write_text(json.dumps([{"text": "x"}, 3]))
+    assert "item 2 of the JSON array" in _err(bad)
+    # .jsonl.zst, as SlimPajama and The Pile ship, and .json.gz without a format hint
+    z = tmp_path / "c.jsonl.zst"
+    with pa.output_stream(str(z), compression="zstd") as out:
+        out.write("".join(json.dumps({"text": d}) + "\n" for d in DOCS).encode())
+    assert detect_format(z) == "jsonl" and _read(z) == DOCS
+    g = tmp_path / "d.json.gz"
+    with gzip.open(g, "wt", encoding="utf-8") as f:
+        f.write("".join(json.dumps({"text": d}) + "\n" for d in DOCS))
+    assert detect_format(g) == "jsonl" and _read(g) == DOCS
+    t = tmp_path / "e.txt.zst"
+    with pa.output_stream(str(t), compression="zstd") as out:
+        out.write("plain text".encode())
+    assert _read(t) == ["plain text"]
+    broken = tmp_path / "f.jsonl.zst"
+    broken.write_bytes(b"not zstd at all")
+    _err(broken)
 
 
 def test_detect_format(tmp_path):

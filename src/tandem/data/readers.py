@@ -44,13 +44,30 @@ def expand_sources(spec: str | list[str], base_dir: Path, label: str) -> list[Pa
     return unique
 
 
+COMPRESSED = (".gz", ".zst", ".zstd")
+
+
+def _plain_name(path: Path) -> str:
+    """The file name without a compression suffix, lower case."""
+    name = path.name.lower()
+    for ext in COMPRESSED:
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def is_datasets_folder(path: Path) -> bool:
+    """A `datasets` save_to_disk folder (a Dataset or a DatasetDict), as opposed to a folder of text files."""
+    return any((path / f).is_file() for f in ("dataset_info.json", "dataset_dict.json", "state.json"))
+
+
 def detect_format(path: Path, fmt: str = "auto") -> str:
     if fmt != "auto":
         return fmt
     if path.is_dir():
-        return "hf"
-    name = path.name.lower()
-    if name.endswith((".jsonl", ".json", ".jsonl.gz", ".ndjson")):
+        return "hf" if is_datasets_folder(path) else "txt"
+    name = _plain_name(path)
+    if name.endswith((".jsonl", ".json", ".ndjson")):
         return "jsonl"
     if name.endswith(".parquet"):
         return "parquet"
@@ -58,10 +75,18 @@ def detect_format(path: Path, fmt: str = "auto") -> str:
 
 
 def _open_text(path: Path):
-    if path.name.endswith(".gz"):
+    """A text stream of a file, decompressed by its suffix (.gz, .zst as SlimPajama and The Pile ship)."""
+    name = path.name.lower()
+    if name.endswith(".gz"):
         import gzip
 
         return gzip.open(path, "rt", encoding="utf-8")
+    if name.endswith((".zst", ".zstd")):
+        import io
+
+        import pyarrow as pa
+
+        return io.TextIOWrapper(pa.input_stream(str(path), compression="zstd"), encoding="utf-8")
     return open(path, "r", encoding="utf-8")
 
 
@@ -77,9 +102,23 @@ def read_jsonl(path: Path, field: str) -> Iterator[str]:
 
 
 def read_txt(path: Path) -> Iterator[str]:
-    """A plain-text file is one document."""
+    """A plain-text file is one document; a folder (not a `datasets` one) holds one document per text file, read
+    in sorted order."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise InputError(f"{path}: empty folder; expected text files or a datasets save_to_disk folder")
+        for f in files:
+            yield from read_txt(f)
+        return
     try:
-        raw = path.read_bytes()
+        if path.name.lower().endswith(COMPRESSED):
+            with _open_text(path) as fh:
+                raw = fh.read().encode("utf-8")
+        else:
+            raw = path.read_bytes()
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
     if b"\x00" in raw[:8192]:
@@ -129,12 +168,15 @@ def _load_hf_split(path: Path, split: str | None):
     except (FileNotFoundError, ValueError, OSError) as err:
         raise InputError(f"{path}: not a datasets save_to_disk folder ({str(err).splitlines()[0]})") from None
     if isinstance(ds, datasets.DatasetDict):
-        if split in ds:
-            ds = ds[split]
+        aliases = {"valid": ("valid", "validation", "dev"), "test": ("test",), "train": ("train",)}
+        names = [n for n in aliases.get(split or "", (split,)) if n in ds]
+        if names:
+            ds = ds[names[0]]
         elif len(ds) == 1:
             ds = next(iter(ds.values()))
         else:
-            raise InputError(f"{path}: holds splits {list(ds)}; point at one or name the split as the domain's split")
+            raise InputError(f"{path}: a DatasetDict with splits {list(ds)} and none for the domain's {split!r} "
+                             f"split (train, valid/validation/dev, test); point at one split's folder")
     return ds
 
 
@@ -219,13 +261,37 @@ def _read_documents(path: Path, fmt: str, field: str, split: str | None) -> Iter
         elif kind == "hf":
             yield from read_hf_folder(path, field, split)
         else:
-            if path.is_dir():
-                raise InputError(f"{path}: is a folder; expected a text file")
             yield from read_txt(path)
+
+
+def _json_array_records(path: Path) -> Iterator[tuple[str, dict]]:
+    """A `.json` file holding one JSON array of objects (how many exports write a dataset)."""
+    try:
+        with _open_text(path) as f:
+            rows = json.load(f)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+    if not isinstance(rows, list):
+        raise InputError(f"{path}: expected a JSON array of objects or one JSON object per line")
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise InputError(f"{path}: item {n} of the JSON array: expected an object, got {type(row).__name__}")
+        yield f"{path} item {n}", row
+
+
+def _starts_with_array(path: Path) -> bool:
+    with _open_text(path) as f:
+        while True:
+            ch = f.read(1)
+            if not ch or not ch.isspace():
+                return ch == "["
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[str, dict]]:
     try:
+        if _plain_name(path).endswith(".json") and _starts_with_array(path):
+            yield from _json_array_records(path)
+            return
         with _open_text(path) as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
