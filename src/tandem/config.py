@@ -459,6 +459,13 @@ class Config(_Section):
             check_weights(self.mixer.weights, names, "mixer.weights")
         if self.mixer.floor * len(names) >= 1:
             raise ValueError(f"mixer.floor={self.mixer.floor} is too large for {len(names)} domains (need floor < 1/M)")
+        for label, m in (("model", self.model), ("mixer.proxy", self.mixer.proxy)):
+            if m.preset == "hf" and m.hf_path and self.tokenizer.kind == "bpe":
+                # A pretrained model's embeddings belong to its own vocabulary: a freshly trained BPE's ids would
+                # index rows that mean other tokens, and training would silently start from a scrambled model.
+                raise ValueError(f"{label}.hf_path: a pretrained model needs its own tokenizer, not a freshly trained "
+                                 f"BPE (tokenizer.kind=bpe); set tokenizer.kind=hf and tokenizer.path to the model's "
+                                 f"folder")
         return self
 
     @property
