@@ -20,8 +20,8 @@ def patched() -> Iterator[None]:
 
     original = lm.LMProblem.__init__
 
-    def init(self, cfg, data, batch_size):
-        original(self, cfg, data, batch_size)
+    def init(self, cfg, data, batch_size, horizon_rows=None):
+        original(self, cfg, data, batch_size, horizon_rows)
         seq_len = cfg.train.seq_len
         held = cfg.mixer.eval_sequences * seq_len + 1
         arrays = data.split_arrays("train")

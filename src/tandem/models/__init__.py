@@ -111,9 +111,16 @@ def save_model(model: nn.Module, out_dir: Path | str, extra: dict | None = None)
         tmp.rmdir()
         meta = {"kind": "hf"}
     else:
+        # Written as the equivalent GPT-2 (tandem.models.hf_export): `from_pretrained` loads the folder as it is.
+        from safetensors.torch import save_file
+
+        from tandem.models.hf_export import gpt2_config, to_gpt2
+
+        cfg = model.config
         with atomic_path(out_dir / "model.safetensors") as tmp:
-            st_save(model, str(tmp))
-        meta = {"kind": "gpt", "config": model.config.to_dict()}
+            save_file(to_gpt2(model.state_dict(), cfg), str(tmp), metadata={"format": "pt"})
+        write_json(out_dir / "config.json", gpt2_config(cfg))
+        meta = {"kind": "gpt", "format": "gpt2", "config": cfg.to_dict()}
     meta.update(extra or {})
     write_json(out_dir / META_FILE, meta)
 
@@ -144,7 +151,16 @@ def load_model(model_dir: Path | str) -> tuple[nn.Module, dict]:
         if not weights.is_file():
             raise InputError(f"{model_dir}: missing model.safetensors")
         try:
-            st_load(model, str(weights))
+            if meta.get("format") == "gpt2":
+                from safetensors.torch import load_file
+
+                from tandem.models.hf_export import from_gpt2
+
+                model.load_state_dict(from_gpt2(load_file(str(weights)), model.config, str(weights)))
+            else:  # folders written before the GPT-2 layout
+                st_load(model, str(weights))
+        except InputError:
+            raise
         except Exception as err:  # safetensors raises several types for corrupt files
             raise InputError(f"{weights}: cannot load weights ({str(err).splitlines()[0]})") from None
     return model, meta

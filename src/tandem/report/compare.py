@@ -150,7 +150,9 @@ def write_report(out: Path, results: list[dict], methods: list[str]) -> str:
     write_text(out / "results.md", "# Comparison\n\n" + table + "\n\n![weights](weights.png)\n\n"
                "![test loss](test_loss.png)\n\n![trajectories](trajectories.png)\n")
     plot_weight_bars({m: s["weights"] for m, s in summary.items()}, out / "weights.png", "learned domain weights")
-    plot_domain_losses({m: {d: s[d][0] for d in domains} for m, s in summary.items()}, out / "test_loss.png")
+    plot_domain_losses({m: {d: s[d][0] for d in domains} for m, s in summary.items()}, out / "test_loss.png",
+                       title="test loss per domain (mean ± sd over seeds)",
+                       errors={m: {d: s[d][1] for d in domains} for m, s in summary.items()})
     trajectories = {}
     for m in methods:
         path = out / "runs" / f"{m}-seed0" / "optimize" / "trajectory.csv"

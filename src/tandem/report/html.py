@@ -219,7 +219,8 @@ def _compare_sections(page: _Page, folder: Path, results: dict) -> None:
         page.h2("Paired differences to the baselines (over the same seeds)")
         page.pre(pt)
     page.table(["method", *(f"{c} std" for c in cols)], [[m, *(float(s[c][1]) for c in cols)] for m, s in summary.items()])
-    page.plot(lambda p: plot_domain_losses({m: {d: s[d][0] for d in names} for m, s in summary.items()}, p),
+    page.plot(lambda p: plot_domain_losses({m: {d: s[d][0] for d in names} for m, s in summary.items()}, p,
+                                           errors={m: {d: s[d][1] for d in names} for m, s in summary.items()}),
               "test loss per domain")
     trajectories = {}
     for m in methods:

@@ -49,28 +49,41 @@ def plot_trajectories(steps: list[int], weights: np.ndarray, names: list[str], p
 
 
 def plot_weight_bars(mixtures: dict[str, dict[str, float]], path: Path, title: str = "domain weights",
-                     ylabel: str = "weight") -> None:
-    """Grouped bars: one group per domain, one bar per mixture (method)."""
+                     ylabel: str = "weight", errors: dict[str, dict[str, float]] | None = None,
+                     zoom: bool = False) -> None:
+    """Grouped bars: one group per domain, one bar per mixture (method); `errors` draws error bars; `zoom` starts
+    the y-axis near the smallest value, so differences of a few hundredths stay visible. The legend sits outside
+    the axes, where it cannot cover a bar."""
     plt = _plt()
     labels = list(mixtures)
     names = list(next(iter(mixtures.values())))
     x = np.arange(len(names))
     width = 0.8 / max(len(labels), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names) + 2), 3.4))
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names) + 2) + 1.6, 3.4))
     for k, lab in enumerate(labels):
-        ax.bar(x + k * width - 0.4 + width / 2, [mixtures[lab][d] for d in names], width, label=lab)
+        err = None if errors is None else [float(np.nan_to_num(errors.get(lab, {}).get(d, 0.0))) for d in names]
+        ax.bar(x + k * width - 0.4 + width / 2, [mixtures[lab][d] for d in names], width, label=lab, yerr=err,
+               capsize=2 if err is not None else 0)
+    if zoom:
+        vals = np.array([mixtures[lab][d] for lab in labels for d in names], dtype=np.float64)
+        errs = np.nan_to_num([0.0 if errors is None else errors.get(lab, {}).get(d, 0.0) for lab in labels for d in names])
+        lo, hi = float(np.nanmin(vals - errs)), float(np.nanmax(vals + errs))
+        pad = 0.1 * (hi - lo) or 0.05 * abs(hi) or 0.1
+        ax.set_ylim(lo - pad, hi + pad)
     ax.set_xticks(x, names, rotation=20)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
 
 
-def plot_domain_losses(losses: dict[str, dict[str, float]], path: Path, title: str = "test loss per domain") -> None:
-    """Grouped bars of per-domain losses, one bar per mixture/method."""
-    plot_weight_bars(losses, path, title, ylabel="loss (nats per token)")
+def plot_domain_losses(losses: dict[str, dict[str, float]], path: Path, title: str = "test loss per domain",
+                       errors: dict[str, dict[str, float]] | None = None) -> None:
+    """Grouped bars of per-domain losses, one bar per mixture/method, with error bars (standard deviation over
+    seeds) where given; the y-axis spans the losses, not 0 to the largest."""
+    plot_weight_bars(losses, path, title, ylabel="loss (nats per token)", errors=errors, zoom=True)
 
 
 def plot_trajectories_grid(trajectories: dict[str, tuple[list[int], np.ndarray]], names: list[str], path: Path) -> None:
