@@ -290,6 +290,9 @@ class MixerConfig(_Section):
     )
     grid_resolution: int = Field(10, ge=1, description="method=grid: simplex grid step 1/resolution (3 domains, 10: 66 points).")
     regmix_samples: int = Field(16, ge=2, description="method=regmix: proxies trained on Dirichlet-sampled mixtures.")
+    regmix_steps: Optional[int] = Field(None, ge=1, description="method=regmix: training steps of each proxy (default: "
+                                        "warmup_steps + episodes x (probe_steps + free_steps)); `tandem compare` sets "
+                                        "it so the whole sweep spends the common budget.")
     weights: Optional[dict[str, float]] = Field(None, description="method=fixed: the mixture to use.")
     episodes: int = Field(20, ge=1, description="T: episodes of (sync, probe, update, free steps).")
     probe_steps: int = Field(5, ge=1, description="K: probing steps of both twins per episode.")

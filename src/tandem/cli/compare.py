@@ -32,9 +32,8 @@ def method_config(cfg, method: str, seed_offset: int, num_domains: int | None = 
     merged = {**mc.model_dump(), **update, **own}
     try:
         new_mc = MixerConfig(**merged)
-        if B.has_budget(method) and "episodes" not in own and method != mc.method:
-            target = B.compare_budget(mc, m, batch)
-            new_mc = new_mc.model_copy(update={"episodes": B.fit_episodes(new_mc, m, batch, target)})
+        if B.has_budget(method) and not {"episodes", "regmix_steps"} & set(own) and method != mc.method:
+            new_mc = B.fit_budget(new_mc, m, batch, B.compare_budget(mc, m, batch))
     except ValidationError as err:
         raise InputError(format_validation_error(err, f"methods.{method}")) from None
     return cfg.model_copy(update={"mixer": new_mc, "seed": cfg.seed + seed_offset})
@@ -53,7 +52,7 @@ def budget_lines(cfg, names_m: list[str], plans: list, num_domains: int) -> list
         rows = B.stage_one_rows(mcfg.mixer, num_domains, cfg.train.batch_size)
         off = B.mismatch(rows, target)
         if off > 0.10:
-            why = ("methods." + method + ".episodes is set" if "episodes" in cfg.methods.get(method, {})
+            why = ("methods." + method + ".episodes is set" if {"episodes", "regmix_steps"} & set(cfg.methods.get(method, {}))
                    else "one episode already costs more" if mcfg.mixer.episodes == 1 else "its episodes are coarse")
             lines.append(f"warning: {method} spends {rows * cfg.train.seq_len:,.0f} stage-one tokens against a budget "
                          f"of {target * cfg.train.seq_len:,.0f} ({off:.0%} off: {why})")

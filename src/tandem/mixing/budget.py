@@ -21,7 +21,7 @@ def stage_one_rows(mc, num_domains: int, batch_size: int) -> float:
     if mc.method in methods.STATIC_METHODS or mc.method == "grid":
         return 0.0
     if mc.method == "regmix":
-        return float(mc.regmix_samples * (mc.warmup_steps + mc.episodes * (mc.probe_steps + mc.free_steps)) * b)
+        return float(mc.regmix_samples * regmix_steps(mc) * b)
     if mc.method in methods.ONLINE_METHODS:
         return float(online.proxy_steps(mc, num_domains) * b)
     spec = methods.loop_spec(mc)
@@ -32,6 +32,20 @@ def stage_one_rows(mc, num_domains: int, batch_size: int) -> float:
                  "frozen": (mc.reference_steps or proxy_steps) * b,
                  "none": 0}[spec.reference]
     return float(proxy_steps * b + reference)
+
+
+def regmix_steps(mc) -> int:
+    """Training steps of each RegMix proxy."""
+    return mc.regmix_steps or mc.warmup_steps + mc.episodes * (mc.probe_steps + mc.free_steps)
+
+
+def fit_budget(mc, num_domains: int, batch_size: int, budget: float):
+    """`mc` with its count of episodes (RegMix: steps per proxy) set to spend `budget` rows as nearly as whole
+    episodes allow."""
+    if mc.method == "regmix":
+        per = mc.regmix_samples * (mc.batch_size or batch_size)
+        return mc.model_copy(update={"regmix_steps": max(1, int(round(budget / per)))})
+    return mc.model_copy(update={"episodes": fit_episodes(mc, num_domains, batch_size, budget)})
 
 
 def fit_episodes(mc, num_domains: int, batch_size: int, budget: float) -> int:

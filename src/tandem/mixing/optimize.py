@@ -248,8 +248,10 @@ def search(cfg: Config, mc, data: PreparedData, out_dir: Path, natural: dict, pr
         model_cfg, steps, batch = cfg.model, cfg.train.steps, cfg.train.batch_size
     else:
         points = S.dirichlet_mixtures(mc.regmix_samples, np.array([natural[d] for d in names]), cfg.seed)
+        from tandem.mixing.budget import regmix_steps
+
         model_cfg, batch = mc.proxy, mc.batch_size or cfg.train.batch_size
-        steps = mc.warmup_steps + mc.episodes * (mc.probe_steps + mc.free_steps)
+        steps = regmix_steps(mc)
     bar = tqdm(total=len(points), desc=f"optimize ({mc.method})", unit="mixture", disable=not progress, dynamic_ncols=True)
     values = S.evaluate_points(points, lambda w: mixture_valid_loss(cfg, data, w, model_cfg, steps, batch),
                                out_dir / "points.jsonl", on_point=lambda i, w, v: bar.update(1))
