@@ -132,6 +132,9 @@ def measure_delta(spec: LoopSpec, sets: list, proxy: Twin, reference: Twin):
         delta = twin_gap(lw, lu, spec.gamma, clip=spec.clip)
     delta_se = (per_set.std(axis=0, ddof=1) / np.sqrt(len(per_set)) if len(per_set) > 1
                 else np.full_like(delta, np.nan))
+    norm = getattr(reference, "valid_norm", None)
+    if spec.per_valid_norm and norm:  # DoGE: the alignment per unit of validation gradient
+        delta, delta_se = delta / norm, delta_se / norm
     return delta, delta_se, lu, lw
 
 
@@ -192,8 +195,6 @@ def run_loop(
         delta, delta_se, lu, lw = measure_delta(spec, problem.held_batches(), proxy, reference)
         if reference_failed:
             delta = np.full_like(delta, np.nan)  # the reference's probe is void, so is the gap it measured
-        elif spec.per_valid_norm and getattr(reference, "valid_norm", None):
-            delta, delta_se = delta / reference.valid_norm, delta_se / reference.valid_norm
         distance = reference.distance(proxy)
         skipped = not np.all(np.isfinite(delta))
         if skipped and spec.on_nonfinite == "stop":
