@@ -24,3 +24,12 @@ def test_optimize_then_train_from_python(tmp_path):
         tandem.optimize(path, tmp_path / "opt")
     again = tandem.optimize(path, tmp_path / "opt", resume=True)
     assert again["domain_weights"] == w["domain_weights"]
+
+
+def test_compare_from_python(tmp_path):
+    path = tiny_config(tmp_path, mixer=MIXER, train={"steps": 4})
+    res = tandem.compare(path, tmp_path / "cmp", methods=["uniform", "odm"], seeds=2)
+    assert {(r["method"], r["seed"]) for r in res["runs"]} == {(m, s) for m in ("uniform", "odm") for s in (0, 1)}
+    assert res == json.loads((tmp_path / "cmp" / "results.json").read_text())
+    with pytest.raises(InputError, match="--methods"):
+        tandem.compare(path, tmp_path / "cmp2", methods=["uniform", "uniform"])

@@ -90,3 +90,21 @@ def recommend(config: ConfigLike, out: Union[str, Path], candidates: dict[str, U
                               log=(lambda s: None) if quiet else print)
     write_json(out / "recommend.json", report)
     return report
+
+
+def compare(config: Union[str, Path], out: Union[str, Path], methods: list[str] | tuple[str, ...] =
+            ("uniform", "natural", "doremi", "doge", "tandem"), seeds: int = 1, overrides: list[str] | None = None,
+            quiet: bool = True) -> dict:
+    """Several methods side by side over paired seeds (`tandem compare`), every method on the same stage-one budget;
+    returns OUT/results.json (one record per method and seed: weights, test and valid losses, stage-one tokens and
+    time). Finished runs in OUT are kept, so a call after an interruption continues."""
+    import argparse
+
+    from tandem.cli.compare import cmd_compare
+
+    if isinstance(config, Config):
+        raise ValueError("compare reads its config from a file (each method's run is written next to it)")
+    args = argparse.Namespace(config=str(config), set=list(overrides or []), methods=",".join(methods), seeds=seeds,
+                              out=str(out), quiet=quiet, resume=True)
+    cmd_compare(args)
+    return json.loads((Path(out) / "results.json").read_text(encoding="utf-8"))
