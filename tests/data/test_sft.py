@@ -183,7 +183,13 @@ def test_sft_and_text_domains_mix(tmp_path):
     text_rows, sft_rows_ = b.domain == 0, b.domain == 1
     assert (b.y[text_rows] != IGNORE_INDEX).all()
     assert (b.y[sft_rows_] == IGNORE_INDEX).any(dim=1).all()
-    assert s.tokens_seen()[0] == 4 * 64
+    # a weight is a share of supervised tokens: an SFT row holds only its response, so it gets more rows
+    from tandem.data.sampler import row_shares
+
+    r = row_shares(np.array([0.5, 0.5]), s.tokens_per_row)
+    n_text = int(text_rows.sum())
+    assert r[0] < 0.5 and abs(n_text - 8 * r[0]) < 1
+    assert s.tokens_seen()[0] == n_text * 64
 
 
 def test_eval_scores_only_response_tokens(sft_data):

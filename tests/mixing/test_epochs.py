@@ -68,7 +68,7 @@ def test_horizon_matching_gives_the_proxy_the_targets_epochs(shared_cfg, held_ou
 
     cfg = load_config(shared_cfg, ["train.steps=200", f"mixer.held_out_fraction={held_out}", "mixer.method=doremi"])
     data = prepare_data(cfg)
-    rows_target_epoch, target_rows = target_epochs(cfg, data)
+    rows_target_epoch, target_rows, _ = target_epochs(cfg, data)
     proxy_rows = 400
     off = LMProblem(cfg, data, 8, horizon_rows=proxy_rows)
     cfg_on = load_config(shared_cfg, ["train.steps=200", f"mixer.held_out_fraction={held_out}", "mixer.method=doremi",

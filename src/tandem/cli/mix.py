@@ -246,8 +246,8 @@ def _check(cfg, data, res, out: Path, args, log) -> dict:
             from tandem.mixing.optimize import cap_epochs, target_epochs
 
             epochs = target_epochs(cfg, data)
-            capped, caps = cap_epochs(res.recommended, np.full(len(names), 4.0), epochs)
-            if caps.sum() >= 1.0 and np.any(res.recommended > caps):
+            capped, binds = cap_epochs(res.recommended, np.full(len(names), 4.0), epochs)
+            if np.any(binds):
                 candidates[f"{cfg.mixer.method} (at most 4 epochs)"] = capped
         steps = args.check_steps or max(1, cfg.train.steps // 10)
         report = check_candidates(cfg, data, candidates, args.check_seeds, steps, log)

@@ -50,6 +50,25 @@ class Batch:
         return Batch(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True), self.domain.to(device, non_blocking=True))
 
 
+def row_shares(weights: np.ndarray, tokens_per_row: np.ndarray) -> np.ndarray:
+    """Rows to draw of each domain for a mixture of supervised tokens: weight / (mean supervised tokens of one of its
+    rows), normalised. A weight is a share of the loss-bearing tokens the optimizer steps on, for text and SFT
+    domains alike; a text row holds seq_len of them, an SFT row only its response. Where every row holds the same
+    number (text only), rows are drawn by weight exactly."""
+    w = np.asarray(weights, dtype=np.float64)
+    t = np.asarray(tokens_per_row, dtype=np.float64)
+    if np.all(t == t[0]):
+        return w / w.sum()
+    r = w / t
+    return r / r.sum()
+
+
+def token_shares(rows: np.ndarray, tokens_per_row: np.ndarray) -> np.ndarray:
+    """The inverse of row_shares: the supervised-token mixture that draws rows in these shares."""
+    w = np.asarray(rows, dtype=np.float64) * np.asarray(tokens_per_row, dtype=np.float64)
+    return w / w.sum()
+
+
 def systematic_counts(weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Integer counts summing to n with E[count_i] = n * w_i and |count_i - n w_i| < 1."""
     cum = np.cumsum(weights) * n
@@ -131,6 +150,9 @@ class MixtureSampler:
                     f"domain {name}: its {split} split has {len(a)} tokens, fewer than one sequence of "
                     f"train.seq_len + 1 = {seq_len + 1}; lower train.seq_len or add text"
                 )
+        # Mean supervised tokens of one row: seq_len for text, the mean (truncated) response for an SFT domain.
+        self.tokens_per_row = np.array([float(self._supervised[i].mean()) if i in self._supervised else float(seq_len)
+                                        for i in range(len(arrays))])
         # Name keys and the canonical (by name) order of domains: see "Order of domains" above.
         self._keys = [zlib.crc32(n.encode("utf-8")) for n in self.names]
         self._canon = np.array(sorted(range(len(arrays)), key=lambda i: (self.names[i], i)), dtype=np.int64)
@@ -173,7 +195,7 @@ class MixtureSampler:
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (self.num_domains,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise ValueError(f"sampler weights must be {self.num_domains} finite non-negative numbers, got {w}")
-        w = w / w.sum()
+        w = row_shares(w, self.tokens_per_row)  # weights are shares of supervised tokens
         counts = systematic_counts(w[self._canon], batch_size, self.rng)
         domains = np.repeat(self._canon, counts)
         rows = [self._take(int(i)) for i in domains]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tandem.data.sampler import Batch
+from tandem.data.sampler import Batch, token_shares
 from tandem.mixing import peers
 from tandem.mixing.loop import EpisodeRecord
 
@@ -96,7 +96,8 @@ class ODM(Policy):
         rows = np.full(g, batch // g)
         rows[: batch % g] += 1
         counts = np.bincount(picks, weights=rows, minlength=self.m)
-        meter = ctx.train(counts / batch)[0]
+        # the mixture of supervised tokens that draws exactly these rows (tandem.data.sampler.row_shares)
+        meter = ctx.train(token_shares(counts / batch, ctx.problem.train.tokens_per_row))[0]
         observed = np.where(counts > 0, meter.losses(), np.nan)
         self.rewards = peers.odm_rewards(self.rewards, observed, alpha, self.mc.odm.smoothing)
         step = self.mc.warmup_steps + t + 1

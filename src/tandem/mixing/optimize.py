@@ -96,14 +96,15 @@ def evidence_fields(spec, alpha0: np.ndarray, history: list[EpisodeRecord], name
     return out
 
 
-def target_epochs(cfg: Config, data: PreparedData) -> tuple[np.ndarray, float]:
-    """Rows (windows, or examples for an SFT domain) in one epoch of each domain's whole train split, and the rows
-    the target draws in stage two (train.steps x train.batch_size): epochs_i = w_i * budget / rows_i, what the
-    stage-two sampler then consumes."""
+def target_epochs(cfg: Config, data: PreparedData) -> tuple[np.ndarray, float, np.ndarray]:
+    """Rows (windows, or examples for an SFT domain) in one epoch of each domain's whole train split, the rows the
+    target draws in stage two (train.steps x train.batch_size), and each domain's supervised tokens per row:
+    epochs_i = r_i * budget / rows_i with r = row_shares(w), what the stage-two sampler then consumes."""
     from tandem.data.sampler import MixtureSampler
 
     sampler = MixtureSampler(data.split_arrays("train"), cfg.train.seq_len, cfg.seed, data.domains)
-    return sampler.n_windows.astype(np.float64), float(cfg.train.steps * cfg.train.batch_size)
+    return (sampler.n_windows.astype(np.float64), float(cfg.train.steps * cfg.train.batch_size),
+            sampler.tokens_per_row)
 
 
 def epoch_limits(mc, names: list[str]) -> np.ndarray | None:
@@ -116,30 +117,43 @@ def epoch_limits(mc, names: list[str]) -> np.ndarray | None:
 
 
 def rows_per_document(data: PreparedData, seq_len: int) -> dict[str, float]:
-    """Mean training rows one document of each domain's train split fills: its tokens / seq_len for a text domain,
-    1 for an SFT domain (one example a row). Converts a mixture (shares of rows) into document probabilities."""
+    """Mean supervised tokens of one document of each domain's train split, in units of seq_len (a full text row):
+    its tokens / seq_len / documents for a text domain, its mean response tokens / seq_len for an SFT domain (one
+    example a row). A mixture of supervised tokens divided by it gives document probabilities."""
+    from tandem.data.sampler import MixtureSampler
+
+    sampler = MixtureSampler(data.split_arrays("train"), seq_len, 0, data.domains)
     out = {}
-    for d in data.domains:
+    for i, d in enumerate(data.domains):
         docs = data.index.get("entries", {}).get(f"{d}/train", {}).get("documents") or 1
-        out[d] = 1.0 if data.is_sft(d) else len(data.tokens(d, "train")) / seq_len / docs
+        out[d] = (sampler.tokens_per_row[i] / seq_len if data.is_sft(d)
+                  else len(data.tokens(d, "train")) / seq_len / docs)
     return out
 
 
 def epoch_fields(cfg: Config, data: PreparedData, mixtures: dict[str, np.ndarray],
-                 epochs: tuple[np.ndarray, float] | None = None) -> dict:
+                 epochs: tuple[np.ndarray, float, np.ndarray] | None = None) -> dict:
     """weights.json's `epochs`: for each mixture, the epochs of each domain's train split the target would see
     (`epochs`: target_epochs, if already at hand); and `rows_per_document`, for exports that sample documents."""
-    rows, budget = epochs or target_epochs(cfg, data)
-    return {"epochs": {label: {d: float(x) for d, x in zip(data.domains, np.asarray(w) * budget / rows)}
+    from tandem.data.sampler import row_shares
+
+    rows, budget, per_row = epochs or target_epochs(cfg, data)
+    return {"epochs": {label: {d: float(x) for d, x in zip(data.domains, row_shares(w, per_row) * budget / rows)}
                        for label, w in mixtures.items()},
             "target_rows": int(budget), "rows_per_document": rows_per_document(data, cfg.train.seq_len)}
 
 
-def cap_epochs(weights: np.ndarray, limits: np.ndarray, epochs: tuple[np.ndarray, float]) -> tuple[np.ndarray, np.ndarray]:
-    """`weights` projected so no domain exceeds its epoch limit at the target's budget, and the weight caps."""
-    rows, budget = epochs
-    caps = limits * rows / budget  # the largest weight that keeps each domain within its epochs
-    return project_capped_simplex(weights, caps), caps
+def cap_epochs(weights: np.ndarray, limits: np.ndarray,
+               epochs: tuple[np.ndarray, float, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """`weights` projected so no domain exceeds its epoch limit at the target's budget (in the rows the sampler
+    draws: the caps are on rows), and which caps bind."""
+    from tandem.data.sampler import row_shares, token_shares
+
+    rows, budget, per_row = epochs
+    caps = limits * rows / budget  # the largest share of rows that keeps each domain within its epochs
+    capped_rows = project_capped_simplex(row_shares(weights, per_row), caps)
+    binding = np.isfinite(caps) & (capped_rows >= caps * (1 - 1e-9)) & (caps.sum() >= 1.0)
+    return token_shares(capped_rows, per_row), binding
 
 
 def apply_caps(cfg: Config, data: PreparedData, mc, recommended: np.ndarray, log) -> tuple[np.ndarray, dict]:
@@ -151,9 +165,9 @@ def apply_caps(cfg: Config, data: PreparedData, mc, recommended: np.ndarray, log
     limits = epoch_limits(mc, names)
     if limits is None:
         return recommended, epoch_fields(cfg, data, {"recommended": recommended, **baselines}, epochs)
-    capped, caps = cap_epochs(recommended, limits, epochs)
-    binding = [d for d, w, c in zip(names, capped, caps) if np.isfinite(c) and w >= c * (1 - 1e-9)]
-    if caps.sum() < 1.0:
+    capped, binds = cap_epochs(recommended, limits, epochs)
+    binding = [d for d, b in zip(names, binds) if b]
+    if float((limits * epochs[0] / epochs[1]).sum()) < 1.0:
         log(f"mixer.max_epochs: the target's {int(epochs[1])} rows exceed every domain's cap together; the "
             f"recommendation repeats each domain in proportion to its cap")
     elif binding:
