@@ -105,6 +105,10 @@ class DataConfig(_Section):
     domains: dict[str, DomainConfig] = Field(description="Domain name -> its sources. At least one domain.")
     text_field: str = Field("text", description="Default field holding the text in jsonl/parquet/datasets rows.")
     cache_dir: str = Field(".tandem_cache", description="Token cache folder (relative to the config file).")
+    source_hash: Literal["sampled", "full"] = Field(
+        "sampled", description="How the cache checks that its sources are unchanged: `sampled` (name, size, "
+        "modification time and 16 chunks of 64 KiB of each file of 1 MiB or more; smaller files whole), or `full` "
+        "(every byte, about 1 s per GB).")
     append_eos: bool = Field(True, description="Append the end-of-text token after every document.")
     chat_template: str = Field(
         "auto",

@@ -191,3 +191,35 @@ def test_fingerprint_changes_with_content_only(tmp_path):
     assert fingerprint_sources([a]) == fp
     _jsonl(a, [{"text": "y"}])
     assert fingerprint_sources([a]) != fp
+
+
+def test_sampled_fingerprint_of_large_files_and_the_full_option(tmp_path):
+    import os
+
+    from tandem.data import readers
+
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(b"x" * (3 << 20))
+    st = os.stat(big)
+    fp = fingerprint_sources([big])
+    assert fingerprint_sources([big], "full") != fp  # the mode is part of the key
+    # an edit inside a sampled chunk (here the first) changes it, as does a new modification time
+    raw = bytearray(big.read_bytes())
+    raw[10] = ord("y")
+    big.write_bytes(bytes(raw))
+    os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert fingerprint_sources([big]) != fp
+    raw[10] = ord("x")
+    big.write_bytes(bytes(raw))
+    os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert fingerprint_sources([big]) != fp
+    # an edit between the sampled chunks with size and time restored is what only `full` sees
+    os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert fingerprint_sources([big]) == fp
+    full = fingerprint_sources([big], "full")
+    between = readers.SAMPLE_BYTES + 10  # after the first chunk, before the second
+    raw[between] = ord("z")
+    big.write_bytes(bytes(raw))
+    os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert fingerprint_sources([big]) == fp
+    assert fingerprint_sources([big], "full") != full

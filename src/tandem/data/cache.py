@@ -80,7 +80,7 @@ def resolve_domains(cfg: Config) -> list[DomainSplits]:
         if spec.source is not None:
             src = expand_sources(spec.source, base, f"data.domains.{name}.source")
             paths = {s: src for s in SPLITS}
-            fp = fingerprint_sources(src)
+            fp = fingerprint_sources(src, cfg.data.source_hash)
             fps = {s: fp for s in SPLITS}
         else:
             paths, fps = {}, {}
@@ -91,7 +91,7 @@ def resolve_domains(cfg: Config) -> list[DomainSplits]:
                     fps[s] = ""
                 else:
                     paths[s] = expand_sources(v, base, f"data.domains.{name}.{s}")
-                    fps[s] = fingerprint_sources(paths[s])
+                    fps[s] = fingerprint_sources(paths[s], cfg.data.source_hash)
         out.append(DomainSplits(name, spec, paths, fps))
     return out
 
