@@ -81,8 +81,7 @@ def cmd_compare(args) -> int:
     plans = [(m_, s, method_config(cfg, m_, s, m)) for s in range(args.seeds) for m_ in names_m]  # validates all first
     if unknown:
         _log(args.quiet)(f"note: methods.{sorted(unknown)} not in --methods; ignored")
-    for line in budget_lines(cfg, names_m, plans, m):
-        print(line, file=sys.stderr)
+
     out = check_writable_dir(args.out)
     from tandem.cli.main import removed_on_input_error
 
@@ -158,6 +157,9 @@ def _compare(args, cfg, out: Path, names_m: list[str], plans: list) -> int:
     write_json(out / "results.json", {"methods": names_m, "seeds": args.seeds, "runs": results})
     table = write_report(out, results, names_m)
     print(table)
+    # After the runs (bad input is one line and nothing else): where a method's stage one did not spend the budget.
+    for line in budget_lines(cfg, names_m, plans, len(cfg.data.domains)):
+        print(line, file=sys.stderr)
     print(f"wrote {out / 'results.json'}, {out / 'results.md'} and plots in {out}")
     return 0
 

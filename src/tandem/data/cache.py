@@ -14,7 +14,7 @@ import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -96,9 +96,8 @@ def resolve_domains(cfg: Config) -> list[DomainSplits]:
     return out
 
 
-def _split_of_documents(docs: list[str], fractions: dict[str, float], seed: int, domain: str) -> dict[str, list[str]]:
-    """Seeded split by document; each split keeps the documents' original order."""
-    n = len(docs)
+def _split_indices(n: int, fractions: dict[str, float], seed: int, domain: str) -> dict[str, np.ndarray]:
+    """Seeded split of n documents by index: {split: sorted document indices}."""
     rng = np.random.default_rng([seed, zlib.crc32(domain.encode())])
     perm = rng.permutation(n)
     n_valid = int(round(fractions.get("valid", 0.0) * n))
@@ -110,38 +109,67 @@ def _split_of_documents(docs: list[str], fractions: dict[str, float], seed: int,
     if n - n_valid - n_test < 1:
         raise InputError(f"data.domains.{domain}.source: {n} document(s) are too few to split into train/valid/test")
     parts = {"valid": perm[:n_valid], "test": perm[n_valid : n_valid + n_test], "train": perm[n_valid + n_test :]}
-    return {s: [docs[i] for i in sorted(idx)] for s, idx in parts.items()}
+    return {s: np.sort(idx) for s, idx in parts.items()}
 
 
-def _documents(ds: DomainSplits, split: str, cfg: Config) -> list | None:
-    """A split's documents: strings for text domains, conversations (lists of messages) for SFT domains."""
+def _split_of_documents(docs: list[str], fractions: dict[str, float], seed: int, domain: str) -> dict[str, list[str]]:
+    """Seeded split by document; each split keeps the documents' original order."""
+    return {s: [docs[i] for i in idx] for s, idx in _split_indices(len(docs), fractions, seed, domain).items()}
+
+
+def _stream_split(read, paths, fractions: dict[str, float], seed: int, domain: str, split: str) -> Iterator:
+    """The documents of one split of a source, streamed: a first pass counts the documents, a second yields those
+    the seeded split gives `split` (the same documents, in the same order, as _split_of_documents), so memory does
+    not grow with the source (a bit per document)."""
+    n = sum(1 for _ in read(paths, None))
+    keep = np.zeros(n, dtype=bool)
+    keep[_split_indices(n, fractions, seed, domain)[split]] = True
+    for i, doc in enumerate(read(paths, None)):
+        if i < n and keep[i]:
+            yield doc
+
+
+def _nonempty(docs: Iterator, message: str) -> Iterator:
+    """`docs`, raising InputError(message) at the end if there were none."""
+    any_ = False
+    for d in docs:
+        any_ = True
+        yield d
+    if not any_:
+        raise InputError(message)
+
+
+def _documents(ds: DomainSplits, split: str, cfg: Config) -> Iterator | list | None:
+    """A split's documents: for a text domain an iterator of strings (streamed from the sources, so a corpus larger
+    than memory goes through), for an SFT domain a list of conversations (lists of messages); None if the split is
+    absent."""
     field_name = ds.spec.text_field or cfg.data.text_field
     keep = row_filter(ds.spec.where, f"data.domains.{ds.name}.where")
     if ds.spec.kind == "sft":
-        read = lambda paths, sp: [row_messages(row, where) for where, row in read_records(paths, ds.spec.format, sp)  # noqa: E731
-                                  if keep(row, where)]
+        read = lambda paths, sp: (row_messages(row, where) for where, row in read_records(paths, ds.spec.format, sp)  # noqa: E731
+                                  if keep(row, where))
     elif ds.spec.where is not None:
-        read = lambda paths, sp: [text_of(row, where, field_name) for where, row in read_records(paths, ds.spec.format, sp)  # noqa: E731
-                                  if keep(row, where) and text_of(row, where, field_name)]
+        read = lambda paths, sp: (text_of(row, where, field_name) for where, row in read_records(paths, ds.spec.format, sp)  # noqa: E731
+                                  if keep(row, where) and text_of(row, where, field_name))
     else:
-        read = lambda paths, sp: list(read_documents(paths, ds.spec.format, field_name, sp))  # noqa: E731
+        read = lambda paths, sp: read_documents(paths, ds.spec.format, field_name, sp)  # noqa: E731
     if ds.spec.where is not None:
         filtered = read
 
         def read(paths, sp):
-            docs = filtered(paths, sp)
-            if not docs:
-                srcs = ", ".join(str(p) for p in paths)
-                raise InputError(f"data.domains.{ds.name}.where: no row of {srcs} matches {ds.spec.where}")
-            return docs
+            srcs = ", ".join(str(p) for p in paths)
+            return _nonempty(filtered(paths, sp), f"data.domains.{ds.name}.where: no row of {srcs} matches "
+                                                  f"{ds.spec.where}")
     if ds.spec.source is not None:
         if ds.spec.split.get(split, 0.0) <= 0:
             return None  # a split given no fraction is absent, like an omitted train/valid/test file
-        docs = read(ds.paths[split], None)
-        return _split_of_documents(docs, ds.spec.split, cfg.seed, ds.name)[split]
+        if ds.spec.kind == "sft":
+            return _split_of_documents(list(read(ds.paths[split], None)), ds.spec.split, cfg.seed, ds.name)[split]
+        return _stream_split(read, ds.paths[split], ds.spec.split, cfg.seed, ds.name, split)
     if not ds.paths[split]:
         return None
-    return read(ds.paths[split], split)
+    docs = read(ds.paths[split], split)
+    return list(docs) if ds.spec.kind == "sft" else docs
 
 
 def _entry_key(ds: DomainSplits, split: str, cfg: Config, tok_fp: str, chat: ChatRenderer | None = None) -> str:
@@ -201,20 +229,29 @@ def load_tokenizer(cfg: Config, domains: list[DomainSplits], cache_dir: Path, in
     return tok
 
 
-def _write_tokens(docs: list[str], tok: TextTokenizer, path: Path, dtype: np.dtype, append_eos: bool) -> int:
-    n = 0
+def _write_tokens(docs, tok: TextTokenizer, path: Path, dtype: np.dtype, append_eos: bool,
+                  empty: str = "no text found") -> tuple[int, int]:
+    """Tokenize documents (any iterable, consumed ENCODE_CHUNK at a time: memory stays bounded) straight into the
+    token file; returns (tokens, documents). No document at all is an InputError(`empty`) and writes nothing."""
+    import itertools
+
+    n = docs_n = 0
+    it = iter(docs)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            for i in range(0, len(docs), ENCODE_CHUNK):
-                for ids in tok.encode_batch(docs[i : i + ENCODE_CHUNK]):
+            while chunk := list(itertools.islice(it, ENCODE_CHUNK)):
+                docs_n += len(chunk)
+                for ids in tok.encode_batch(chunk):
                     if append_eos:
                         ids.append(tok.eos_id)
                     arr = np.asarray(ids, dtype=dtype)
                     f.write(arr.tobytes())
                     n += len(arr)
+            if docs_n == 0:
+                raise InputError(empty)
             f.flush()
             os.fsync(f.fileno())
-    return n
+    return n, docs_n
 
 
 def _write_sft(convs: list, chat: ChatRenderer, paths: dict[str, Path], dtype: np.dtype) -> int:
@@ -321,15 +358,17 @@ def _prepare_locked(cfg: Config, cache_dir: Path, log: Callable[[str], None], pr
             if docs is None:
                 e = {"key": key, "file": None, "tokens": 0, "documents": 0, "dtype": dtype.name}
             else:
-                if not docs:
-                    srcs = ", ".join(str(p) for p in ds.paths[split])
-                    raise InputError(f"data.domains.{ds.name}.{split}: no text found in {srcs}")
-                log(f"tokenizing {name} ({len(docs)} {'examples' if sft else 'documents'})")
+                srcs = ", ".join(str(p) for p in ds.paths[split])
+                empty = f"data.domains.{ds.name}.{split}: no text found in {srcs}"
                 if sft:
-                    n = _write_sft(docs, chat, _sft_paths(cache_dir, rel), dtype)
+                    if not docs:
+                        raise InputError(empty)
+                    log(f"tokenizing {name} ({len(docs)} examples)")
+                    n, n_docs = _write_sft(docs, chat, _sft_paths(cache_dir, rel), dtype), len(docs)
                 else:
-                    n = _write_tokens(docs, tok, path, dtype, cfg.data.append_eos)
-                e = {"key": key, "file": rel, "tokens": n, "documents": len(docs), "dtype": dtype.name,
+                    log(f"tokenizing {name}")
+                    n, n_docs = _write_tokens(docs, tok, path, dtype, cfg.data.append_eos, empty)
+                e = {"key": key, "file": rel, "tokens": n, "documents": n_docs, "dtype": dtype.name,
                      "sources": [str(p) for p in ds.paths[split]]}
                 if sft:
                     e["kind"] = "sft"
