@@ -29,12 +29,16 @@ def _config(tmp_path, source: str, where: dict, extra: dict | None = None):
     return path
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+@pytest.mark.parametrize("fmt", ["jsonl", "jsonl.zst", "parquet"])
 def test_domains_from_a_nested_column(tmp_path, fmt):
     rows = _rows()
     if fmt == "jsonl":
         src = tmp_path / "all.jsonl"
         src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif fmt == "jsonl.zst":  # how SlimPajama ships: one compressed file, the domain in meta
+        src = tmp_path / "all.jsonl.zst"
+        with pa.output_stream(str(src), compression="zstd") as out:
+            out.write("".join(json.dumps(r) + "\n" for r in rows).encode())
     else:
         src = tmp_path / "all.parquet"
         pq.write_table(pa.Table.from_pylist(rows), src)
