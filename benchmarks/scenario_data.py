@@ -13,9 +13,9 @@ import json
 import shutil
 from pathlib import Path
 
+from tandem.config import SPLITS
 from tandem.io import write_json, write_text
 
-SPLITS = ("train", "valid", "test")
 POOL_DOMAINS = ("code", "books", "scripture", "legal", "chat", "docs", "quotes")
 # Characters taken from each source before splitting; chat holds only ~100k after de-duplication.
 POOL_BUDGET = 1_800_000

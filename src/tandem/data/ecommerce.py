@@ -34,7 +34,7 @@ from typing import Mapping
 
 from tandem.io import write_json, write_text
 
-SPLITS = ("train", "valid", "test")
+from tandem.config import SPLITS  # noqa: E402  (one definition of the split names)
 TASKS = ("category", "attributes", "brand", "match")
 TASK_METRICS = {"category": "accuracy", "attributes": "exact_match_f1", "brand": "exact_match_f1", "match": "accuracy"}
 # Training rows per task at scale 1: a 30x spread between the largest and the smallest task.

@@ -180,12 +180,13 @@ def apply_caps(cfg: Config, data: PreparedData, mc, recommended: np.ndarray, log
 
 
 def twin_optim_config(cfg: Config, total_steps: int) -> OptimConfig:
-    tc, mc = cfg.train, cfg.mixer
-    return OptimConfig(
-        lr=mc.lr or tc.lr, total_steps=total_steps, warmup_steps=min(tc.warmup_steps, total_steps),
-        min_lr_ratio=tc.min_lr_ratio, weight_decay=tc.weight_decay, beta1=tc.beta1, beta2=tc.beta2,
-        grad_clip=tc.grad_clip, micro_batch_size=tc.micro_batch_size,
-    )
+    """The target's optimizer settings (tandem.training.trainer.optim_config) at the twins' learning rate and length."""
+    from dataclasses import replace
+
+    from tandem.training.trainer import optim_config
+
+    return replace(optim_config(cfg.train), lr=cfg.mixer.lr or cfg.train.lr, total_steps=total_steps,
+                   warmup_steps=min(cfg.train.warmup_steps, total_steps))
 
 
 def write_weights(out_dir: Path, names: list[str], final: np.ndarray, average: np.ndarray, recommended: np.ndarray,
