@@ -92,6 +92,14 @@ def test_train_writes_the_contract_and_eval_reproduces_it(shared_cfg, tmp_path, 
     for f in ("model.safetensors", "tandem_model.json", "tokenizer.json"):
         assert (out / "model" / f).is_file(), f
     assert (out / "config.yaml").is_file()
+    # the trained model and its tokenizer load with the Hugging Face auto classes, special tokens included
+    import transformers
+
+    tok = transformers.AutoTokenizer.from_pretrained(str(out / "model"))
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(out / "model"), local_files_only=True)
+    assert tok.eos_token is not None and tok.eos_token_id == hf.config.eos_token_id
+    ids = tok("def f(x):", return_tensors="pt").input_ids
+    assert hf.generate(ids, max_new_tokens=4, do_sample=False).shape[1] <= ids.shape[1] + 4
 
     rc, stdout, err = cli("eval", shared_cfg, "--model", out / "model", "--out", tmp_path / "ev.json", "-q", *FAST)
     assert rc == 0 and err == ""

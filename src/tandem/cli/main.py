@@ -19,6 +19,21 @@ def _log(quiet: bool):
     return (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
 
 
+def _set_special_ids(folder, tok) -> None:
+    """The saved GPT's config.json learns the tokenizer's eos (and pad) id, so `generate` stops where tandem does."""
+    import json
+
+    from tandem.io import write_json
+
+    path = folder / "config.json"
+    meta = folder / "tandem_model.json"
+    if not path.is_file() or not meta.is_file() or json.loads(meta.read_text()).get("kind") != "gpt":
+        return
+    c = json.loads(path.read_text())
+    c.update({"eos_token_id": tok.eos_id, "pad_token_id": tok.eos_id})
+    write_json(path, c)
+
+
 def _load(args):
     from tandem.config import load_config
 
@@ -61,7 +76,8 @@ def train_and_evaluate(cfg, data, weights: dict, out: Path, resume: bool, quiet:
 
     if is_main():
         save_model(outcome.model, out / "model", extra=_model_meta(cfg, data))
-        data.tokenizer.save(out / "model" / "tokenizer.json")
+        data.tokenizer.save_pretrained(out / "model", cfg.train.seq_len)
+        _set_special_ids(out / "model", data.tokenizer)
     result = evaluate(outcome.model, data, cfg.train.seq_len, cfg.eval.max_tokens, cfg.eval.batch_size,
                       outcome.learner.device, cfg.train.precision)
     ev = {

@@ -52,6 +52,23 @@ class TextTokenizer:
 
         write_text(path, self.tok.to_str())
 
+    def save_pretrained(self, folder: Path | str, model_max_length: int | None = None) -> None:
+        """tokenizer.json plus the files `AutoTokenizer.from_pretrained` reads for the special tokens and the chat
+        template (tokenizer_config.json, special_tokens_map.json): without them a loaded tokenizer has no eos."""
+        from tandem.io import write_json
+
+        folder = Path(folder)
+        self.save(folder / "tokenizer.json")
+        special = {"eos_token": self.eos_token, "pad_token": self.eos_token,
+                   **({"bos_token": self.bos_token} if self.bos_token else {})}
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False, **special}
+        if model_max_length:
+            config["model_max_length"] = int(model_max_length)
+        if self.chat_template:
+            config["chat_template"] = self.chat_template
+        write_json(folder / "tokenizer_config.json", config)
+        write_json(folder / "special_tokens_map.json", special)
+
 
 def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> TextTokenizer:
     """Byte-level BPE (GPT-2 style) with one special token, <|endoftext|>, id 0."""
