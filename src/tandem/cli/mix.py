@@ -218,9 +218,12 @@ def _run(args, cfg, data, out: Path, baselines: list[str]) -> int:
     return 0
 
 
+CHECK_EPOCH_CAPS = (4.0, 16.0)
+
+
 def _check(cfg, data, res, out: Path, args, log) -> dict:
-    """The target-scale check of `run --check-seeds`: the learned mixture (capped and not, or capped at 4 epochs
-    when mixer.max_epochs is unset and that binds), uniform and natural,
+    """The target-scale check of `run --check-seeds`: the learned mixture (capped and not, or capped at 4 and at 16
+    epochs when mixer.max_epochs is unset and a cap binds), uniform and natural,
     scored by short target trainings; the winner trains the target. Kept in OUT/check.json (reused on --resume)."""
     import numpy as np
 
@@ -241,14 +244,16 @@ def _check(cfg, data, res, out: Path, args, log) -> dict:
         candidates["uniform"] = np.full(len(names), 1.0 / len(names))
         candidates["natural"] = np.array([nat[d] for d in names])
         if cfg.mixer.max_epochs is None:
-            # Whether repeating a small domain helps depends on the target; let the check try a cap too. Four
-            # epochs: repeated tokens keep nearly all of their value up to about 4 (Muennighoff et al. 2023).
+            # Whether repeating a small domain helps depends on the target; let the check try caps too, at the two
+            # landmarks of the data-constrained scaling results (Muennighoff et al. 2023): up to about 4 epochs
+            # repeated tokens are worth nearly as much as fresh ones; beyond about 16 they add almost nothing.
             from tandem.mixing.optimize import cap_epochs, target_epochs
 
             epochs = target_epochs(cfg, data)
-            capped, binds = cap_epochs(res.recommended, np.full(len(names), 4.0), epochs)
-            if np.any(binds):
-                candidates[f"{cfg.mixer.method} (at most 4 epochs)"] = capped
+            for limit in CHECK_EPOCH_CAPS:
+                capped, binds = cap_epochs(res.recommended, np.full(len(names), limit), epochs)
+                if np.any(binds):
+                    candidates[f"{cfg.mixer.method} (at most {limit:g} epochs)"] = capped
         steps = args.check_steps or max(1, cfg.train.steps // 10)
         report = check_candidates(cfg, data, candidates, args.check_seeds, steps, log)
         write_json(path, report)
