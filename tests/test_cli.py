@@ -209,7 +209,7 @@ BAD = {
     "jsonl that is not UTF-8": (lambda t: _data_case(t, "latin.jsonl", lambda p: p.write_bytes(b'{"text": "caf\xe9"}\n')),
                                 ["latin.jsonl", "not UTF-8"]),
     "empty folder": (lambda t: (t / "folder").mkdir() or ["--set", f"data.domains.prose.train={t / 'folder'}"],
-                     ["folder", "empty folder; expected text files or a datasets save_to_disk folder"]),
+                     ["folder", "empty folder; expected data files or a datasets save_to_disk folder"]),
     "broken tokenizer file": (lambda t: (t / "tok.json").write_text('{"model": 1}') and
                               ["--set", "tokenizer.kind=file", "--set", f"tokenizer.path={t / 'tok.json'}"],
                               ["tokenizer.path", "tok.json", "not a valid tokenizer.json"]),

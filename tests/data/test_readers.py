@@ -129,6 +129,23 @@ def test_hf_datasets_folder(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "empty folder" in _err(empty)
+    # a folder of shards is read shard by shard in each one's format; hidden folders (.git, checkpoints) are skipped
+    import pyarrow as pa
+
+    shards = tmp_path / "shards"
+    (shards / ".git").mkdir(parents=True)
+    (shards / ".git" / "x.jsonl").write_text(json.dumps({"text": "never"}) + "\n")
+    _jsonl(shards / "00.jsonl", [{"text": DOCS[0]}])
+    with pa.output_stream(str(shards / "01.jsonl.zst"), compression="zstd") as out:
+        out.write((json.dumps({"text": DOCS[1]}) + "\n").encode())
+    with gzip.open(shards / "02.json.gz", "wt", encoding="utf-8") as f:
+        f.write(json.dumps({"text": DOCS[2]}) + "\n")
+    assert _read(shards) == DOCS
+    # a DatasetDict holding only `train` is never taken for a domain's valid or test split
+    lone = tmp_path / "lone"
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": DOCS})}).save_to_disk(str(lone))
+    assert _read(lone, split="train") == DOCS
+    assert "none for the domain's 'valid' split" in _err(lone, split="valid")
 
 
 def test_json_arrays_and_zstd_archives(tmp_path):

@@ -60,3 +60,20 @@ def test_epochs_in_weights_json_count_rows_the_sampler_draws(mixed, tmp_path):
         sampler.sample(w, cfg.train.batch_size)
     for i, d in enumerate(data.domains):
         assert sampler.epochs()[i] == pytest.approx(fields["epochs"]["uniform"][d], abs=cfg.train.steps / rows[i])
+
+
+def test_evaluation_sets_hold_every_domain_alike(mixed):
+    """Held batches (Delta) and fixed validation sets draw the same number of rows of every domain, whatever the
+    domain's tokens per row: a text domain next to short SFT rows must not go missing from them."""
+    from tandem.mixing.lm import LMProblem
+    from tandem.mixing.online import fixed_valid_sets
+
+    cfg, data = mixed
+    problem = LMProblem(cfg, data, batch_size=8)
+    M = len(data.domains)
+    for half in problem.held_batches():
+        counts = np.bincount(np.concatenate([b.domain.numpy() for b in half]), minlength=M)
+        assert np.all(counts == counts[0]) and counts[0] >= 1
+    sets = fixed_valid_sets(problem, 3)
+    counts = np.bincount(np.concatenate([b.domain.numpy() for b in sets]), minlength=M)
+    assert np.all(counts == 3)

@@ -61,6 +61,15 @@ def is_datasets_folder(path: Path) -> bool:
     return any((path / f).is_file() for f in ("dataset_info.json", "dataset_dict.json", "state.json"))
 
 
+def folder_files(path: Path) -> list[Path]:
+    """The files of a (non-datasets) folder, recursively, in sorted order; hidden files and folders left out."""
+    files = sorted(p for p in path.rglob("*")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise InputError(f"{path}: empty folder; expected data files or a datasets save_to_disk folder")
+    return files
+
+
 def detect_format(path: Path, fmt: str = "auto") -> str:
     if fmt != "auto":
         return fmt
@@ -105,10 +114,7 @@ def read_txt(path: Path) -> Iterator[str]:
     """A plain-text file is one document; a folder (not a `datasets` one) holds one document per text file, read
     in sorted order."""
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise InputError(f"{path}: empty folder; expected text files or a datasets save_to_disk folder")
-        for f in files:
+        for f in folder_files(path):
             yield from read_txt(f)
         return
     try:
@@ -172,11 +178,12 @@ def _load_hf_split(path: Path, split: str | None):
         names = [n for n in aliases.get(split or "", (split,)) if n in ds]
         if names:
             ds = ds[names[0]]
-        elif len(ds) == 1:
+        elif len(ds) == 1 and split in (None, "train"):  # a lone split is the training data, never valid or test
             ds = next(iter(ds.values()))
         else:
-            raise InputError(f"{path}: a DatasetDict with splits {list(ds)} and none for the domain's {split!r} "
-                             f"split (train, valid/validation/dev, test); point at one split's folder")
+            wanted = f"none for the domain's {split!r} split" if split else "no split named for this source"
+            raise InputError(f"{path}: a DatasetDict with splits {list(ds)} and {wanted} (train, "
+                             f"valid/validation/dev, test); point at one split's folder")
     return ds
 
 
@@ -252,6 +259,11 @@ def read_documents(paths: list[Path], fmt: str, field: str, split: str | None = 
 
 
 def _read_documents(path: Path, fmt: str, field: str, split: str | None) -> Iterator[str]:
+    if path.is_dir() and not is_datasets_folder(path) and fmt in ("auto", "jsonl", "parquet"):
+        # a folder of shards (jsonl, jsonl.zst, parquet, text...): each file read by its own format
+        for f in folder_files(path):
+            yield from _read_documents(f, fmt, field, split)
+        return
     if True:
         kind = detect_format(path, fmt)
         if kind == "jsonl":
@@ -336,6 +348,10 @@ def read_records(paths: list[Path], fmt: str, split: str | None = None) -> Itera
 
 
 def _read_records(path: Path, fmt: str, split: str | None) -> Iterator[tuple[str, dict]]:
+    if path.is_dir() and not is_datasets_folder(path):
+        for f in folder_files(path):
+            yield from _read_records(f, fmt, split)
+        return
     if True:
         kind = detect_format(path, fmt)
         if kind == "jsonl":

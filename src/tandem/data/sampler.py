@@ -191,11 +191,13 @@ class MixtureSampler:
         w = np.asarray(self.arrays[i][start : start + self.seq_len + 1], dtype=np.int64)
         return w[:-1], w[1:]
 
-    def sample(self, weights, batch_size: int) -> Batch:
+    def sample(self, weights, batch_size: int, rows: bool = False) -> Batch:
+        """A batch for a mixture of supervised tokens (`weights`), or, with rows=True, for shares of rows (evaluation
+        sets that want the same number of rows of every domain; ODM's single-domain groups)."""
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (self.num_domains,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise ValueError(f"sampler weights must be {self.num_domains} finite non-negative numbers, got {w}")
-        w = row_shares(w, self.tokens_per_row)  # weights are shares of supervised tokens
+        w = w / w.sum() if rows else row_shares(w, self.tokens_per_row)
         counts = systematic_counts(w[self._canon], batch_size, self.rng)
         domains = np.repeat(self._canon, counts)
         rows = [self._take(int(i)) for i in domains]

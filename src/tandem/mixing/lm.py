@@ -115,10 +115,11 @@ class LMProblem:
         counts = domain_token_counts(batch.y, batch.domain, self.num_domains)
         return objective_coefficients(counts, None if alpha is None else torch.from_numpy(alpha))
 
-    def train_part(self, alpha: np.ndarray):
+    def train_part(self, alpha: np.ndarray, rows: bool = False):
+        """A training batch for mixture alpha (rows=True: alpha is a share of rows, see MixtureSampler.sample)."""
         self._alpha = np.asarray(alpha, dtype=np.float64)
-        if self.sampling == "resample":
-            batch = self.train.sample(self._alpha, self.batch_size)
+        if self.sampling == "resample" or rows:
+            batch = self.train.sample(self._alpha, self.batch_size, rows=rows)
             return batch, self._coef(batch, None)
         # reweight: a fixed uniform draw, the mixture enters only through the loss weights
         batch = self.train.sample(np.full(self.num_domains, 1.0 / self.num_domains), self.batch_size)
@@ -134,7 +135,8 @@ class LMProblem:
         difference is the episode's standard error."""
         per_half = max(1, -(-self.eval_sequences // 2))
         uniform = np.full(self.num_domains, 1.0 / self.num_domains)
-        return [self.held.sample(uniform, per_half * self.num_domains).split(self.batch_size) for _ in range(2)]
+        return [self.held.sample(uniform, per_half * self.num_domains, rows=True).split(self.batch_size)
+                for _ in range(2)]
 
     def state_dict(self) -> dict:
         return {"train": self.train.state_dict(), "held": self.held.state_dict(), "valid": self.valid.state_dict()}

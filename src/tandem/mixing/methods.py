@@ -41,10 +41,10 @@ METHOD_DEFAULTS = {
     # W the gradient alignment over the gradient norm clipped at 0, mu = 0.01 (its universal setting).
     "doge": {"probe_steps": 1, "free_steps": 1, "gamma": 1.0, "sampling": "reweight", "eta_alpha": 100.0},
     # The online peers' published settings; their own sections (mixer.odm, .aioli, .skillit, .ado) hold the rest.
-    "odm": {"report": "final"},  # ODM trains on its bandit's mixture as it goes; its last one is the learned one
-    "aioli": {"eta_alpha": 1.0},  # full SlimPajama setting: eta 1 (sweeps 2, one_hot_factor 0.75, ema 0.1)
-    "skillit": {"eta_alpha": 0.2},  # eta 0.2, window 3
-    "ado": {"initial": "natural", "report": "final"},  # mu, the natural mixture, is ADO's start and prior
+    "odm": {"report": "final", "sampling": "resample"},  # ODM trains on its bandit's mixture as it goes; its last one is the learned one
+    "aioli": {"eta_alpha": 1.0, "sampling": "resample"},  # full SlimPajama setting: eta 1 (sweeps 2, one_hot_factor 0.75, ema 0.1)
+    "skillit": {"eta_alpha": 0.2, "sampling": "resample"},  # eta 0.2, window 3
+    "ado": {"initial": "natural", "report": "final", "sampling": "resample"},  # mu, the natural mixture, is ADO's start and prior
 }
 
 

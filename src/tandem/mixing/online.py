@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tandem.data.sampler import Batch, token_shares
+from tandem.data.sampler import Batch, row_shares, token_shares
+from tandem.errors import InputError
 from tandem.mixing import peers
 from tandem.mixing.loop import EpisodeRecord
 
@@ -41,13 +42,13 @@ class Context:
     scratch: object | None = None  # a second model of the proxy's size (Skill-It's graph), or None
     steps: int = 0  # proxy-sized optimizer steps taken, probes and graph steps included
 
-    def train(self, alpha: np.ndarray, steps: int = 1, model=None) -> list:
-        """`steps` optimizer steps on batches drawn at `alpha`; per step, the meter of per-domain training losses
-        and token counts measured during it."""
+    def train(self, alpha: np.ndarray, steps: int = 1, model=None, rows: bool = False) -> list:
+        """`steps` optimizer steps on batches drawn at `alpha` (a mixture of supervised tokens; rows=True: shares of
+        rows); per step, the meter of per-domain training losses and token counts measured during it."""
         model = model or self.proxy
         out = []
         for _ in range(steps):
-            out.append(model.step([self.problem.train_part(np.asarray(alpha, dtype=np.float64))]))
+            out.append(model.step([self.problem.train_part(np.asarray(alpha, dtype=np.float64), rows=rows)]))
             self.steps += 1
         return out
 
@@ -83,33 +84,39 @@ class ODM(Policy):
     """EXP3 over domains (Albalak et al. 2023, Algorithm 1): each step is made of `groups` single-domain groups, each
     domain drawn from the bandit's probabilities; every domain in the step is credited its training loss divided by
     its probability, folded into a moving average; the probabilities are (1 - K eps_t) softmax(eps_{t-1} R) + eps_t.
-    t counts steps from the start of training, warm-up included, as ODM's code does."""
+    t counts steps from the start of training, warm-up included, as ODM's code does. The bandit's probabilities are
+    over groups (rows); the mixture it reports is their share of supervised tokens (tandem.data.sampler)."""
 
     def __init__(self, mc, num_domains, alpha0):
         super().__init__(mc, num_domains, alpha0)
         self.rewards = np.zeros(num_domains)
+        self.pi: np.ndarray | None = None
+
+    def start(self, ctx, alpha):
+        self.pi = row_shares(alpha, ctx.problem.train.tokens_per_row)
+        return alpha
 
     def round(self, ctx, alpha, t):
+        per_row = ctx.problem.train.tokens_per_row
         batch = ctx.problem.batch_size
         g = min(self.mc.odm.groups, batch)
-        picks = ctx.rng.choice(self.m, size=g, p=alpha / alpha.sum())
+        picks = ctx.rng.choice(self.m, size=g, p=self.pi / self.pi.sum())
         rows = np.full(g, batch // g)
         rows[: batch % g] += 1
         counts = np.bincount(picks, weights=rows, minlength=self.m)
-        # the mixture of supervised tokens that draws exactly these rows (tandem.data.sampler.row_shares)
-        meter = ctx.train(token_shares(counts / batch, ctx.problem.train.tokens_per_row))[0]
+        meter = ctx.train(counts / batch, rows=True)[0]
         observed = np.where(counts > 0, meter.losses(), np.nan)
-        self.rewards = peers.odm_rewards(self.rewards, observed, alpha, self.mc.odm.smoothing)
-        step = self.mc.warmup_steps + t + 1
-        eps_prev = 1.0 / self.m if step == 1 else peers.odm_epsilon(self.m, step - 1)
-        new = peers.odm_probabilities(self.rewards, eps_prev, peers.odm_epsilon(self.m, step))
-        return new, self.rewards.copy(), observed
+        self.rewards = peers.odm_rewards(self.rewards, observed, self.pi, self.mc.odm.smoothing)
+        step = self.mc.warmup_steps + t + 1  # steps taken; the new probabilities serve step + 1
+        self.pi = peers.odm_probabilities(self.rewards, peers.odm_epsilon(self.m, step), peers.odm_epsilon(self.m, step + 1))
+        return token_shares(self.pi, per_row), self.rewards.copy(), observed
 
     def state_dict(self):
-        return {"rewards": self.rewards.tolist()}
+        return {"rewards": self.rewards.tolist(), "pi": None if self.pi is None else self.pi.tolist()}
 
     def load_state_dict(self, state):
         self.rewards = np.array(state["rewards"], dtype=np.float64)
+        self.pi = None if state["pi"] is None else np.array(state["pi"], dtype=np.float64)
 
 
 class SkillIt(Policy):
@@ -161,6 +168,9 @@ class Aioli(Policy):
 
     def __init__(self, mc, num_domains, alpha0):
         super().__init__(mc, num_domains, alpha0)
+        if num_domains > 1 and abs(mc.aioli.one_hot_factor - 1.0 / num_domains) < 1e-9:
+            raise InputError(f"mixer.aioli.one_hot_factor: {mc.aioli.one_hot_factor} = 1/M makes every probe "
+                             f"mixture uniform, so A cannot be unmixed; use a larger value (published: 0.75)")
         self.A: np.ndarray | None = None
 
     def round(self, ctx, alpha, t):
@@ -220,7 +230,8 @@ class ADO(Policy):
         self.losses.append(loss.tolist())
         self.n.append(float(step * ctx.problem.batch_size))
         self.history = ad.history_decay * self.history + (1.0 - ad.history_decay) * counts / counts.sum()
-        if step >= ad.warmup_steps and (self.params is None or step % ad.fit_interval == 0):
+        seen = len(self.losses)  # recorded steps (the proxy's warm-up records none)
+        if seen >= ad.warmup_steps and (self.params is None or seen % ad.fit_interval == 0):
             self.params = peers.ado_fit_all(np.array(self.n), np.array(self.losses))
         if self.params is None:
             return np.asarray(alpha, dtype=np.float64), np.zeros(self.m), loss
@@ -252,6 +263,19 @@ def round_steps(mc, num_domains: int) -> int:
     return mc.aioli.sweeps * num_domains * mc.probe_steps + mc.free_steps  # aioli
 
 
+def schedule_steps(mc, num_domains: int) -> int:
+    """The proxy's own optimizer steps (its learning-rate schedule's length): warm-up and rounds; Skill-It's graph
+    steps are taken by a copy."""
+    return mc.warmup_steps + mc.episodes * round_steps(mc, num_domains)
+
+
+def checkpoint_every(mc, num_domains: int) -> int:
+    """Rounds between checkpoints: mixer.checkpoint_interval, times 20 for the methods whose round is one step
+    (ODM, ADO), so saving does not dominate their run."""
+    k = mc.checkpoint_interval
+    return k * 20 if round_steps(mc, num_domains) == 1 else k
+
+
 def proxy_steps(mc, num_domains: int) -> int:
     """All proxy-sized optimizer steps of a run: warm-up, one-time work (Skill-It's graph) and the rounds."""
     once = num_domains * mc.skillit.graph_steps if mc.method == "skillit" and mc.skillit.graph is None else 0
@@ -261,7 +285,7 @@ def proxy_steps(mc, num_domains: int) -> int:
 def fixed_valid_sets(problem, eval_sequences: int) -> list[Batch]:
     """eval_sequences validation windows of every target domain, drawn once from the problem's validation stream."""
     k = len(problem.valid_ids)
-    b = problem.valid.sample(np.full(k, 1.0 / k), eval_sequences * k)
+    b = problem.valid.sample(np.full(k, 1.0 / k), eval_sequences * k, rows=True)
     import torch
 
     return Batch(b.x, b.y, torch.from_numpy(problem.valid_ids)[b.domain]).split(problem.batch_size)

@@ -16,6 +16,7 @@ import torch
 
 from tandem.config import Config
 from tandem.data.cache import PreparedData, natural_weights
+from tandem.errors import InputError
 from tandem.io import write_json, write_text
 from tandem.tracking import append_metrics
 from tandem.mixing import methods, online
@@ -298,7 +299,10 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
     device = setup_torch(cfg.train)
     names = data.domains
     batch_size = mc.batch_size or cfg.train.batch_size
-    total = online.proxy_steps(mc, len(names))
+    if mc.sampling == "reweight":
+        raise InputError(f"mixer.sampling: {mc.method} draws its batches by its mixture; sampling=reweight applies "
+                         f"to the loop methods only")
+    total = online.schedule_steps(mc, len(names))
     oc = twin_optim_config(cfg, total)
     compile_ = cfg.train.compile if mc.compile is None else mc.compile
     fsdp = cfg.train.fsdp if mc.fsdp is None else mc.fsdp
@@ -307,7 +311,7 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
     proxy = build()
     refuse_nonfinite_updates(proxy, "proxy")
     scratch = build() if mc.method == "skillit" and mc.skillit.graph is None else None
-    problem = LMProblem(cfg, data, batch_size)
+    problem = LMProblem(cfg, data, batch_size, horizon_rows=total * batch_size)
     natural = natural_weights(data)
     prior = np.array([natural[d] for d in names])
     alpha0 = methods.initial_weights(mc, names, natural)
@@ -355,11 +359,13 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
         alpha = np.asarray(a, dtype=np.float64)
         append_metrics(metrics_path, _record_to_json(rec, names), cfg.train.report_to)
         bar.update(1)
-        if mc.checkpoint_interval and (t + 1) % mc.checkpoint_interval == 0:
+        if mc.checkpoint_interval and (t + 1) % online.checkpoint_every(mc, len(names)) == 0:
             checkpoint()
 
     alpha = online.run_online(policy, ctx, alpha, mc.episodes, len(history), history, on_round)
     bar.close()
+    if mc.checkpoint_interval:
+        checkpoint()
     wall = time.perf_counter() - t0
     average = np.mean([r.alpha for r in history], axis=0) if history else alpha
     learned = average if mc.report == "average" else alpha
