@@ -117,11 +117,19 @@ def _split_of_documents(docs: list[str], fractions: dict[str, float], seed: int,
     return {s: [docs[i] for i in idx] for s, idx in _split_indices(len(docs), fractions, seed, domain).items()}
 
 
-def _stream_split(read, paths, fractions: dict[str, float], seed: int, domain: str, split: str) -> Iterator:
-    """The documents of one split of a source, streamed: a first pass counts the documents, a second yields those
-    the seeded split gives `split` (the same documents, in the same order, as _split_of_documents), so memory does
-    not grow with the source (a bit per document)."""
-    n = sum(1 for _ in read(paths, None))
+_COUNTS: dict[tuple, int] = {}  # documents per (sources, their fingerprint, filter): counted once per process
+
+
+def _stream_split(read, paths, fractions: dict[str, float], seed: int, domain: str, split: str,
+                  count_key: tuple | None = None) -> Iterator:
+    """The documents of one split of a source, streamed: a first pass counts the documents (once for all three
+    splits), a second yields those the seeded split gives `split` (the same documents, in the same order, as
+    _split_of_documents), so memory does not grow with the source (a bit per document)."""
+    n = _COUNTS.get(count_key) if count_key is not None else None
+    if n is None:
+        n = sum(1 for _ in read(paths, None))
+        if count_key is not None:
+            _COUNTS[count_key] = n
     keep = np.zeros(n, dtype=bool)
     keep[_split_indices(n, fractions, seed, domain)[split]] = True
     for i, doc in enumerate(read(paths, None)):
@@ -165,7 +173,9 @@ def _documents(ds: DomainSplits, split: str, cfg: Config) -> Iterator | list | N
             return None  # a split given no fraction is absent, like an omitted train/valid/test file
         if ds.spec.kind == "sft":
             return _split_of_documents(list(read(ds.paths[split], None)), ds.spec.split, cfg.seed, ds.name)[split]
-        return _stream_split(read, ds.paths[split], ds.spec.split, cfg.seed, ds.name, split)
+        key = (tuple(map(str, ds.paths[split])), ds.fingerprint[split], json.dumps(ds.spec.where, sort_keys=True),
+               ds.spec.format, field_name)
+        return _stream_split(read, ds.paths[split], ds.spec.split, cfg.seed, ds.name, split, key)
     if not ds.paths[split]:
         return None
     docs = read(ds.paths[split], split)
