@@ -188,6 +188,9 @@ class TrainConfig(_Section):
     beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2.")
     grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this value (0 = off).")
     log_interval: int = Field(10, ge=1, description="Steps between metrics.jsonl records.")
+    eval_interval: int = Field(0, ge=0, description="Steps between evaluations of the target on every domain's "
+                               "valid split during training (at most eval.max_tokens per domain), recorded in "
+                               "metrics.jsonl as `valid_loss` and plotted in training.png (0 = off).")
     checkpoint_interval: int = Field(0, ge=0, description="Steps between checkpoints (0 = only at the end).")
     device: str = Field("auto", description="`auto` (cuda if available), `cpu`, `cuda`, `cuda:1`, ...")
 

@@ -155,3 +155,18 @@ def test_resume_with_other_weights_is_refused(shared_cfg, base, tmp_path, capsys
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "checkpoint was trained on weights" in err and "another --out" in err
     assert (out / "checkpoint" / "model.safetensors").read_bytes() == before
+
+
+def test_periodic_validation_is_logged_plotted_and_leaves_training_unchanged(shared_cfg, base, tmp_path):
+    """train.eval_interval: the valid loss of every domain every N steps in metrics.jsonl and training.png, from
+    deterministic windows: the weights are exactly those of the same run without it."""
+    out = tmp_path / "run"
+    rc = main(["train", str(shared_cfg), "--out", str(out), *RUN, "--set", "train.eval_interval=8"])
+    assert rc == 0
+    recs = read_metrics(out / "metrics.jsonl")
+    valid = [r for r in recs if "valid_loss" in r]
+    assert [r["step"] for r in valid] == [8, 16]
+    ev = json.loads((out / "eval.json").read_text())
+    assert valid[-1]["valid_loss"] == pytest.approx(ev["valid_loss"]["per_domain"], rel=1e-6)
+    assert (out / "training.png").is_file()
+    assert _same_weights(base, out)

@@ -19,6 +19,25 @@ def _log(quiet: bool):
     return (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
 
 
+def _plot_training(out) -> None:
+    """OUT/training.png: the target's training (and periodic validation) curves from OUT/metrics.jsonl."""
+    import json
+
+    path = out / "metrics.jsonl"
+    if not path.is_file():
+        return
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    if records:
+        from tandem.report.plots import plot_training
+
+        plot_training(records, out / "training.png")
+
+
 def _set_special_ids(folder, tok) -> None:
     """The saved GPT's config.json learns the tokenizer's eos (and pad) id, so `generate` stops where tandem does."""
     import json
@@ -78,6 +97,7 @@ def train_and_evaluate(cfg, data, weights: dict, out: Path, resume: bool, quiet:
         save_model(outcome.model, out / "model", extra=_model_meta(cfg, data))
         data.tokenizer.save_pretrained(out / "model", cfg.train.seq_len)
         _set_special_ids(out / "model", data.tokenizer)
+        _plot_training(out)
     result = evaluate(outcome.model, data, cfg.train.seq_len, cfg.eval.max_tokens, cfg.eval.batch_size,
                       outcome.learner.device, cfg.train.precision)
     ev = {

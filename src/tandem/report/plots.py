@@ -102,3 +102,25 @@ def plot_trajectories_grid(trajectories: dict[str, tuple[list[int], np.ndarray]]
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
+
+
+def plot_training(records: list[dict], path: Path, title: str = "target training") -> None:
+    """The target's training loss over steps, and its validation loss per domain where train.eval_interval
+    recorded it."""
+    plt = _plt()
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    valid = [r for r in records if "valid_loss" in r]
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    if train:
+        ax.plot(*zip(*train), color="black", lw=1.2, label="train (batch)")
+    if valid:
+        steps = [r["step"] for r in valid]
+        for d in valid[0]["valid_loss"]:
+            ax.plot(steps, [r["valid_loss"].get(d) for r in valid], lw=1.2, marker="o", ms=3, label=f"valid {d}")
+    ax.set_xlabel("target step")
+    ax.set_ylabel("loss (nats per token)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)

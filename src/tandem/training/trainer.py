@@ -171,6 +171,15 @@ def train(
                 "epochs": {d: float(e) for d, e in zip(names, sampler.epochs())},
             }, tc.report_to)
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}")
+        if tc.eval_interval and (step % tc.eval_interval == 0 or step == tc.steps):
+            # Periodic validation: deterministic windows, no sampler or RNG touched, so a resumed run is unchanged.
+            from tandem.evaluation.evaluate import domain_split_losses
+
+            per, _ = domain_split_losses(learner.full_module(), data.split_arrays("valid"), tc.seq_len,
+                                         cfg.eval.max_tokens, cfg.eval.batch_size, learner.device, tc.precision)
+            append_metrics(metrics_path, {"step": step, "valid_loss": {d: (None if np.isnan(v) else float(v))
+                                                                        for d, v in zip(names, per)},
+                                          "valid_average": float(np.nanmean(per))}, tc.report_to)
         bar.update(1)
         if tc.checkpoint_interval and step % tc.checkpoint_interval == 0 and step < tc.steps:
             checkpoint()
