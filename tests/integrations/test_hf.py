@@ -90,3 +90,64 @@ def test_outputs_match_tandem_optimize_and_export(trained, cli):
     assert probs == pytest.approx([x / sum(raw) for x in raw])  # per document: weights over rows per document
     rc, text, _ = cli("export", out, "--format", "datasets", "--order", "prose,docs,code")
     assert rc == 0 and json.loads(text)["probabilities"] == pytest.approx(probs)
+
+
+def _run(cfg, data, out, stop_at=None, resume=None):
+    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
+
+    from tandem.integrations.hf import MixtureDataset, TandemCallback
+
+    class Stop(TrainerCallback):
+        first_step = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if self.first_step is None:
+                self.first_step = state.global_step
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if stop_at is not None and state.global_step == stop_at:
+                raise KeyboardInterrupt
+
+    dataset = MixtureDataset(data, cfg.train.seq_len, seed=cfg.seed, draw_size=BATCH)
+    callback = TandemCallback(cfg, data, dataset, out_dir=out / "tandem")
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=data.vocab_size, n_positions=cfg.train.seq_len, n_embd=32,
+                                       n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0))
+    args = TrainingArguments(output_dir=str(out / "trainer"), max_steps=STEPS, per_device_train_batch_size=BATCH,
+                             learning_rate=3e-3, logging_strategy="no", save_strategy="steps", save_steps=9,
+                             report_to="none", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0)
+    stop = Stop()
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, callbacks=[callback, stop])
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.first_step = stop.first_step
+    return callback, trainer
+
+
+def test_callback_resumes_from_a_trainer_checkpoint_exactly(shared_cfg, tmp_path):
+    """Killed after the checkpoint of step 9 (mid-probe: the twin's state is saved too) and resumed from it, the
+    Trainer run continues the same mixture trajectory and ends with the same model as the uninterrupted run."""
+    torch.set_num_threads(1)
+    cfg = load_config(shared_cfg, [f"mixer.episodes={EPISODES}", f"mixer.probe_steps={K}", f"mixer.free_steps={E}",
+                                   "mixer.update=eg", "mixer.eta_alpha=30", "mixer.eval_sequences=4"])
+    data = prepare_data(cfg)
+    full, trainer_full = _run(cfg, data, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        _run(cfg, data, tmp_path / "cut", stop_at=11)
+    ck = tmp_path / "cut" / "trainer" / "checkpoint-9"
+    assert (ck / "tandem_callback.json").is_file() and (ck / "tandem_reference.safetensors").is_file()
+    resumed, trainer_resumed = _run(cfg, data, tmp_path / "cut", resume=str(ck))
+    assert trainer_resumed.first_step == 9  # it did resume: training went on from the checkpoint's step
+    assert len(resumed.state.history) == len(full.state.history) == EPISODES
+    for a, b in zip(resumed.state.history, full.state.history):
+        assert a.step == b.step
+        np.testing.assert_allclose(a.alpha, b.alpha, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(a.delta, b.delta, rtol=0, atol=1e-12)
+    for p, q in zip(trainer_resumed.model.parameters(), trainer_full.model.parameters()):
+        assert torch.equal(p, q)
+    assert len((tmp_path / "cut" / "tandem" / "metrics.jsonl").read_text().splitlines()) == EPISODES
+    # a checkpoint without the callback's state is refused in one line, not silently restarted at uniform
+    from tandem.errors import InputError
+
+    (ck / "tandem_callback.json").unlink()
+    with pytest.raises(InputError, match="no TandemCallback state"):
+        _run(cfg, data, tmp_path / "cut", resume=str(ck))

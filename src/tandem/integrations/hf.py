@@ -24,7 +24,9 @@ drawn from the same mixture but are not the proxy's rows (in `tandem optimize` t
 
 from __future__ import annotations
 
+import collections
 import copy
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,6 +69,11 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         self.draws: list[tuple[np.ndarray, np.ndarray]] = []
         self._weights = torch.full((len(self.names),), 1.0 / len(self.names), dtype=torch.float64).share_memory_()
         self._sampler: MixtureSampler | None = None
+        # For resuming (main process, num_workers=0): the sampler's state and the weights before each recent draw,
+        # so a checkpoint can record where the Trainer's consumed rows end, whatever the loader prefetched.
+        self._draws_done = 0
+        self._before: collections.deque = collections.deque(maxlen=64)
+        self._resume: dict | None = None
         if weights is not None:
             self.set_weights(weights)
 
@@ -87,6 +94,20 @@ class MixtureDataset(torch.utils.data.IterableDataset):
                              f"with a positive sum, got {w}")
         self._weights.copy_(torch.from_numpy(w / w.sum()))
 
+    def state_at(self, rows: int) -> dict:
+        """Where the stream stood after its first `rows` rows: the draw they end in, the sampler's state and the
+        weights before that draw, and how many of its rows were used (for TandemCallback's checkpoints)."""
+        draw, offset = divmod(rows, self.draw_size)
+        for d, state, w in self._before:
+            if d == draw:
+                return {"draw": draw, "offset": offset, "sampler": state, "weights": w.tolist()}
+        raise RuntimeError(f"MixtureDataset: draw {draw} is no longer remembered (last {len(self._before)} kept)")
+
+    def resume_from(self, state: dict, skipped_rows: int) -> None:
+        """Continue the stream exactly where `state` (from state_at) left it; the first `skipped_rows` rows the
+        Trainer discards while it skips the batches it already trained on are placeholders."""
+        self._resume = {**state, "skip": int(skipped_rows)}
+
     def __iter__(self):
         if self._sampler is None:
             info = torch.utils.data.get_worker_info()
@@ -94,14 +115,31 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             # The sampler persists across iter() calls so a restarted epoch continues the stream, not repeats it.
             self._sampler = MixtureSampler(self.arrays, self.seq_len, self.seed + 7_777 * (worker + 1), self.names)
         sampler = self._sampler
+        first_weights, offset = None, 0
+        if self._resume is not None:
+            r, self._resume = self._resume, None
+            blank = torch.zeros(self.seq_len, dtype=torch.int64)
+            for _ in range(r["skip"]):  # discarded by the Trainer's skip of the batches already trained on
+                yield {"input_ids": blank, "labels": blank.clone()}
+            sampler.load_state_dict(r["sampler"])
+            self._draws_done = r["draw"]
+            first_weights, offset = np.asarray(r["weights"], dtype=np.float64), r["offset"]
         while True:
-            w = self._weights.numpy().copy()
+            w = self._weights.numpy().copy() if first_weights is None else first_weights
+            first_weights = None
+            self._before.append((self._draws_done, sampler.state_dict(), w))
             batch = sampler.sample(w, self.draw_size)
+            self._draws_done += 1
             if self.record_draws:
                 self.draws.append((w, np.bincount(batch.domain.numpy(), minlength=len(self.names))))
-            for row in batch.x:
+            for row in batch.x[offset:]:
                 # Hugging Face causal LMs shift the labels themselves.
                 yield {"input_ids": row, "labels": row.clone()}
+            offset = 0
+
+
+def _is_main(args) -> bool:
+    return getattr(args, "process_index", 0) == 0
 
 
 def _adam_moments(optimizer) -> torch.optim.Optimizer | None:
@@ -175,9 +213,67 @@ class TandemCallback(TrainerCallback):
         self.proxy = Learner(HFCausalLM(model), oc, len(self.names), device, precision)
         self.reference = Learner(HFCausalLM(copy.deepcopy(model)), oc, len(self.names), device, precision)
         self._model = model
-        if self.out_dir is not None:
+        if state.global_step > 0:
+            self._restore(args, state)
+        elif self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
+
+    def on_save(self, args, state, control, **kwargs):
+        """Beside the Trainer's checkpoint: the mixture, its history, the samplers (the dataset's at the rows the
+        Trainer has consumed, whatever its loader prefetched) and, mid-probe, the reference twin; so that
+        `trainer.train(resume_from_checkpoint=...)` continues the trajectory exactly."""
+        from safetensors.torch import save_file
+
+        from tandem.io import atomic_path, write_json
+        from tandem.mixing.optimize import _record_to_json
+
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if not folder.is_dir() or not _is_main(args):
+            return
+        rows = state.global_step * args.gradient_accumulation_steps * args.per_device_train_batch_size
+        st = {"global_step": state.global_step, "alpha": self.state.alpha.tolist(), "episode": self.state.episode,
+              "warmed_up": self.state.warmed_up, "history": [_record_to_json(r, self.names) for r in self.state.history],
+              "probe_left": self._probe_left, "reference_failed": self._reference_failed,
+              "problem": self.problem.state_dict(), "dataset": self.dataset.state_at(rows)}
+        if self._probe_left > 0:  # mid-probe: the twin's own parameters, moments, learning rate and clock
+            ref = self.reference
+            with atomic_path(folder / "tandem_reference.safetensors") as tmp:
+                # clones: tied weights (an embedding shared with the output layer) are stored once per name
+                save_file({k: v.detach().clone().contiguous() for k, v in ref.module.state_dict().items()}, str(tmp))
+            with atomic_path(folder / "tandem_reference_opt.pt") as tmp:
+                torch.save(ref.optimizer.state_dict(), tmp)
+            st["reference"] = {"lr": ref.oc.lr, "step": ref.step_count}
+        write_json(folder / "tandem_callback.json", st)
+
+    def _restore(self, args, state) -> None:
+        from safetensors.torch import load_file
+
+        from tandem.mixing.optimize import _record_from_json
+        from tandem.training.trainer import truncate_metrics
+
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        path = folder / "tandem_callback.json"
+        if not path.is_file():
+            raise InputError(f"{path}: the Trainer resumed at step {state.global_step} but this checkpoint has no "
+                             f"TandemCallback state (save it with the callback attached, or start over)")
+        st = json.loads(path.read_text(encoding="utf-8"))
+        self.state = LoopState(alpha=np.array(st["alpha"]), episode=st["episode"], warmed_up=st["warmed_up"],
+                               history=[_record_from_json(h, self.names) for h in st["history"]])
+        self._probe_left, self._reference_failed = st["probe_left"], st["reference_failed"]
+        self.problem.load_state_dict(st["problem"])
+        self.dataset.set_weights(self.state.alpha)
+        skipped = (0 if args.ignore_data_skip
+                   else state.global_step * args.gradient_accumulation_steps * args.per_device_train_batch_size)
+        self.dataset.resume_from(st["dataset"], skipped)
+        if "reference" in st:
+            ref = self.reference
+            ref.module.load_state_dict(load_file(str(folder / "tandem_reference.safetensors")))
+            ref.optimizer.load_state_dict(torch.load(folder / "tandem_reference_opt.pt", weights_only=True))
+            ref.oc = replace(ref.oc, lr=st["reference"]["lr"])
+            ref.step_count = st["reference"]["step"]
+        if self.out_dir is not None and (self.out_dir / "metrics.jsonl").is_file():
+            truncate_metrics(self.out_dir / "metrics.jsonl", self.state.episode - 1, key="episode")
 
     def on_step_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
         spec = self.spec
