@@ -151,3 +151,20 @@ def test_callback_resumes_from_a_trainer_checkpoint_exactly(shared_cfg, tmp_path
     (ck / "tandem_callback.json").unlink()
     with pytest.raises(InputError, match="no TandemCallback state"):
         _run(cfg, data, tmp_path / "cut", resume=str(ck))
+
+
+def test_callback_runs_doge_and_refuses_methods_it_cannot_run(shared_cfg, tmp_path):
+    from tandem.errors import InputError
+    from tandem.integrations.hf import MixtureDataset, TandemCallback
+
+    torch.set_num_threads(1)
+    cfg = load_config(shared_cfg, ["mixer.method=doge", "mixer.episodes=4", "mixer.eval_sequences=4"])
+    data = prepare_data(cfg)
+    callback, trainer = _run(cfg, data, tmp_path / "doge")
+    assert len(callback.state.history) == 4
+    assert all(np.all(r.delta <= 0) for r in callback.state.history)  # DoGE's score is clipped at 0
+    assert np.abs(callback.state.alpha - 1 / 3).max() > 1e-6
+    dataset = MixtureDataset(data, cfg.train.seq_len)
+    for method in ("doremi", "odm"):
+        with pytest.raises(InputError, match="twin methods"):
+            TandemCallback(load_config(shared_cfg, [f"mixer.method={method}"]), data, dataset)

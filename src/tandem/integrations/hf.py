@@ -138,6 +138,16 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             offset = 0
 
 
+class _Recorded:
+    """Per-domain losses measured earlier on given held sets, answered as a model would (for measure_delta)."""
+
+    def __init__(self, sets: list, losses: list[np.ndarray]):
+        self._by_id = {id(h): loss for h, loss in zip(sets, losses)}
+
+    def domain_losses(self, held) -> np.ndarray:
+        return self._by_id[id(held)]
+
+
 def _is_main(args) -> bool:
     return getattr(args, "process_index", 0) == 0
 
@@ -156,8 +166,10 @@ class TandemCallback(TrainerCallback):
 
     def __init__(self, cfg: Config, data: PreparedData, dataset: MixtureDataset, out_dir: str | Path | None = None):
         mc = methods.effective(cfg.mixer)
-        if mc.method != "tandem":
-            raise InputError(f"mixer.method: the Trainer callback runs tandem, got {mc.method!r}")
+        if mc.method not in ("tandem", "doge"):
+            raise InputError(f"mixer.method: the Trainer callback runs the twin methods tandem and doge (DoReMi needs "
+                             f"a reference trained beforehand; the online peers run in `tandem optimize`), got "
+                             f"{mc.method!r}")
         if dataset.names != list(data.domains) or dataset.seq_len != cfg.train.seq_len:
             raise InputError(f"TandemCallback: the dataset must draw the config's domains {data.domains} with "
                              f"train.seq_len={cfg.train.seq_len} tokens per row")
@@ -174,6 +186,7 @@ class TandemCallback(TrainerCallback):
         self._probe_left = 0
         self._reference_failed = False
         self._model = None
+        self._held, self._base = None, None  # DoGE: the held sets and the losses of the model the probe started from
 
     @property
     def weights(self) -> dict[str, float]:
@@ -284,6 +297,13 @@ class TandemCallback(TrainerCallback):
             if spec.sync or self.state.episode == 0:
                 self._sync(optimizer, lr_scheduler, state.global_step)
             self._probe_left = spec.probe_steps
+            if spec.reference == "valid":
+                # DoGE compares the twin after its validation step with the model it started from; the Trainer's
+                # model moves on during the probe, so the starting point's losses are taken now, on the held
+                # batches the comparison will use.
+                self._held = self.problem.held_batches()
+                self._base = [self.reference.domain_losses(h) for h in self._held]
+                self._model.train()
             self._reference_failed = False
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -292,10 +312,11 @@ class TandemCallback(TrainerCallback):
         spec, problem = self.spec, self.problem
         # The Trainer draws the proxy's rows itself, so here the reference's train rows are a fresh draw from the
         # same mixture (not the proxy's own rows, as in `tandem optimize`): Delta is noisier through the callback.
-        part = problem.train_part(self.state.alpha)
+        # tandem: the twin steps on train rows and validation rows; doge: a plain step on validation rows alone
+        parts = [problem.train_part(self.state.alpha)] if spec.reference == "twin" else []
         if not self._reference_failed:
             try:
-                self.reference.step([part], valid=[problem.valid_part()], valid_scale=1.0 / spec.gamma)
+                self.reference.step(parts, valid=[problem.valid_part()], valid_scale=1.0 / spec.gamma)
             except FloatingPointError:
                 if spec.on_nonfinite == "stop":
                     raise
@@ -312,7 +333,7 @@ class TandemCallback(TrainerCallback):
 
         average = self.state.average
         recommended = average if self.mc.report == "average" else self.state.alpha
-        write_weights(self.out_dir, self.names, self.state.alpha, average, recommended, "tandem", {
+        write_weights(self.out_dir, self.names, self.state.alpha, average, recommended, self.mc.method, {
             "target": {d: float(x) for d, x in zip(self.names, target_weights(self.mc.target, self.names))},
             "episodes": self.state.episode, "probe_steps": self.spec.probe_steps, "free_steps": self.spec.free_steps,
             "gamma": self.spec.gamma, "eta_alpha": self.spec.eta_alpha, "update": self.spec.update,
@@ -325,7 +346,7 @@ class TandemCallback(TrainerCallback):
 
             h = self.state.history
             plot_trajectories([r.step for r in h], np.stack([r.alpha for r in h]), self.names,
-                              self.out_dir / "weights.png", title="tandem (Trainer callback): domain weights",
+                              self.out_dir / "weights.png", title=f"{self.mc.method} (Trainer callback): domain weights",
                               distance=[max(r.distance, 1e-12) for r in h])
 
     # --- the twin ---------------------------------------------------------------------------------------------
@@ -353,7 +374,11 @@ class TandemCallback(TrainerCallback):
 
     def _update(self, step: int) -> None:
         spec = self.spec
-        delta, delta_se, lu, lw = measure_delta(spec, self.problem.held_batches(), self.proxy, self.reference)
+        if spec.reference == "valid":
+            held, start = self._held, _Recorded(self._held, self._base)
+        else:
+            held, start = self.problem.held_batches(), self.proxy
+        delta, delta_se, lu, lw = measure_delta(spec, held, start, self.reference)
         self._model.train()  # domain_losses leaves the model in eval mode
         if self._reference_failed:
             delta = np.full_like(delta, np.nan)
