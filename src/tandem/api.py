@@ -34,7 +34,7 @@ def optimize(config: ConfigLike, out: Union[str, Path], overrides: list[str] | N
     from tandem.mixing.optimize import optimize as run
     from tandem.runs import claim, release
 
-    from tandem.cli.main import removed_on_input_error
+    from tandem.cli.common import removed_on_input_error
 
     cfg, out = _config(config, overrides), Path(out)
     data = _data(cfg, quiet)
@@ -51,7 +51,7 @@ def train(config: ConfigLike, out: Union[str, Path], weights: Union[str, dict] =
           overrides: list[str] | None = None, resume: bool = False, force: bool = False, quiet: bool = True) -> dict:
     """Stage two (`tandem train`): train `model` on a mixture (a {domain: weight} dict, a weights file, `uniform` or
     `natural`) and evaluate it per domain; returns OUT/eval.json."""
-    from tandem.cli.main import train_and_evaluate
+    from tandem.pipeline import train_and_evaluate
     from tandem.config import check_weights
     from tandem.data.cache import natural_weights
     from tandem.mixing.weights import resolve_weights
@@ -61,7 +61,7 @@ def train(config: ConfigLike, out: Union[str, Path], weights: Union[str, dict] =
     data = _data(cfg, quiet)
     w = (check_weights(weights, data.domains, "weights") if isinstance(weights, dict)
          else resolve_weights(str(weights), data.domains, natural_weights(data)))
-    from tandem.cli.main import removed_on_input_error
+    from tandem.cli.common import removed_on_input_error
 
     try:
         with removed_on_input_error(out):

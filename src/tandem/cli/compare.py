@@ -60,10 +60,10 @@ def budget_lines(cfg, names_m: list[str], plans: list, num_domains: int) -> list
 
 
 def cmd_compare(args) -> int:
-    from tandem.cli.main import _load, _log
+    from tandem.cli.common import load, log_to
     from tandem.io import check_writable_dir
 
-    cfg = _load(args)
+    cfg = load(args)
     if cfg.stages is not None:
         # Comparing two-stage runs means pretraining and fine-tuning per method; compare would silently mix the SFT
         # tasks into pretraining instead.
@@ -80,10 +80,10 @@ def cmd_compare(args) -> int:
     m = len(cfg.data.domains or {})
     plans = [(m_, s, method_config(cfg, m_, s, m)) for s in range(args.seeds) for m_ in names_m]  # validates all first
     if unknown:
-        _log(args.quiet)(f"note: methods.{sorted(unknown)} not in --methods; ignored")
+        log_to(args.quiet)(f"note: methods.{sorted(unknown)} not in --methods; ignored")
 
     out = check_writable_dir(args.out)
-    from tandem.cli.main import removed_on_input_error
+    from tandem.cli.common import removed_on_input_error
 
     with removed_on_input_error(out):
         return _compare(args, cfg, out, names_m, plans)
@@ -104,17 +104,17 @@ def _fingerprint(mcfg) -> str:
 
 
 def _compare(args, cfg, out: Path, names_m: list[str], plans: list) -> int:
-    from tandem.cli.main import _log, _prepare, _write_config
+    from tandem.cli.common import log_to, prepare, write_config
     from tandem.cli.mix import _stage_two
     from tandem.io import write_json
     from tandem.mixing.optimize import optimize
     from tandem.report.compare import write_report
 
-    log = _log(args.quiet)
+    log = log_to(args.quiet)
     data_by_seed = {}
     results = []
     out.mkdir(parents=True, exist_ok=True)
-    _write_config(cfg, out)
+    write_config(cfg, out)
     for i, (method, seed, mcfg) in enumerate(plans, 1):
         run_dir = out / "runs" / f"{method}-seed{seed}"
         done = run_dir / "result.json"
@@ -136,7 +136,7 @@ def _compare(args, cfg, out: Path, names_m: list[str], plans: list) -> int:
                 shutil.rmtree(run_dir)
         log(f"[{i}/{len(plans)}] {method} seed {seed}")
         if seed not in data_by_seed:
-            data_by_seed[seed] = _prepare(mcfg, args)
+            data_by_seed[seed] = prepare(mcfg, args)
         data = data_by_seed[seed]
         t0 = time.perf_counter()
         res = optimize(mcfg, data, run_dir / "optimize", resume=True, progress=not args.quiet, log=log)

@@ -6,146 +6,24 @@ Input errors print one line on stderr and exit with code 2; nothing is written f
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from pathlib import Path
 
 from tandem import __version__
+from tandem.cli.common import load, prepare, removed_on_input_error
 from tandem.errors import InputError
-
-
-def _log(quiet: bool):
-    return (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-
-
-def _plot_training(out) -> None:
-    """OUT/training.png: the target's training (and periodic validation) curves from OUT/metrics.jsonl."""
-    import json
-
-    path = out / "metrics.jsonl"
-    if not path.is_file():
-        return
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    if records:
-        from tandem.report.plots import plot_training
-
-        plot_training(records, out / "training.png")
-
-
-def _set_special_ids(folder, tok) -> None:
-    """The saved GPT's config.json learns the tokenizer's eos (and pad) id, so `generate` stops where tandem does."""
-    import json
-
-    from tandem.io import write_json
-
-    path = folder / "config.json"
-    meta = folder / "tandem_model.json"
-    if not path.is_file() or not meta.is_file() or json.loads(meta.read_text()).get("kind") != "gpt":
-        return
-    c = json.loads(path.read_text())
-    c.update({"eos_token_id": tok.eos_id, "pad_token_id": tok.eos_id})
-    write_json(path, c)
-
-
-def _load(args):
-    from tandem.config import load_config
-
-    return load_config(args.config, args.set)
-
-
-def _prepare(cfg, args):
-    from tandem.data.cache import prepare_data
-    from tandem.training.distributed import main_first
-
-    with main_first():  # under torchrun rank 0 fills the token cache, then the other ranks read it
-        return prepare_data(cfg, log=_log(args.quiet), progress=not args.quiet)
+from tandem.pipeline import train_and_evaluate
 
 
 def cmd_prepare(args) -> int:
     from tandem.data.cache import format_table
 
-    cfg = _load(args)
-    data = _prepare(cfg, args)
+    cfg = load(args)
+    data = prepare(cfg, args)
     print(format_table(data))
     print(f"tokenizer: vocab {data.vocab_size}, cache {data.cache_dir}")
     return 0
-
-
-def _model_meta(cfg, data) -> dict:
-    return {"tokenizer_fingerprint": data.tokenizer.fingerprint, "seq_len": cfg.train.seq_len, "domains": data.domains}
-
-
-def train_and_evaluate(cfg, data, weights: dict, out: Path, resume: bool, quiet: bool, model_cfg=None) -> dict:
-    """Stage two: train on `weights`, save the model, evaluate, write eval.json; returns the eval dict."""
-    from tandem.evaluation.evaluate import evaluate
-    from tandem.io import write_json
-    from tandem.mixing.weights import as_array
-    from tandem.models import save_model
-    from tandem.training.trainer import train
-
-    log = _log(quiet)
-    outcome = train(cfg, data, as_array(weights, data.domains), out, model_cfg=model_cfg, resume=resume, progress=not quiet, log=log)
-    from tandem.training.distributed import is_main
-
-    if is_main():
-        save_model(outcome.model, out / "model", extra=_model_meta(cfg, data))
-        data.tokenizer.save_pretrained(out / "model", cfg.train.seq_len)
-        _set_special_ids(out / "model", data.tokenizer)
-        _plot_training(out)
-    result = evaluate(outcome.model, data, cfg.train.seq_len, cfg.eval.max_tokens, cfg.eval.batch_size,
-                      outcome.learner.device, cfg.train.precision)
-    ev = {
-        "test_loss": result["test_loss"],
-        "valid_loss": result["valid_loss"],
-        "tokens_seen": outcome.tokens_seen(data.domains),
-        "epochs": outcome.epochs(data.domains),
-        "weights": weights,
-        "eval_tokens": {"valid": result["valid_tokens"], "test": result["test_tokens"]},
-        "train_wall_time_s": outcome.wall_time,
-        "model_params": sum(p.numel() for p in outcome.model.parameters()),
-    }
-    write_json(out / "eval.json", ev)
-    return ev
-
-
-@contextlib.contextmanager
-def removed_on_input_error(out: Path):
-    """Remove the folders this command creates for `out` if an InputError turns up once work has started (a
-    domain shorter than one sequence, a model the data does not fit), so bad input leaves nothing behind."""
-    created = None  # the outermost folder that does not exist yet
-    if not out.exists():
-        created = out
-        while not created.parent.exists():
-            created = created.parent
-    # In a folder that existed but held no run, the files that claim a run (tandem.runs) must go too, or the
-    # corrected rerun would be refused as a rerun into a used folder.
-    claimed = [] if created is not None or (out / "run.json").exists() else [out / "run.json", out / "config.yaml"]
-    try:
-        yield
-    except InputError:
-        if created is not None:
-            import shutil
-
-            shutil.rmtree(created, ignore_errors=True)
-        for f in claimed:
-            f.unlink(missing_ok=True)
-        raise
-
-
-def _write_config(cfg, out: Path) -> None:
-    import yaml
-
-    from tandem.io import write_text
-
-    from tandem.runs import resolved_dict
-
-    write_text(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
 
 
 def cmd_train(args) -> int:
@@ -153,11 +31,11 @@ def cmd_train(args) -> int:
     from tandem.io import check_writable_dir
     from tandem.mixing.weights import resolve_weights
 
-    cfg = _load(args)
+    cfg = load(args)
     out = check_writable_dir(args.out)
     if args.weights not in ("uniform", "natural"):
         resolve_weights(args.weights, cfg.domain_names)  # validate before any work
-    data = _prepare(cfg, args)
+    data = prepare(cfg, args)
     from tandem.data.cache import natural_weights
 
     weights = resolve_weights(args.weights, data.domains, natural_weights(data))
@@ -177,14 +55,14 @@ def cmd_eval(args) -> int:
     from tandem.models import load_model
     from tandem.training.learner import resolve_device
 
-    cfg = _load(args)
+    cfg = load(args)
     check_writable_file(args.out, "--out")
     model, meta = load_model(args.model)
     block = getattr(getattr(model, "config", None), "block_size", None)
     if isinstance(block, int) and cfg.train.seq_len > block:
         raise InputError(f"{args.model}: the model's context is {block} tokens, shorter than train.seq_len="
                          f"{cfg.train.seq_len}; evaluate with --set train.seq_len={block}")
-    data = _prepare(cfg, args)
+    data = prepare(cfg, args)
     fp = meta.get("tokenizer_fingerprint")
     if fp is not None and fp != data.tokenizer.fingerprint:
         raise InputError(f"{args.model}: the model was trained with a different tokenizer than {args.config} produces")

@@ -19,14 +19,14 @@ def _validate(cfg) -> None:
 
 
 def cmd_optimize(args) -> int:
-    from tandem.cli.main import _load, _log, _prepare, removed_on_input_error
+    from tandem.cli.common import load, log_to, prepare, removed_on_input_error
     from tandem.io import check_writable_dir
     from tandem.mixing.optimize import optimize
 
-    cfg = _load(args)
+    cfg = load(args)
     _validate(cfg)
     out = check_writable_dir(args.out)
-    data = _prepare(cfg, args)
+    data = prepare(cfg, args)
     with removed_on_input_error(out):
         from tandem.runs import claim
 
@@ -36,7 +36,7 @@ def cmd_optimize(args) -> int:
             from tandem.training.stages import stage_one
 
             cfg, data = stage_one(cfg, data)
-        res = optimize(cfg, data, out, resume=args.resume, progress=not args.quiet, log=_log(args.quiet))
+        res = optimize(cfg, data, out, resume=args.resume, progress=not args.quiet, log=log_to(args.quiet))
     print(format_weights({"uniform": {d: 1 / len(res.names) for d in res.names}, cfg.mixer.method: res.as_dict(res.recommended)}))
     for extra in (format_evidence(out / "weights.json"), format_epochs(out / "weights.json")):
         if extra:
@@ -124,7 +124,7 @@ def format_side_by_side(weights: dict[str, dict[str, float]], evals: dict[str, d
 
 def _stage_two(cfg, data, weights: dict, out: Path, args) -> dict:
     """Train and evaluate the target; with --resume a finished stage (eval.json for these weights) is kept."""
-    from tandem.cli.main import train_and_evaluate
+    from tandem.pipeline import train_and_evaluate
     from tandem.evaluation.evaluate import finished_eval
 
     ev = finished_eval(out, weights) if args.resume else None
@@ -132,10 +132,10 @@ def _stage_two(cfg, data, weights: dict, out: Path, args) -> dict:
 
 
 def cmd_run(args) -> int:
-    from tandem.cli.main import _load, _prepare, removed_on_input_error
+    from tandem.cli.common import load, prepare, removed_on_input_error
     from tandem.io import check_writable_dir
 
-    cfg = _load(args)
+    cfg = load(args)
     _validate(cfg)
     out = check_writable_dir(args.out)
     baselines = [b for b in (args.baseline or "").split(",") if b]
@@ -150,13 +150,13 @@ def cmd_run(args) -> int:
     if args.check_seeds and cfg.stages is not None:
         raise InputError(f"{args.config}: stages: --check-seeds scores single-stage mixtures; it does not run on a "
                          f"two-stage config")
-    data = _prepare(cfg, args)
+    data = prepare(cfg, args)
     with removed_on_input_error(out):
         return _run(args, cfg, data, out, baselines)
 
 
 def _run(args, cfg, data, out: Path, baselines: list[str]) -> int:
-    from tandem.cli.main import _log
+    from tandem.cli.common import log_to
     from tandem.io import write_text
     from tandem.mixing.optimize import optimize
     from tandem.runs import claim
@@ -168,7 +168,7 @@ def _run(args, cfg, data, out: Path, baselines: list[str]) -> int:
         print(run_two_stage(cfg, data, out, baselines, args.resume, args.quiet))
         print(f"wrote {out / 'weights.json'}, {out / 'eval.json'}, {out / 'summary.md'} (stage one in {out / 'optimize'})")
         return 0
-    log = _log(args.quiet)
+    log = log_to(args.quiet)
     log(f"stage one: {cfg.mixer.method} on a {cfg.mixer.proxy.preset} proxy")
     res = optimize(cfg, data, out / "optimize", resume=args.resume, progress=not args.quiet, log=log)
     from tandem.training.distributed import is_main
@@ -264,13 +264,13 @@ def _check(cfg, data, res, out: Path, args, log) -> dict:
 def cmd_recommend(args) -> int:
     import numpy as np
 
-    from tandem.cli.main import _load, _prepare, removed_on_input_error
+    from tandem.cli.common import load, prepare, removed_on_input_error
     from tandem.data.cache import natural_weights
     from tandem.io import check_writable_dir, write_json
     from tandem.mixing.recommend import check_candidates, format_check
     from tandem.mixing.weights import as_array, resolve_weights
 
-    cfg = _load(args)
+    cfg = load(args)
     out = check_writable_dir(args.out)
     if cfg.stages is not None:
         raise InputError(f"{args.config}: stages: tandem recommend scores single-stage mixtures; a two-stage "
@@ -293,7 +293,7 @@ def cmd_recommend(args) -> int:
         _, path = split_spec(spec)
         if path not in ("uniform", "natural"):
             resolve_weights(path, cfg.domain_names)
-    data = _prepare(cfg, args)
+    data = prepare(cfg, args)
     natural = natural_weights(data)
     candidates = {}
     for spec in specs:

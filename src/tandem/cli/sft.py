@@ -46,13 +46,13 @@ def _metrics_model(cfg, args, data):
 
 
 def cmd_metrics(args) -> int:
-    from tandem.cli.main import _load, _log, _prepare
+    from tandem.cli.common import load, log_to, prepare
     from tandem.evaluation.evaluate import evaluate
     from tandem.evaluation.generate import evaluate_tasks, format_metrics, metric_domains
     from tandem.io import check_writable_file, write_json
     from tandem.training.learner import resolve_device
 
-    cfg = _load(args)
+    cfg = load(args)
     if not metric_domains(cfg):
         raise InputError(f"{args.config}: no domain declares a metric (data.domains.NAME.metric: accuracy or exact_match_f1)")
     for flag in ("max_new_tokens", "batch_size"):
@@ -61,8 +61,8 @@ def cmd_metrics(args) -> int:
     if args.max_examples is not None and args.max_examples < 1:
         raise InputError(f"--max-examples: expected >= 1, got {args.max_examples}")
     check_writable_file(args.out, "--out")
-    data = _prepare(cfg, args)
-    log = _log(args.quiet)
+    data = prepare(cfg, args)
+    log = log_to(args.quiet)
     model = _metrics_model(cfg, args, data)
     device = resolve_device(cfg.train.device)
     model.to(device)

@@ -1,0 +1,78 @@
+"""Jobs that run whole stages, shared by the CLI and the Python API: stage two (train the target on a mixture,
+save it so Hugging Face loads it, evaluate it per domain)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def _plot_training(out) -> None:
+    """OUT/training.png: the target's training (and periodic validation) curves from OUT/metrics.jsonl."""
+    import json
+
+    path = out / "metrics.jsonl"
+    if not path.is_file():
+        return
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    if records:
+        from tandem.report.plots import plot_training
+
+        plot_training(records, out / "training.png")
+
+
+def _set_special_ids(folder, tok) -> None:
+    """The saved GPT's config.json learns the tokenizer's eos (and pad) id, so `generate` stops where tandem does."""
+    import json
+
+    from tandem.io import write_json
+
+    path = folder / "config.json"
+    meta = folder / "tandem_model.json"
+    if not path.is_file() or not meta.is_file() or json.loads(meta.read_text()).get("kind") != "gpt":
+        return
+    c = json.loads(path.read_text())
+    c.update({"eos_token_id": tok.eos_id, "pad_token_id": tok.eos_id})
+    write_json(path, c)
+
+
+def _model_meta(cfg, data) -> dict:
+    return {"tokenizer_fingerprint": data.tokenizer.fingerprint, "seq_len": cfg.train.seq_len, "domains": data.domains}
+
+
+def train_and_evaluate(cfg, data, weights: dict, out: Path, resume: bool, quiet: bool, model_cfg=None) -> dict:
+    """Stage two: train on `weights`, save the model, evaluate, write eval.json; returns the eval dict."""
+    from tandem.evaluation.evaluate import evaluate
+    from tandem.io import write_json
+    from tandem.mixing.weights import as_array
+    from tandem.models import save_model
+    from tandem.training.trainer import train
+
+    log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    outcome = train(cfg, data, as_array(weights, data.domains), out, model_cfg=model_cfg, resume=resume, progress=not quiet, log=log)
+    from tandem.training.distributed import is_main
+
+    if is_main():
+        save_model(outcome.model, out / "model", extra=_model_meta(cfg, data))
+        data.tokenizer.save_pretrained(out / "model", cfg.train.seq_len)
+        _set_special_ids(out / "model", data.tokenizer)
+        _plot_training(out)
+    result = evaluate(outcome.model, data, cfg.train.seq_len, cfg.eval.max_tokens, cfg.eval.batch_size,
+                      outcome.learner.device, cfg.train.precision)
+    ev = {
+        "test_loss": result["test_loss"],
+        "valid_loss": result["valid_loss"],
+        "tokens_seen": outcome.tokens_seen(data.domains),
+        "epochs": outcome.epochs(data.domains),
+        "weights": weights,
+        "eval_tokens": {"valid": result["valid_tokens"], "test": result["test_tokens"]},
+        "train_wall_time_s": outcome.wall_time,
+        "model_params": sum(p.numel() for p in outcome.model.parameters()),
+    }
+    write_json(out / "eval.json", ev)
+    return ev
