@@ -11,6 +11,10 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import speed
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["paired"]:  # a compare folder against a baseline (benchmarks/paired.py)
+        from benchmarks import paired
+
+        return paired.main(argv[1:])
     if argv[:1] == ["transfer"]:  # its own options (benchmarks/transfer.py)
         from benchmarks import transfer
 

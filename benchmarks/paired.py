@@ -1,0 +1,51 @@
+"""`python -m benchmarks paired RUNS_DIR [--base uniform]`: a compare folder's methods against a baseline, paired over
+seeds, on test and on validation loss, with stage-one tokens and the mean learned weights (Markdown)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def table(folder: Path, base: str = "uniform") -> str:
+    runs = json.loads((folder / "results.json").read_text())["runs"]
+    by = {}
+    for r in runs:
+        by.setdefault(r["method"], {})[r["seed"]] = r
+    seeds = sorted(by[base])
+    domains = list(by[base][seeds[0]]["weights"])
+    lines = ["| method | test loss | test - " + base + " | | valid - " + base + " | stage-one tokens | weights ("
+             + ", ".join(domains) + ") |", "|---|---|---|---|---|---|---|"]
+    for m, rs in by.items():
+        common = [s for s in seeds if s in rs]
+        if not common:
+            continue
+        t = np.array([rs[s]["test_loss"]["average"] for s in common])
+        dt = t - np.array([by[base][s]["test_loss"]["average"] for s in common])
+        dv = (np.array([rs[s]["valid_loss"]["average"] for s in common])
+              - np.array([by[base][s]["valid_loss"]["average"] for s in common]))
+        se = lambda d: d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")  # noqa: E731
+        verdict = ("better" if dt.mean() + 2 * se(dt) < 0 else "worse" if dt.mean() - 2 * se(dt) > 0
+                   else "within noise") if m != base else ""
+        w = ", ".join(f"{np.mean([rs[s]['weights'][d] for s in common]):.3f}" for d in domains)
+        tok = int(np.mean([rs[s]["stage1_tokens"] for s in common]))
+        lines.append(f"| {m} ({len(common)}) | {t.mean():.4f} | {dt.mean():+.4f} ± {se(dt):.4f} | {verdict} | "
+                     f"{dv.mean():+.4f} ± {se(dv):.4f} | {tok:,} | {w} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    base = "uniform"
+    if "--base" in argv:
+        i = argv.index("--base")
+        base = argv[i + 1]
+        argv = argv[:i] + argv[i + 2:]
+    print(table(Path(argv[0]), base))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
