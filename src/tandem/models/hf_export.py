@@ -26,58 +26,40 @@ def gpt2_config(cfg: GPTConfig) -> dict:
     }
 
 
+# (tandem name, GPT-2 name, kind) of every per-layer tensor group: "ln" a LayerNorm, "linear" a Linear/Conv1D.
+LAYER = [("ln1", "ln_1", "ln"), ("attn.qkv", "attn.c_attn", "linear"), ("attn.proj", "attn.c_proj", "linear"),
+         ("ln2", "ln_2", "ln"), ("mlp.0", "mlp.c_fc", "linear"), ("mlp.2", "mlp.c_proj", "linear")]
+
+
+def _pairs(cfg: GPTConfig):
+    """(tandem prefix, GPT-2 prefix, kind) of every tensor group, the final LayerNorm included."""
+    for i in range(cfg.n_layer):
+        for ours, theirs, kind in LAYER:
+            yield f"blocks.{i}.{ours}", f"transformer.h.{i}.{theirs}", kind
+    yield "ln_f", "transformer.ln_f", "ln"
+
+
 def to_gpt2(state: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, torch.Tensor]:
     """tandem GPT state dict -> GPT2LMHeadModel's (the tied output layer stored once, as the input embedding)."""
     out = {"transformer.wte.weight": state["wte.weight"], "transformer.wpe.weight": state["wpe.weight"]}
-
-    def ln(src: str, dst: str) -> None:
-        out[f"{dst}.weight"] = state[f"{src}.weight"]
-        out[f"{dst}.bias"] = state.get(f"{src}.bias", torch.zeros_like(state[f"{src}.weight"]))
-
-    def linear(src: str, dst: str) -> None:
+    for src, dst, kind in _pairs(cfg):
         w = state[f"{src}.weight"]
-        out[f"{dst}.weight"] = w.t().contiguous()
-        out[f"{dst}.bias"] = state.get(f"{src}.bias", torch.zeros(w.shape[0], dtype=w.dtype))
-
-    for i in range(cfg.n_layer):
-        s, d = f"blocks.{i}", f"transformer.h.{i}"
-        ln(f"{s}.ln1", f"{d}.ln_1")
-        linear(f"{s}.attn.qkv", f"{d}.attn.c_attn")
-        linear(f"{s}.attn.proj", f"{d}.attn.c_proj")
-        ln(f"{s}.ln2", f"{d}.ln_2")
-        linear(f"{s}.mlp.0", f"{d}.mlp.c_fc")
-        linear(f"{s}.mlp.2", f"{d}.mlp.c_proj")
-    ln("ln_f", "transformer.ln_f")
+        out[f"{dst}.weight"] = w.t().contiguous() if kind == "linear" else w
+        bias_len = w.shape[0]  # a Linear's out features, a LayerNorm's size
+        out[f"{dst}.bias"] = state.get(f"{src}.bias", torch.zeros(bias_len, dtype=w.dtype))
     return {k: v.detach().contiguous() for k, v in out.items()}
 
 
 def from_gpt2(state: dict[str, torch.Tensor], cfg: GPTConfig, where: str) -> dict[str, torch.Tensor]:
     """The inverse of to_gpt2 (tied output layer included). Biases a bias-free GPT cannot hold must be zero."""
     out = {"wte.weight": state["transformer.wte.weight"], "wpe.weight": state["transformer.wpe.weight"]}
-
-    def bias(src: str, dst: str) -> None:
-        b = state.get(f"{src}.bias")
+    for ours, theirs, kind in _pairs(cfg):
+        w = state[f"{theirs}.weight"]
+        out[f"{ours}.weight"] = w.t().contiguous() if kind == "linear" else w
+        b = state.get(f"{theirs}.bias")
         if cfg.bias:
-            out[f"{dst}.bias"] = b
+            out[f"{ours}.bias"] = b
         elif b is not None and torch.any(b != 0):
-            raise InputError(f"{where}: {src}.bias is not zero, and this model has no biases (bias: false)")
-
-    def ln(src: str, dst: str) -> None:
-        out[f"{dst}.weight"] = state[f"{src}.weight"]
-        bias(src, dst)
-
-    def linear(src: str, dst: str) -> None:
-        out[f"{dst}.weight"] = state[f"{src}.weight"].t().contiguous()
-        bias(src, dst)
-
-    for i in range(cfg.n_layer):
-        s, d = f"transformer.h.{i}", f"blocks.{i}"
-        ln(f"{s}.ln_1", f"{d}.ln1")
-        linear(f"{s}.attn.c_attn", f"{d}.attn.qkv")
-        linear(f"{s}.attn.c_proj", f"{d}.attn.proj")
-        ln(f"{s}.ln_2", f"{d}.ln2")
-        linear(f"{s}.mlp.c_fc", f"{d}.mlp.0")
-        linear(f"{s}.mlp.c_proj", f"{d}.mlp.2")
-    ln("transformer.ln_f", "ln_f")
+            raise InputError(f"{where}: {theirs}.bias is not zero, and this model has no biases (bias: false)")
     out["lm_head.weight"] = out["wte.weight"]
     return out
