@@ -59,3 +59,33 @@ def test_recommend_bad_input(tmp_path, cli, argv, field):
     rc, _, err = cli("recommend", path, "--out", tmp_path / "o", *base, *argv)
     assert rc == 2 and field in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o").exists()
+
+
+def test_candidates_with_the_same_weights_train_once_and_ties_go_to_uniform(monkeypatch):
+    import numpy as np
+
+    from tandem.mixing import recommend
+
+    calls = []
+
+    def fake_score(cfg, data, w, seed, steps):
+        calls.append((tuple(np.round(w, 6)), seed))
+        return float(w[0]) + 0.01 * seed  # depends on the weights and the seed only
+
+    class Cfg:
+        seed = 0
+
+        class train:
+            steps = 100
+
+    class Data:
+        domains = ["a", "b"]
+
+    monkeypatch.setattr(recommend, "score", fake_score)
+    u = np.array([0.5, 0.5])
+    report = recommend.check_candidates(Cfg, Data, {"tandem": u.copy(), "uniform": u.copy(),
+                                                    "skewed": np.array([0.9, 0.1])}, seeds=2, steps=10,
+                                        log=lambda s: None)
+    assert len(calls) == 4 and report["cost"]["trainings"] == 4  # two distinct mixtures x two seeds
+    assert report["candidates"]["tandem"]["valid_loss_by_seed"] == report["candidates"]["uniform"]["valid_loss_by_seed"]
+    assert report["recommended"] == "uniform" and not report["beats_uniform"]

@@ -44,8 +44,16 @@ def check_candidates(cfg: Config, data: PreparedData, candidates: dict[str, np.n
         candidates = {**candidates, "uniform": np.full(len(names), 1.0 / len(names))}
     t0 = time.perf_counter()
     losses: dict[str, list[float]] = {k: [] for k in candidates}
+    # Candidates with the same weights (a learned mixture that stayed uniform) share one training per seed.
+    same: dict[str, str] = {}
+    for label, w in candidates.items():
+        same[label] = next((k for k in same if same[k] == k and np.allclose(candidates[k], w, rtol=0, atol=1e-12)),
+                           label)
     for s in range(seeds):
         for label, w in candidates.items():
+            if same[label] != label:
+                losses[label].append(losses[same[label]][-1])
+                continue
             losses[label].append(score(cfg, data, np.asarray(w, dtype=np.float64), cfg.seed + s, steps))
             log(f"check: {label} seed {s}: valid loss {losses[label][-1]:.4f}")
     base = np.array(losses["uniform"])
@@ -56,7 +64,7 @@ def check_candidates(cfg: Config, data: PreparedData, candidates: dict[str, np.n
         se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
         rows[label] = {"weights": {n: float(x) for n, x in zip(names, w)}, "valid_loss_by_seed": v.tolist(),
                        "mean": float(v.mean()), "minus_uniform": float(d.mean()), "se": se}
-    best = min(rows, key=lambda k: rows[k]["mean"])
+    best = min(rows, key=lambda k: (rows[k]["mean"], k != "uniform"))  # a tie goes to uniform
     r = rows[best]
     beats = best != "uniform" and np.isfinite(r["se"]) and r["minus_uniform"] + 2 * r["se"] < 0
     if best == "uniform":
@@ -67,7 +75,7 @@ def check_candidates(cfg: Config, data: PreparedData, candidates: dict[str, np.n
     else:
         verdict = (f"{best} has the lowest mean, {r['minus_uniform']:+.4f} ± {r['se']:.4f} against uniform: within "
                    f"noise over {seeds} seeds, so no candidate beats uniform beyond two standard errors")
-    runs = seeds * len(candidates)
+    runs = seeds * len(set(same.values()))
     return {"candidates": rows, "recommended": best, "beats_uniform": bool(beats), "verdict": verdict,
             "seeds": seeds, "steps": steps,
             "cost": {"trainings": runs, "target_steps": runs * steps,
