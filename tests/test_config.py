@@ -87,6 +87,7 @@ def test_override_without_equals_and_bad_key():
         (["mixer.method=odm", "mixer.odm.smoothing=1.5"], ["mixer.odm.smoothing"]),
         (["mixer.aioli.sweeps=0"], ["mixer.aioli.sweeps"]),
         (["mixer.horizon=both"], ["mixer.horizon"]),
+        (["mixer.skillit.graph={a: {zz: 1.0}}"], ["mixer.skillit.graph", "unknown skill", "zz"]),
         (["mixer.update=sgd"], ["mixer.update"]),
         (["mixer.initial={a: 0.5, zz: 0.5}"], ["mixer.initial", "unknown domain", "zz"]),
         (["mixer.initial={a: 0.7, b: 0.7}"], ["mixer.initial", "sum to 1"]),

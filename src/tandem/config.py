@@ -467,6 +467,11 @@ class Config(_Section):
             if self.mixer.weights is None:
                 raise ValueError("mixer.method=fixed needs mixer.weights")
             check_weights(self.mixer.weights, names, "mixer.weights")
+        graph = self.mixer.skillit.graph
+        if graph is not None:
+            unknown = sorted((set(graph) | {b for row in graph.values() for b in row}) - names)
+            if unknown:
+                raise ValueError(f"mixer.skillit.graph: unknown skill(s) {unknown}; expected domains of {sorted(names)}")
         if self.mixer.floor * len(names) >= 1:
             raise ValueError(f"mixer.floor={self.mixer.floor} is too large for {len(names)} domains (need floor < 1/M)")
         for label, m in (("model", self.model), ("mixer.proxy", self.mixer.proxy)):
