@@ -111,12 +111,7 @@ def read_jsonl(path: Path, field: str) -> Iterator[str]:
 
 
 def read_txt(path: Path) -> Iterator[str]:
-    """A plain-text file is one document; a folder (not a `datasets` one) holds one document per text file, read
-    in sorted order."""
-    if path.is_dir():
-        for f in folder_files(path):
-            yield from read_txt(f)
-        return
+    """A plain-text file is one document (a folder of them is read file by file: _read_documents)."""
     try:
         if path.name.lower().endswith(COMPRESSED):
             with _open_text(path) as fh:
@@ -258,22 +253,25 @@ def read_documents(paths: list[Path], fmt: str, field: str, split: str | None = 
         yield from _guarded(path, _read_documents(path, fmt, field, split))
 
 
+def _shard_folder(path: Path, fmt: str) -> bool:
+    """A folder read file by file (shards or text files), as opposed to a `datasets` save_to_disk folder."""
+    return path.is_dir() and fmt != "hf" and not is_datasets_folder(path)
+
+
 def _read_documents(path: Path, fmt: str, field: str, split: str | None) -> Iterator[str]:
-    if path.is_dir() and not is_datasets_folder(path) and fmt in ("auto", "jsonl", "parquet"):
-        # a folder of shards (jsonl, jsonl.zst, parquet, text...): each file read by its own format
+    if _shard_folder(path, fmt):  # each file by its own format (or the forced one)
         for f in folder_files(path):
             yield from _read_documents(f, fmt, field, split)
         return
-    if True:
-        kind = detect_format(path, fmt)
-        if kind == "jsonl":
-            yield from read_jsonl(path, field)
-        elif kind == "parquet":
-            yield from read_parquet(path, field)
-        elif kind == "hf":
-            yield from read_hf_folder(path, field, split)
-        else:
-            yield from read_txt(path)
+    kind = detect_format(path, fmt)
+    if kind == "jsonl":
+        yield from read_jsonl(path, field)
+    elif kind == "parquet":
+        yield from read_parquet(path, field)
+    elif kind == "hf":
+        yield from read_hf_folder(path, field, split)
+    else:
+        yield from read_txt(path)
 
 
 def _json_array_records(path: Path) -> Iterator[tuple[str, dict]]:
@@ -348,21 +346,20 @@ def read_records(paths: list[Path], fmt: str, split: str | None = None) -> Itera
 
 
 def _read_records(path: Path, fmt: str, split: str | None) -> Iterator[tuple[str, dict]]:
-    if path.is_dir() and not is_datasets_folder(path):
+    if _shard_folder(path, fmt):
         for f in folder_files(path):
             yield from _read_records(f, fmt, split)
         return
-    if True:
-        kind = detect_format(path, fmt)
-        if kind == "jsonl":
-            yield from _jsonl_records(path)
-        elif kind == "parquet":
-            yield from _parquet_records(path)
-        elif kind == "hf":
-            yield from _hf_records(path, split)
-        else:
-            raise InputError(f"{path}: SFT rows, and rows selected with `where`, must be jsonl, parquet or a datasets "
-                             f"folder, not plain text")
+    kind = detect_format(path, fmt)
+    if kind == "jsonl":
+        yield from _jsonl_records(path)
+    elif kind == "parquet":
+        yield from _parquet_records(path)
+    elif kind == "hf":
+        yield from _hf_records(path, split)
+    else:
+        raise InputError(f"{path}: SFT rows, and rows selected with `where`, must be jsonl, parquet or a datasets "
+                         f"folder, not plain text")
 
 
 SAMPLE_CHUNKS = 16  # chunks of SAMPLE_BYTES hashed per large file by the default (sampled) fingerprint

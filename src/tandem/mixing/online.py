@@ -211,7 +211,6 @@ class ADO(Policy):
     def __init__(self, mc, num_domains, alpha0):
         super().__init__(mc, num_domains, alpha0)
         self.losses: list[list[float]] = []  # per step, per domain (NaN where absent)
-        self.n: list[float] = []  # sequences seen after each step
         self.params: np.ndarray | None = None  # [M, 3]: E, A, alpha of the latest fit
         self.history: np.ndarray | None = None  # h
         self.average: np.ndarray | None = None  # p_avg
@@ -228,26 +227,27 @@ class ADO(Policy):
         counts = np.asarray(meter.counts, dtype=np.float64)
         step = self.mc.warmup_steps + t + 1  # steps since the start, the proxy's warm-up included
         self.losses.append(loss.tolist())
-        self.n.append(float(step * ctx.problem.batch_size))
+        # n: the sequences the model has seen after each recorded step (the warm-up's included), shared by all domains
+        n = (self.mc.warmup_steps + np.arange(1, len(self.losses) + 1, dtype=np.float64)) * ctx.problem.batch_size
         self.history = ad.history_decay * self.history + (1.0 - ad.history_decay) * counts / counts.sum()
         seen = len(self.losses)  # recorded steps (the proxy's warm-up records none)
         if seen >= ad.warmup_steps and (self.params is None or seen % ad.fit_interval == 0):
-            self.params = peers.ado_fit_all(np.array(self.n), np.array(self.losses))
+            self.params = peers.ado_fit_all(n, np.array(self.losses))
         if self.params is None:
             return np.asarray(alpha, dtype=np.float64), np.zeros(self.m), loss
-        rho = peers.ado_scores(self.params, self.n[-1], ctx.prior, self.history, ad.floor)
+        rho = peers.ado_scores(self.params, n[-1], ctx.prior, self.history, ad.floor)
         new = (1.0 - ad.mix) * self.average + ad.mix * rho
         self.average = self.average + (rho - self.average) / (step + 1)
         return new / new.sum(), rho, loss
 
     def state_dict(self):
         arr = lambda a: None if a is None else a.tolist()  # noqa: E731
-        return {"losses": self.losses, "n": self.n, "params": arr(self.params), "history": arr(self.history),
+        return {"losses": self.losses, "params": arr(self.params), "history": arr(self.history),
                 "average": arr(self.average)}
 
     def load_state_dict(self, state):
         arr = lambda a: None if a is None else np.array(a, dtype=np.float64)  # noqa: E731
-        self.losses, self.n = state["losses"], state["n"]
+        self.losses = state["losses"]
         self.params, self.history, self.average = arr(state["params"]), arr(state["history"]), arr(state["average"])
 
 

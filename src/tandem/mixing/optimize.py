@@ -117,17 +117,19 @@ def epoch_limits(mc, names: list[str]) -> np.ndarray | None:
     return np.full(len(names), float(mc.max_epochs))
 
 
-def rows_per_document(data: PreparedData, seq_len: int) -> dict[str, float]:
+def rows_per_document(data: PreparedData, seq_len: int, tokens_per_row: np.ndarray | None = None) -> dict[str, float]:
     """Mean supervised tokens of one document of each domain's train split, in units of seq_len (a full text row):
     its tokens / seq_len / documents for a text domain, its mean response tokens / seq_len for an SFT domain (one
-    example a row). A mixture of supervised tokens divided by it gives document probabilities."""
-    from tandem.data.sampler import MixtureSampler
+    example a row; `tokens_per_row`: the train sampler's, if at hand). A mixture of supervised tokens divided by it
+    gives document probabilities."""
+    if tokens_per_row is None:
+        from tandem.data.sampler import MixtureSampler
 
-    sampler = MixtureSampler(data.split_arrays("train"), seq_len, 0, data.domains)
+        tokens_per_row = MixtureSampler(data.split_arrays("train"), seq_len, 0, data.domains).tokens_per_row
     out = {}
     for i, d in enumerate(data.domains):
         docs = data.index.get("entries", {}).get(f"{d}/train", {}).get("documents") or 1
-        out[d] = (sampler.tokens_per_row[i] / seq_len if data.is_sft(d)
+        out[d] = (tokens_per_row[i] / seq_len if data.is_sft(d)
                   else len(data.tokens(d, "train")) / seq_len / docs)
     return out
 
@@ -141,7 +143,7 @@ def epoch_fields(cfg: Config, data: PreparedData, mixtures: dict[str, np.ndarray
     rows, budget, per_row = epochs or target_epochs(cfg, data)
     return {"epochs": {label: {d: float(x) for d, x in zip(data.domains, row_shares(w, per_row) * budget / rows)}
                        for label, w in mixtures.items()},
-            "target_rows": int(budget), "rows_per_document": rows_per_document(data, cfg.train.seq_len)}
+            "target_rows": int(budget), "rows_per_document": rows_per_document(data, cfg.train.seq_len, per_row)}
 
 
 def cap_epochs(weights: np.ndarray, limits: np.ndarray,
@@ -188,6 +190,29 @@ def twin_optim_config(cfg: Config, total_steps: int) -> OptimConfig:
 
     return replace(optim_config(cfg.train), lr=cfg.mixer.lr or cfg.train.lr, total_steps=total_steps,
                    warmup_steps=min(cfg.train.warmup_steps, total_steps))
+
+
+def proxy_learner(cfg: Config, mc, data: PreparedData, oc: OptimConfig, device, role: str) -> Learner:
+    """A fresh model of the proxy's size (the proxy, a twin, a scratch copy) with its optimizer, refusing non-finite
+    updates under the name `role`."""
+    compile_ = cfg.train.compile if mc.compile is None else mc.compile
+    fsdp = cfg.train.fsdp if mc.fsdp is None else mc.fsdp
+    learner = Learner(build_model(mc.proxy, data.vocab_size, cfg.train.seq_len, cfg.seed, cfg.base_dir), oc,
+                      len(data.domains), device, cfg.train.precision, compile=compile_, fsdp=fsdp)
+    refuse_nonfinite_updates(learner, role)
+    return learner
+
+
+def write_trajectory(out_dir: Path, history: list[EpisodeRecord], names: list[str], title: str,
+                     distance: bool = False) -> None:
+    """trajectory.csv and weights.png of a stage one (with the twins' distance where there are twins)."""
+    write_text(out_dir / "trajectory.csv", trajectory_csv(history, names))
+    if history:
+        from tandem.report.plots import plot_trajectories
+
+        plot_trajectories([r.step for r in history], np.stack([r.alpha for r in history]), names,
+                          out_dir / "weights.png", title=title,
+                          distance=[max(r.distance, 1e-12) for r in history] if distance else None)
 
 
 def write_weights(out_dir: Path, names: list[str], final: np.ndarray, average: np.ndarray, recommended: np.ndarray,
@@ -304,13 +329,9 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
                          f"to the loop methods only")
     total = online.schedule_steps(mc, len(names))
     oc = twin_optim_config(cfg, total)
-    compile_ = cfg.train.compile if mc.compile is None else mc.compile
-    fsdp = cfg.train.fsdp if mc.fsdp is None else mc.fsdp
-    build = lambda: Learner(build_model(mc.proxy, data.vocab_size, cfg.train.seq_len, cfg.seed, cfg.base_dir), oc,  # noqa: E731
-                            len(names), device, cfg.train.precision, compile=compile_, fsdp=fsdp)
-    proxy = build()
-    refuse_nonfinite_updates(proxy, "proxy")
-    scratch = build() if mc.method == "skillit" and mc.skillit.graph is None else None
+    proxy = proxy_learner(cfg, mc, data, oc, device, "proxy")
+    scratch = (proxy_learner(cfg, mc, data, oc, device, "scratch copy")
+               if mc.method == "skillit" and mc.skillit.graph is None else None)
     problem = LMProblem(cfg, data, batch_size, horizon_rows=total * batch_size)
     natural = natural_weights(data)
     prior = np.array([natural[d] for d in names])
@@ -374,12 +395,7 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
     write_weights(out_dir, names, alpha, average, recommended, mc.method, {
         "target": {d: float(x) for d, x in zip(names, ctx.target)}, "episodes": mc.episodes,
         "proxy_steps": ctx.steps, "train_tokens": tokens, "wall_time_s": wall, **capped})
-    write_text(out_dir / "trajectory.csv", trajectory_csv(history, names))
-    if history:
-        from tandem.report.plots import plot_trajectories
-
-        plot_trajectories([r.step for r in history], np.stack([r.alpha for r in history]), names,
-                          out_dir / "weights.png", title=f"{mc.method}: domain weights per round")
+    write_trajectory(out_dir, history, names, f"{mc.method}: domain weights per round")
     return OptimizeResult(names, alpha, average, recommended, history, wall, ctx.steps, tokens)
 
 
@@ -407,14 +423,8 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     batch_size = mc.batch_size or cfg.train.batch_size
     total = spec.warmup_steps + spec.episodes * ((spec.probe_steps if spec.probe_proxy else 0) + spec.free_steps)
     oc = twin_optim_config(cfg, total)
-    proxy_model = build_model(mc.proxy, data.vocab_size, cfg.train.seq_len, cfg.seed, cfg.base_dir)
-    ref_model = build_model(mc.proxy, data.vocab_size, cfg.train.seq_len, cfg.seed, cfg.base_dir)
-    compile_ = cfg.train.compile if mc.compile is None else mc.compile
-    fsdp = cfg.train.fsdp if mc.fsdp is None else mc.fsdp
-    proxy = Learner(proxy_model, oc, len(names), device, cfg.train.precision, compile=compile_, fsdp=fsdp)
-    reference = Learner(ref_model, oc, len(names), device, cfg.train.precision, compile=compile_, fsdp=fsdp)
-    refuse_nonfinite_updates(proxy, "proxy")
-    refuse_nonfinite_updates(reference, "reference")
+    proxy = proxy_learner(cfg, mc, data, oc, device, "proxy")
+    reference = proxy_learner(cfg, mc, data, oc, device, "reference")
     problem = LMProblem(cfg, data, batch_size, horizon_rows=total * batch_size)
     state = LoopState(alpha=methods.initial_weights(mc, names, natural))
 
@@ -504,11 +514,5 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
         "proxy_steps": proxy.step_count, "train_tokens": tokens, "wall_time_s": wall,
         **evidence_fields(spec, alpha0, state.history, names, mc.report, cfg.seed), **capped,
     })
-    write_text(out_dir / "trajectory.csv", trajectory_csv(state.history, names))
-    if state.history:
-        from tandem.report.plots import plot_trajectories
-
-        plot_trajectories([r.step for r in state.history], np.stack([r.alpha for r in state.history]), names,
-                          out_dir / "weights.png", title=f"{mc.method}: domain weights per episode",
-                          distance=[max(r.distance, 1e-12) for r in state.history])
+    write_trajectory(out_dir, state.history, names, f"{mc.method}: domain weights per episode", distance=True)
     return OptimizeResult(names, final, average, recommended, state.history, wall, proxy.step_count, tokens)

@@ -45,10 +45,10 @@ def check_candidates(cfg: Config, data: PreparedData, candidates: dict[str, np.n
     t0 = time.perf_counter()
     losses: dict[str, list[float]] = {k: [] for k in candidates}
     # Candidates with the same weights (a learned mixture that stayed uniform) share one training per seed.
-    same: dict[str, str] = {}
+    same: dict[str, str] = {}  # label -> the label whose training it shares (itself for the first of its weights)
     for label, w in candidates.items():
-        same[label] = next((k for k in same if same[k] == k and np.allclose(candidates[k], w, rtol=0, atol=1e-12)),
-                           label)
+        trained = [k for k, v in same.items() if k == v]
+        same[label] = next((k for k in trained if np.allclose(candidates[k], w, rtol=0, atol=1e-12)), label)
     for s in range(seeds):
         for label, w in candidates.items():
             if same[label] != label:
