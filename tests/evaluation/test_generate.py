@@ -84,7 +84,7 @@ def test_metrics_command_on_tiny_sft_tasks(tmp_path, cli):
     """Three generated e-commerce tasks as SFT domains: train a tiny model, then score it per task."""
     import yaml
 
-    from tandem.data.ecommerce import build_ecommerce
+    from tandem.examples.ecommerce import build_ecommerce
 
     data = tmp_path / "ec"
     build_ecommerce(data, seed=0, scale=0.05)

@@ -22,7 +22,7 @@ def _gguf() -> Path:
 
 
 def test_smollm2_offline_per_task_loss_and_metrics(tmp_path, cli, monkeypatch):
-    from tandem.data.ecommerce import TASK_METRICS, build_ecommerce
+    from tandem.examples.ecommerce import TASK_METRICS, build_ecommerce
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     gguf = _gguf()

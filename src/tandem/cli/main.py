@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from tandem import __version__
@@ -78,15 +79,19 @@ def cmd_eval(args) -> int:
 
 
 def cmd_corpus(args) -> int:
-    from tandem.data import corpus
+    from tandem.examples import corpus
 
-    argv = ["--out", args.out, "--seed", str(args.seed), "--scale", str(args.scale)]
-    if args.domains:
-        argv += ["--domains", args.domains]
+    domains = [d.strip() for d in (args.domains or ",".join(corpus.DEFAULT_DOMAINS)).split(",") if d.strip()]
+    if not args.scale > 0:
+        raise InputError(f"--scale: expected a positive number, got {args.scale}")
+    t0 = time.perf_counter()
     try:
-        corpus.main(argv)
-    except corpus.CorpusSourceError as err:
+        manifest = corpus.build_corpus(args.out, domains=domains, budgets=corpus.scaled_budgets(args.scale),
+                                       seed=args.seed)
+    except (corpus.CorpusSourceError, ValueError) as err:
         raise InputError(str(err)) from None
+    print(corpus.format_table(manifest))
+    print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0
 
 

@@ -9,7 +9,7 @@ from tandem.errors import InputError
 
 
 def cmd_ecommerce(args) -> int:
-    from tandem.data import ecommerce
+    from tandem.examples import ecommerce
     from tandem.io import check_writable_dir
 
     if args.seed < 0:

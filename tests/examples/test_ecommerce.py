@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tandem.data import ecommerce as ec
+from tandem.examples import ecommerce as ec
 
 SCALE = 0.1
 

