@@ -10,17 +10,15 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 start=$(date +%s)
 tandem ecommerce --out data/ecommerce --seed 0
 tandem compare configs/ecommerce.yaml --methods uniform,tandem --seeds 1 --out "$OUT"
-for m in uniform tandem; do
-  tandem metrics configs/ecommerce.yaml --model "$OUT/runs/$m-seed0/model" --out "$OUT/metrics-$m.json"
-done
 python - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
 
 out = Path(sys.argv[1])
-res = {m: json.loads((out / f"metrics-{m}.json").read_text()) for m in ("uniform", "tandem")}
+# eval.json of each run holds the task metrics (greedy generation on the test split) beside the losses.
+res = {m: json.loads((out / "runs" / f"{m}-seed0" / "eval.json").read_text()) for m in ("uniform", "tandem")}
 weights = {m: json.loads((out / "runs" / f"{m}-seed0" / "result.json").read_text()) for m in res}
-tasks = list(res["uniform"]["per_task"])
+tasks = list(res["uniform"]["task_metrics"]["per_task"])
 lines = ["| task | metric | " + " | ".join(f"{m} weight | {m} score | {m} F1 | {m} test loss" for m in res) + " |",
          "|---|---|" + "---|" * (4 * len(res))]
 def f(v):
@@ -28,13 +26,14 @@ def f(v):
 for t in tasks:
     cells = []
     for m, r in res.items():
-        pt = r["per_task"][t]
+        pt = r["task_metrics"]["per_task"][t]
         w = weights[m].get("weights", {}).get(t)
-        cells += [f(w), f(pt["score"]), f(pt.get("f1")), f(r["loss"]["per_domain"][t])]
-    lines.append(f"| {t} | {res['uniform']['per_task'][t]['metric']} | " + " | ".join(cells) + " |")
+        cells += [f(w), f(pt["score"]), f(pt.get("f1")), f(r["test_loss"]["per_domain"][t])]
+    lines.append(f"| {t} | {res['uniform']['task_metrics']['per_task'][t]['metric']} | " + " | ".join(cells) + " |")
 cells = []
 for m, r in res.items():
-    cells += ["", f(r["average"]["score"]), f(r["average"].get("f1")), f(r["loss"]["average"])]
+    avg = r["task_metrics"]["average"]
+    cells += ["", f(avg["score"]), f(avg.get("f1")), f(r["test_loss"]["average"])]
 lines.append("| average | | " + " | ".join(cells) + " |")
 table = "\n".join(lines)
 (out / "metrics.md").write_text(table + "\n")

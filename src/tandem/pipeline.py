@@ -48,6 +48,7 @@ def _model_meta(cfg, data) -> dict:
 def train_and_evaluate(cfg, data, weights: dict, out: Path, resume: bool, quiet: bool, model_cfg=None) -> dict:
     """Stage two: train on `weights`, save the model, evaluate, write eval.json; returns the eval dict."""
     from tandem.evaluation.evaluate import evaluate
+    from tandem.evaluation.generate import sft_outcome
     from tandem.io import write_json
     from tandem.mixing.weights import as_array
     from tandem.models import save_model
@@ -74,5 +75,6 @@ def train_and_evaluate(cfg, data, weights: dict, out: Path, resume: bool, quiet:
         "train_wall_time_s": outcome.wall_time,
         "model_params": sum(p.numel() for p in outcome.model.parameters()),
     }
+    ev.update(sft_outcome(cfg, data, outcome.model, outcome.learner.device, log))
     write_json(out / "eval.json", ev)
     return ev

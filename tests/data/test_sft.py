@@ -294,3 +294,21 @@ def test_windows_of_a_slice_of_examples_keep_every_response():
     assert view.supervised_counts(5).tolist() == [4, 4]
     gap = SFTExamples(toks, mask, np.array([10, 20, 20, 30]), 0)
     assert gap.supervised_counts(5).tolist() == [4, 0, 4]
+
+
+def test_responses_that_do_not_fit_are_counted(sft_data):
+    """A response longer than the window is counted (by hand: its supervised targets in the window are fewer than
+    in the whole example), and the count is what prepare prints and eval.json holds."""
+    from tandem.data.sft import fit_report, format_fit
+
+    _, data = sft_data
+    ex = data.tokens("funcname", "train")
+    whole = ex.supervised_counts(None)
+    for seq in (4, SEQ, 10_000):
+        by_hand = sum(int(ex.supervised_counts(seq)[k] < whole[k]) for k in range(ex.num_examples))
+        assert ex.responses_cut(seq) == by_hand
+    assert ex.responses_cut(4) > 0 and ex.responses_cut(10_000) == 0
+    report = fit_report(data.arrays, 4)
+    assert set(report) == set(data.domains) and report["funcname"]["train"]["responses_cut"] == ex.responses_cut(4)
+    assert "funcname/train" in format_fit(report, 4)
+    assert format_fit(fit_report(data.arrays, 10_000), 10_000) is None

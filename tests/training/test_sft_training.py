@@ -59,3 +59,26 @@ def test_every_method_optimizes_sft_tasks(tmp_path, cli, method):
         rows = (tmp_path / "opt" / "trajectory.csv").read_text().splitlines()
         assert len(rows) == 1 + 3
         assert max(abs(v - 1 / 3) for v in w.values()) > 1e-4  # the SFT losses moved the weights
+
+
+def test_train_reports_task_metrics_and_cut_responses(tmp_path, cli):
+    """A domain that declares a metric is scored by generation after training; eval.json says how many responses
+    did not fit in seq_len, per domain and split."""
+    torch.set_num_threads(1)
+    cfg = sft_config(tmp_path, train={"steps": 3, "seq_len": 24}, eval={"task_examples": 5})
+    import yaml
+
+    raw = yaml.safe_load(Path(cfg).read_text())
+    raw["data"]["domains"]["upper"]["metric"] = "exact_match_f1"
+    Path(cfg).write_text(yaml.safe_dump(raw))
+    rc, out, err = cli("train", cfg, "--out", tmp_path / "t", "-q")
+    assert rc == 0, err
+    ev = json.loads((tmp_path / "t" / "eval.json").read_text())
+    assert set(ev["task_metrics"]["per_task"]) == {"upper"}
+    assert ev["task_metrics"]["per_task"]["upper"]["examples"] == 5
+    assert set(ev["sft_examples"]) == {"funcname", "upper", "module"}
+    assert any(s["responses_cut"] > 0 for d in ev["sft_examples"].values() for s in d.values())
+    rc, out, err = cli("prepare", cfg, "-q")
+    assert "its end is cut" in out
+    rc, out, err = cli("train", cfg, "--out", tmp_path / "u", "-q", "--set", "eval.task_metrics=false")
+    assert rc == 0 and "task_metrics" not in json.loads((tmp_path / "u" / "eval.json").read_text())

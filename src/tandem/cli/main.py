@@ -22,8 +22,13 @@ def cmd_prepare(args) -> int:
 
     cfg = load(args)
     data = prepare(cfg, args)
+    from tandem.data.sft import fit_report, format_fit
+
     print(format_table(data))
     print(f"tokenizer: vocab {data.vocab_size}, cache {data.cache_dir}")
+    cut = format_fit(fit_report(data.arrays, cfg.train.seq_len), cfg.train.seq_len)
+    if cut:
+        print(cut)
     return 0
 
 

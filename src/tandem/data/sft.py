@@ -213,6 +213,13 @@ class SFTExamples:
         s = np.where((end - start > size) & has, s, start)
         return s, np.minimum(end, s + size)
 
+    def responses_cut(self, seq_len: int) -> int:
+        """Examples whose response tokens do not all fit in a window of seq_len + 1 tokens (their end is cut).
+
+        The rest of such an example is still trained and scored; this count says how much a longer seq_len would
+        add, so that a test loss is never silently computed on a different text than the data hold."""
+        return int((self.supervised_counts(seq_len) < self.supervised_counts(None)).sum())
+
     def supervised_counts(self, seq_len: int | None) -> np.ndarray:
         """Supervised targets per example in its window of seq_len + 1 tokens (None: the whole example)."""
         cum = np.concatenate([[0], np.cumsum(np.asarray(self.mask, dtype=np.int64))])
@@ -234,6 +241,23 @@ class SFTExamples:
         x[:n] = ids[:-1]
         y[:n] = np.where(m[1:], ids[1:], IGNORE_INDEX)
         return x, y
+
+
+def fit_report(arrays: dict, seq_len: int) -> dict[str, dict[str, dict[str, int]]]:
+    """{domain: {split: {examples, responses_cut}}} for the SFT domains of {domain: {split: examples}}."""
+    return {d: {s: {"examples": ex.num_examples, "responses_cut": ex.responses_cut(seq_len)}
+                for s, ex in splits.items() if isinstance(ex, SFTExamples)}
+            for d, splits in arrays.items() if any(isinstance(ex, SFTExamples) for ex in splits.values())}
+
+
+def format_fit(report: dict, seq_len: int) -> str | None:
+    """One line per split whose responses do not all fit, or None when every response fits."""
+    cut = [f"{d}/{s} {r['responses_cut']:,} of {r['examples']:,}" for d, splits in report.items()
+           for s, r in splits.items() if r["responses_cut"]]
+    if not cut:
+        return None
+    return (f"SFT examples whose response is longer than train.seq_len={seq_len} (its end is cut; the rest is "
+            f"trained and scored): " + ", ".join(cut))
 
 
 def trim_padding(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -159,6 +159,22 @@ def evaluate_tasks(model: nn.Module, cfg, data, split: str = "test", max_example
             "max_new_tokens": max_new_tokens, "wall_time_s": time.perf_counter() - t0}
 
 
+def sft_outcome(cfg, data, model, device, log) -> dict:
+    """SFT domains: how many responses do not fit in seq_len, and task metrics where a domain declares one."""
+    from tandem.data.sft import fit_report
+
+    out = {}
+    fit = fit_report(data.arrays, cfg.train.seq_len)
+    if fit:
+        out["sft_examples"] = fit
+    if cfg.eval.task_metrics and metric_domains(cfg):
+        res = evaluate_tasks(model, cfg, data, "test", max_examples=cfg.eval.task_examples,
+                             max_new_tokens=min(48, cfg.train.seq_len // 2), batch_size=cfg.eval.batch_size,
+                             device=device, log=log)
+        out["task_metrics"] = {k: res[k] for k in ("per_task", "average", "max_new_tokens", "wall_time_s")}
+    return out
+
+
 def format_metrics(result: dict) -> str:
     """A table: one row per task with its metrics, then the averages."""
     cols = ("accuracy", "exact_match", "f1")

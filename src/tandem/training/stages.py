@@ -122,6 +122,7 @@ def two_stage_target(cfg: Config, data: PreparedData, weights: dict[str, float],
                      progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Pretrain the target on `weights` (pretrain domains), fine-tune it, evaluate every domain; writes eval.json."""
     from tandem.evaluation.evaluate import evaluate, summarize
+    from tandem.evaluation.generate import sft_outcome
     from tandem.mixing.weights import as_array
     from tandem.training.trainer import train
 
@@ -143,6 +144,7 @@ def two_stage_target(cfg: Config, data: PreparedData, weights: dict[str, float],
         "test_loss": res["test_loss"], "valid_loss": res["valid_loss"],
         "weights": weights, "tokens_seen": {**pre.tokens_seen(st.pretrain), **sft_seen},
         "pretrain_steps": cfg.train.steps, "sft_steps": st.sft_steps, "wall_time_s": time.perf_counter() - t0,
+        **sft_outcome(cfg, data, model, pre.learner.device, log),
     }
     write_json(out / "eval.json", ev)
     return ev
