@@ -17,8 +17,10 @@ def table(folder: Path, base: str = "uniform") -> str:
         by.setdefault(r["method"], {})[r["seed"]] = r
     seeds = sorted(by[base])
     domains = list(by[base][seeds[0]]["weights"])
+    metric = _task_metric(folder, by, base, seeds)
     lines = ["| method | test loss | test - " + base + " | | valid - " + base + " | stage-one tokens | weights ("
-             + ", ".join(domains) + ") |", "|---|---|---|---|---|---|---|"]
+             + ", ".join(domains) + ") |" + (" task score - " + base + " |" if metric else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if metric else "")]
     for m, rs in by.items():
         common = [s for s in seeds if s in rs]
         if not common:
@@ -33,8 +35,26 @@ def table(folder: Path, base: str = "uniform") -> str:
         w = ", ".join(f"{np.mean([rs[s]['weights'][d] for s in common]):.3f}" for d in domains)
         tok = int(np.mean([rs[s]["stage1_tokens"] for s in common]))
         lines.append(f"| {m} ({len(common)}) | {t.mean():.4f} | {dt.mean():+.4f} ± {se(dt):.4f} | {verdict} | "
-                     f"{dv.mean():+.4f} ± {se(dv):.4f} | {tok:,} | {w} |")
+                     f"{dv.mean():+.4f} ± {se(dv):.4f} | {tok:,} | {w} |" + (metric(m, common) if metric else ""))
     return "\n".join(lines)
+
+
+def _task_metric(folder: Path, by: dict, base: str, seeds: list[int]):
+    """A cell maker for the paired difference of the average task score (from each run's eval.json), or None when
+    the runs hold no task metrics."""
+    def score(m, s):
+        path = folder / "runs" / f"{m}-seed{s}" / "eval.json"
+        ev = json.loads(path.read_text()) if path.is_file() else {}
+        return ev.get("task_metrics", {}).get("average", {}).get("score")
+
+    if score(base, seeds[0]) is None:
+        return None
+
+    def cell(m, common):
+        d = np.array([score(m, s) - score(base, s) for s in common])
+        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        return f" {d.mean():+.4f} ± {se:.4f} |"
+    return cell
 
 
 def main(argv: list[str]) -> int:

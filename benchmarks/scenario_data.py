@@ -1,7 +1,7 @@
 """Real-text domains for the scenario benchmarks, built from sources that install offline.
 
 A pool holds every domain once, split by document into train/valid/test by
-`tandem.data.corpus.build_corpus` (about 40k characters each of valid and test per domain, so every
+`tandem.examples.corpus.build_corpus` (about 40k characters each of valid and test per domain, so every
 scenario scores the same held-out text). A scenario takes a character budget of each domain's pool
 train split (documents in the pool's seeded shuffled order, kept while they fit), so the small domains
 of the data-restricted scenarios are real subsets, not truncated documents. Valid and test are the pool's.
@@ -33,7 +33,7 @@ def _jsonl(docs: list[str]) -> str:
 
 def build_pool(root: Path, domains=POOL_DOMAINS, log=print) -> Path:
     """root/pool/<domain>/{train,valid,test}.jsonl; a domain already built is kept."""
-    from tandem.data import corpus
+    from tandem.examples import corpus
 
     pool = root / "pool"
     for d in domains:

@@ -32,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BIG = 1_600_000  # train characters of a large domain (~450k tokens at the 4096 BPE)
 SMALL = 9_000  # train characters of a small domain (~3k tokens: 10+ epochs under uniform weights)
+ALL_METHODS = ["uniform", "natural", "doremi", "doge", "odm", "aioli", "skillit", "ado", "regmix", "tandem"]
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Scenario:
     goal: str = ""
     config: Path | None = None
     models: str = ""
+    kind: str = "text"  # "text": pool domains; "sft": tasks as domains; "two-stage": pretrain, then fine-tune
+
 
     def config_path(self, root: Path) -> Path:
         return self.config or REPO / "benchmarks" / "configs" / f"{self.name}.yaml"
@@ -76,8 +79,23 @@ SCENARIOS: dict[str, Scenario] = {
                  goal="TANDEM closes at least 90% of the uniform-to-oracle gap",
                  models="BPE vocabulary 1024; target the same size as the proxy (1 layer, width 32), 100 steps, so that "
                         "the 66-point grid is affordable"),
+        Scenario("sft", "5. SFT: five real tasks of unequal size (`tandem tasks`)", {}, ALL_METHODS, kind="sft",
+                 goal="TANDEM's average task test loss below uniform's by more than two standard errors of the paired "
+                      "difference, and its task metrics not worse",
+                 models="target `tiny` (0.36M parameters), 400 steps of 16 rows of 128 tokens; proxy 1 layer, width 32"),
+        Scenario("sft-ecommerce", "5b. SFT: the four e-commerce tasks", {}, ALL_METHODS, kind="sft",
+                 goal="as 5", models="as 5, rows of 192 tokens"),
+        Scenario("sft-two-stage", "5c. Two-stage: pretraining mixture for the five real tasks", {},
+                 ["tandem", "doremi"], kind="two-stage",
+                 goal="the post-fine-tuning average task test loss of TANDEM's pretraining mixture below uniform's",
+                 models="target `tiny`, 300 pretraining steps on the default corpus, then 150 fine-tuning steps"),
     ]
 }
+# The SFT scenarios' data: built by tandem's own example commands (no pool, no character budgets).
+SFT_DATA = {"sft": [["tasks", "--out", "data/bench/sft-tasks", "--seed", "0"]],
+            "sft-ecommerce": [["ecommerce", "--out", "data/ecommerce", "--seed", "0"]],
+            "sft-two-stage": [["tasks", "--out", "data/bench/sft-tasks", "--seed", "0"],
+                              ["corpus", "--out", "data/default", "--seed", "0"]]}
 
 # TANDEM ablations on the data-restricted scenario, stage one only: (name, --set overrides, seeds). The K variants
 # change T so that the proxy-step budget T (K + E) stays about 180; K5 over three seeds is also the gamma/sync baseline.
@@ -163,6 +181,11 @@ def prepare_data(plan: Plan, names: list[str], log=print) -> None:
         pool = build_pool(plan.data_root, log=log)
     for name in names:
         sc = scenarios_for(plan)[name]
+        if sc.kind != "text":
+            for argv in SFT_DATA[name]:
+                if not (REPO / argv[2] / "manifest.json").is_file():
+                    run_tandem(plan, argv, log)
+            continue
         sizes = build_scenario_data(pool, plan.data_root / name, sc.train_chars, train_from_valid=sc.ood,
                                     valid_chars=None if plan.quick else 25_000)
         log(f"{name}: " + ", ".join(f"{d} {s['train']:,}" for d, s in sizes.items()) + " train chars")
@@ -187,9 +210,30 @@ def _complete(out: Path, methods: list[str], seeds: int) -> bool:
     return all((out / "runs" / f"{m}-seed{s}" / "result.json").is_file() for m in methods for s in range(seeds))
 
 
+def run_two_stage(plan: Plan, sc: Scenario, log=print) -> dict:
+    """Per seed, `tandem run` of each method with uniform as the baseline (compare refuses two-stage configs): the
+    pretraining mixture is learned, then the target is pretrained on it, fine-tuned and scored on the tasks."""
+    out = plan.runs_root / sc.name
+    runs = []
+    for s in range(plan.seeds):
+        for m in sc.methods:
+            d = out / f"{m}-seed{s}"
+            if not (d / "eval.json").is_file():
+                run_tandem(plan, ["run", str(sc.config_path(plan.root)), "--out", str(d), "--resume",
+                                  "--set", f"seed={s}", "--set", f"mixer.method={m}",
+                                  *(["--baseline", "uniform"] if m == sc.methods[0] else [])], log)
+            runs.append({"method": m, "seed": s, "eval": json.loads((d / "eval.json").read_text())})
+            if m == sc.methods[0]:
+                base = json.loads((d / "baseline-uniform" / "eval.json").read_text())
+                runs.append({"method": "uniform", "seed": s, "eval": base})
+    return {"runs": runs}
+
+
 def run_scenario(plan: Plan, name: str, log=print) -> dict:
     sc = scenarios_for(plan)[name]
     out = plan.runs_root / name
+    if sc.kind == "two-stage":
+        return run_two_stage(plan, sc, log)
     res = {"main": compare(plan, sc, sc.methods, plan.seeds, out, [], log)}
     if sc.oracle:
         # One grid (seed 0; 66 target trainings) picks the best mixture on valid; that mixture is then trained

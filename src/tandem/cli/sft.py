@@ -25,6 +25,24 @@ def cmd_ecommerce(args) -> int:
     return 0
 
 
+def cmd_tasks(args) -> int:
+    from tandem.examples import tasks
+    from tandem.io import check_writable_dir
+
+    if args.seed < 0:
+        raise InputError(f"--seed: expected a non-negative integer, got {args.seed}")
+    names = tuple(t.strip() for t in (args.tasks or ",".join(tasks.TASKS)).split(",") if t.strip())
+    out = check_writable_dir(args.out)
+    t0 = time.perf_counter()
+    try:
+        manifest = tasks.build_tasks(out, seed=args.seed, scale=args.scale, tasks=names)
+    except (tasks.CorpusSourceError, ValueError) as err:
+        raise InputError(str(err)) from None
+    print(tasks.format_table(manifest))
+    print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def _metrics_model(cfg, args, data):
     """The model to score: a tandem model folder (--model), or the config's pretrained Hugging Face model."""
     from tandem.models import build_model, load_model
@@ -93,6 +111,18 @@ def register(sub, common) -> None:
     sp.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     sp.add_argument("--scale", type=float, default=1.0, help="multiply every task's size (default 1)")
     sp.set_defaults(func=cmd_ecommerce)
+
+    sp = sub.add_parser("tasks", help="build five real SFT tasks of unequal size from text that installs offline",
+                        description="Write DIR/<task>/{train,valid,test}.jsonl ({prompt, response} rows) for next_line "
+                                    "(Shakespeare), verse_book (the Bible), func_name (the standard library's "
+                                    "docstrings), chat_reply (chatterbot conversations) and license_id (SPDX), and "
+                                    "DIR/manifest.json. Sources: scripts/install_corpus_sources.sh.")
+    common(sp, config=False)
+    sp.add_argument("--out", default="data/tasks", help="output folder (default: data/tasks)")
+    sp.add_argument("--tasks", default=None, help="comma-separated tasks (default: all five)")
+    sp.add_argument("--seed", type=int, default=0, help="shuffle seed of the splits (default 0)")
+    sp.add_argument("--scale", type=float, default=1.0, help="multiply every task's train size (default 1)")
+    sp.set_defaults(func=cmd_tasks)
 
     sp = sub.add_parser("metrics", help="task metrics (accuracy, exact match, token F1) from greedy generation",
                         description="For every domain that declares `metric`, generate answers greedily on a split "
