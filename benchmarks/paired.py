@@ -57,6 +57,39 @@ def _task_metric(folder: Path, by: dict, base: str, seeds: list[int]):
     return cell
 
 
+def two_stage_table(folder: Path, base: str = "uniform") -> str:
+    """A two-stage scenario's folder (METHOD-seedS/ runs of `tandem run --baseline uniform`): the post-fine-tuning
+    average task loss of each method's pretraining mixture against the baseline's, paired over seeds."""
+    evals: dict = {}
+    for d in sorted(folder.glob("*-seed*")):
+        if not (d / "eval.json").is_file():
+            continue
+        m, s = d.name.rsplit("-seed", 1)
+        evals.setdefault(m, {})[int(s)] = json.loads((d / "eval.json").read_text())
+        b = d / f"baseline-{base}" / "eval.json"
+        if b.is_file():
+            evals.setdefault(base, {})[int(s)] = json.loads(b.read_text())
+    if base not in evals:
+        return "(no finished runs)"
+    lines = [f"| method | task test loss | test - {base} | | valid - {base} | task score - {base} | pretraining "
+             "weights |", "|---|---|---|---|---|---|---|"]
+    score = lambda ev: ev.get("task_metrics", {}).get("average", {}).get("score", float("nan"))  # noqa: E731
+    for m, rs in evals.items():
+        common = sorted(s for s in rs if s in evals[base])
+        t = np.array([rs[s]["sft_test_loss"]["average"] for s in common])
+        dt = t - np.array([evals[base][s]["sft_test_loss"]["average"] for s in common])
+        dv = np.array([rs[s]["sft_valid_loss"]["average"] - evals[base][s]["sft_valid_loss"]["average"] for s in common])
+        dm = np.array([score(rs[s]) - score(evals[base][s]) for s in common])
+        se = lambda d: d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")  # noqa: E731
+        verdict = ("better" if dt.mean() + 2 * se(dt) < 0 else "worse" if dt.mean() - 2 * se(dt) > 0
+                   else "within noise") if m != base else ""
+        ws = rs[common[0]]["weights"]
+        w = ", ".join(f"{d} {np.mean([rs[s]['weights'][d] for s in common]):.3f}" for d in ws)
+        lines.append(f"| {m} ({len(common)}) | {t.mean():.4f} | {dt.mean():+.4f} ± {se(dt):.4f} | {verdict} | "
+                     f"{dv.mean():+.4f} ± {se(dv):.4f} | {dm.mean():+.4f} ± {se(dm):.4f} | {w} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     base = "uniform"
     if "--base" in argv:

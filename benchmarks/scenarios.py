@@ -173,12 +173,14 @@ def run_tandem(plan: Plan, argv: list[str], log) -> None:
 def prepare_data(plan: Plan, names: list[str], log=print) -> None:
     from benchmarks.scenario_data import build_pool, build_scenario_data
 
-    if plan.quick:
-        from benchmarks.quick import build_quick_pool
+    pool = None
+    if any(scenarios_for(plan)[n].kind == "text" for n in names):
+        if plan.quick:
+            from benchmarks.quick import build_quick_pool
 
-        pool = build_quick_pool(plan.data_root)
-    else:
-        pool = build_pool(plan.data_root, log=log)
+            pool = build_quick_pool(plan.data_root)
+        else:
+            pool = build_pool(plan.data_root, log=log)
     for name in names:
         sc = scenarios_for(plan)[name]
         if sc.kind != "text":
@@ -336,6 +338,20 @@ def target_cost(plan: Plan, name: str) -> dict:
     return {"stage2_wall_s": sum(r["stage2_wall_s"] for r in rs) / len(rs), "stage2_tokens": rs[0]["stage2_tokens"]}
 
 
+def write_sft_table(plan: Plan, sc: Scenario, log=print) -> None:
+    """benchmarks/results/NAME.md: the scenario's paired table (Markdown) with the commands that made it."""
+    from benchmarks import paired
+    from tandem.io import write_text
+
+    folder = plan.runs_root / sc.name
+    if not folder.is_dir():
+        return
+    table = paired.two_stage_table(folder) if sc.kind == "two-stage" else paired.table(folder)
+    path = REPO / "benchmarks" / "results" / f"{sc.name}.md"
+    write_text(path, f"### {sc.title}\n\n{sc.models}\n\n{table}\n")
+    log(f"wrote {path}")
+
+
 def main(args) -> int:
     from benchmarks import scenario_report
 
@@ -345,7 +361,7 @@ def main(args) -> int:
     only = args.only or [*names, "investigations", "ablations"]
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     if not args.report_only:
-        prepare_data(plan, names, log)
+        prepare_data(plan, [n for n in only if n in names], log)
         if args.prepare_only:
             return 0
         for name in only:
@@ -355,6 +371,11 @@ def main(args) -> int:
                 run_investigations(plan, log)
             else:
                 run_scenario(plan, name, log)
+    for name in (n for n in only if n in names and scenarios_for(plan)[n].kind != "text"):
+        write_sft_table(plan, scenarios_for(plan)[name], log)
+    names = [n for n in names if scenarios_for(plan)[n].kind == "text"]
+    if not args.report_only and not any(n in names or n in ("ablations", "investigations") for n in only):
+        return 0  # only SFT scenarios ran: their tables are written; the text scenarios' report is untouched
     results_path = Path(args.out) if args.out else (
         root / "scenarios.json" if args.quick else REPO / "benchmarks" / "results" / "scenarios.json")
     markdown = Path(args.markdown) if args.markdown else (root / "BENCHMARKS.md" if args.quick else REPO / "BENCHMARKS.md")
