@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="machine share of CPU used by other processes above which we wait (default 0.10)")
     c = sub.add_parser("scenarios", help="mixture quality on real text: abundant, restricted, out-of-domain, oracle; "
                                           "ablations; regenerates the scenario part of BENCHMARKS.md")
-    c.add_argument("--only", action="append", choices=["abundant", "restricted", "ood", "oracle", "sft", "sft-ecommerce", "sft-two-stage", "ablations",
+    c.add_argument("--only", action="append", choices=["abundant", "restricted", "ood", "oracle", "sft-tasks", "sft-ecommerce", "sft-two-stage", "ablations",
                                                              "investigations"],
                    help="run only this scenario (repeatable); the report still includes every finished one")
     c.add_argument("--seeds", type=int, default=3, help="seeds per method (default 3)")

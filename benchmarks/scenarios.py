@@ -79,7 +79,7 @@ SCENARIOS: dict[str, Scenario] = {
                  goal="TANDEM closes at least 90% of the uniform-to-oracle gap",
                  models="BPE vocabulary 1024; target the same size as the proxy (1 layer, width 32), 100 steps, so that "
                         "the 66-point grid is affordable"),
-        Scenario("sft", "5. SFT: five real tasks of unequal size (`tandem tasks`)", {}, ALL_METHODS, kind="sft",
+        Scenario("sft-tasks", "5. SFT: five real tasks of unequal size (`tandem tasks`)", {}, ALL_METHODS, kind="sft",
                  goal="TANDEM's average task test loss below uniform's by more than two standard errors of the paired "
                       "difference, and its task metrics not worse",
                  models="target `tiny` (0.36M parameters), 400 steps of 16 rows of 128 tokens; proxy 1 layer, width 32"),
@@ -92,7 +92,7 @@ SCENARIOS: dict[str, Scenario] = {
     ]
 }
 # The SFT scenarios' data: built by tandem's own example commands (no pool, no character budgets).
-SFT_DATA = {"sft": [["tasks", "--out", "data/bench/sft-tasks", "--seed", "0"]],
+SFT_DATA = {"sft-tasks": [["tasks", "--out", "data/bench/sft-tasks", "--seed", "0"]],
             "sft-ecommerce": [["ecommerce", "--out", "data/ecommerce", "--seed", "0"]],
             "sft-two-stage": [["tasks", "--out", "data/bench/sft-tasks", "--seed", "0"],
                               ["corpus", "--out", "data/default", "--seed", "0"]]}
