@@ -50,15 +50,27 @@ def test_stage_one_is_validated_on_the_sft_tasks(prepared):
     assert isinstance(union, SFTExamples)
     assert all(view.tokens(d, "valid") is union for d in PRETRAIN)
     assert all(view.tokens(d, "train") is data.tokens(d, "train") for d in PRETRAIN)
-    # Every task appears equally often: each task's examples repeated up to the largest task's count.
-    n = max(data.tokens(d, "valid").num_examples for d in SFT)
-    assert union.num_examples == 3 * n
-    small = data.tokens("module", "valid")
-    a, b = small.offsets[0], small.offsets[1]
-    k = 2 * n  # the module task's block starts after the other two
-    np.testing.assert_array_equal(union.tokens[union.offsets[k]:union.offsets[k + 1]], small.tokens[a:b])
-    np.testing.assert_array_equal(union.tokens[union.offsets[k + small.num_examples]:union.offsets[k + small.num_examples + 1]],
-                                  small.tokens[a:b])
+    # Every task holds an equal share of the supervised tokens (a weight's unit), within one example's tokens:
+    # each task's examples are repeated in order until its tokens reach the largest task's.
+    totals = {d: int(data.tokens(d, "valid").supervised_counts(None).sum()) for d in SFT}
+    goal = max(totals.values())
+    per_example = union.supervised_counts(None)
+    start = 0
+    for d in SFT:
+        ex = data.tokens(d, "valid")
+        c = ex.supervised_counts(None)
+        n = 0
+        got = 0
+        while got < goal:  # by hand: examples in order, cyclically, until the goal is reached
+            got += int(c[n % ex.num_examples])
+            a, b = ex.offsets[n % ex.num_examples], ex.offsets[n % ex.num_examples + 1]
+            k = start + n
+            np.testing.assert_array_equal(union.tokens[union.offsets[k]:union.offsets[k + 1]], ex.tokens[a:b])
+            n += 1
+        assert int(per_example[start:start + n].sum()) == got and goal <= got < goal + c.max()
+        start += n
+    assert start == union.num_examples
+    assert len({totals[d] for d in SFT}) > 1  # the tasks differ, so the balancing is not vacuous
     # The reference's validation rows are SFT rows: prompts masked.
     s = MixtureSampler([union], cfg.train.seq_len, 0, ["sft"], split="valid")
     assert (s.sample([1.0], 8).y == -100).any(dim=1).all()

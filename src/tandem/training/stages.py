@@ -64,11 +64,22 @@ def subset(data: PreparedData, domains: list[str]) -> PreparedData:
 
 
 def balanced_union(parts: list[SFTExamples]) -> SFTExamples:
-    """One example set holding every part equally often: smaller parts' examples are repeated up to the largest."""
-    n = max(p.num_examples for p in parts)
+    """One example set in which every part holds an equal share of the supervised (response) tokens.
+
+    A weight is a share of supervised tokens everywhere in tandem, so "tasks weighted equally" means equal token
+    shares, not equal example counts: each part's examples are repeated in order until its supervised tokens
+    reach the largest part's (shares then differ by at most one example's tokens). Counting examples instead would
+    let a task with long answers dominate the token-mean validation loss."""
+    counts = [p.supervised_counts(None) for p in parts]
+    goal = max(int(c.sum()) for c in counts)
     toks, masks, offsets = [], [], [0]
-    for p in parts:
-        for k in np.resize(np.arange(p.num_examples), n):
+    for p, c in zip(parts, counts):
+        if c.sum() == 0:
+            continue
+        cycles = -(-goal // int(c.sum()))  # whole passes over the part, then cut where the goal is reached
+        order = np.tile(np.arange(p.num_examples), cycles)
+        need = int(np.searchsorted(np.cumsum(c[order]), goal)) + 1
+        for k in order[:need]:
             a, b = int(p.offsets[k]), int(p.offsets[k + 1])
             toks.append(np.asarray(p.tokens[a:b]))
             masks.append(np.asarray(p.mask[a:b]))
