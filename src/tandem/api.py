@@ -5,6 +5,7 @@ the same results, files and checks as `tandem optimize`, `tandem train` and `tan
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Union
 
@@ -31,17 +32,14 @@ def optimize(config: ConfigLike, out: Union[str, Path], overrides: list[str] | N
              force: bool = False, quiet: bool = True) -> dict:
     """Stage one (`tandem optimize`): learn the mixture; returns OUT/weights.json (recommended `domain_weights`,
     their `interval` and `within_noise`, `epochs`, ...)."""
-    from tandem.mixing.optimize import optimize as run
-    from tandem.runs import claim, release
-
-    from tandem.cli.common import removed_on_input_error
+    from tandem.pipeline.run import optimize_job, validate
+    from tandem.runs import release
 
     cfg, out = _config(config, overrides), Path(out)
+    validate(cfg)
     data = _data(cfg, quiet)
     try:
-        with removed_on_input_error(out):
-            claim(out, cfg, data, "optimize", resume, force)
-            run(cfg, data, out, resume=resume, progress=not quiet, log=(lambda s: None) if quiet else print)
+        optimize_job(cfg, data, out, resume, force, quiet, (lambda s: None) if quiet else print)
     finally:
         release()
     return json.loads((out / "weights.json").read_text(encoding="utf-8"))
@@ -51,18 +49,17 @@ def train(config: ConfigLike, out: Union[str, Path], weights: Union[str, dict] =
           overrides: list[str] | None = None, resume: bool = False, force: bool = False, quiet: bool = True) -> dict:
     """Stage two (`tandem train`): train `model` on a mixture (a {domain: weight} dict, a weights file, `uniform` or
     `natural`) and evaluate it per domain; returns OUT/eval.json."""
-    from tandem.pipeline import train_and_evaluate
     from tandem.config import check_weights
     from tandem.data.cache import natural_weights
     from tandem.mixing.weights import resolve_weights
+    from tandem.pipeline.common import removed_on_input_error
+    from tandem.pipeline.stage_two import train_and_evaluate
     from tandem.runs import claim, release
 
     cfg, out = _config(config, overrides), Path(out)
     data = _data(cfg, quiet)
     w = (check_weights(weights, data.domains, "weights") if isinstance(weights, dict)
          else resolve_weights(str(weights), data.domains, natural_weights(data)))
-    from tandem.cli.common import removed_on_input_error
-
     try:
         with removed_on_input_error(out):
             claim(out, cfg, data, "train", resume, force)
@@ -98,13 +95,13 @@ def compare(config: Union[str, Path], out: Union[str, Path], methods: list[str] 
     """Several methods side by side over paired seeds (`tandem compare`), every method on the same stage-one budget;
     returns OUT/results.json (one record per method and seed: weights, test and valid losses, stage-one tokens and
     time). Finished runs in OUT are kept, so a call after an interruption continues."""
-    import argparse
-
-    from tandem.cli.compare import cmd_compare
+    from tandem.pipeline.compare import compare_job
 
     if isinstance(config, Config):
         raise ValueError("compare reads its config from a file (each method's run is written next to it)")
-    args = argparse.Namespace(config=str(config), set=list(overrides or []), methods=",".join(methods), seeds=seeds,
-                              out=str(out), quiet=quiet, resume=True)
-    cmd_compare(args)
-    return json.loads((Path(out) / "results.json").read_text(encoding="utf-8"))
+    doc, _, warnings = compare_job(load_config(config, overrides), Path(out), list(methods), seeds, quiet,
+                                   (lambda s: None) if quiet else print, str(config))
+    for line in warnings:  # a method whose stage one did not spend the equal budget
+        print(line, file=sys.stderr)
+    return doc
+

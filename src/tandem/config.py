@@ -151,6 +151,16 @@ class TokenizerConfig(_Section):
         return self
 
 
+# Parameter counts are for an 8k vocabulary (embeddings included, counted once since tied).
+GPT_PRESETS: dict[str, dict] = {
+    "tiny": dict(n_layer=2, n_head=2, n_embd=64),  # ~0.6M: CI and proxies on CPU
+    "mini": dict(n_layer=3, n_head=4, n_embd=128),  # ~1.6M
+    "small": dict(n_layer=4, n_head=4, n_embd=256),  # ~5M
+    "base": dict(n_layer=6, n_head=6, n_embd=384),  # ~14M
+    "medium": dict(n_layer=8, n_head=8, n_embd=512),  # ~30M: GPU proxies
+}
+
+
 class ModelConfig(_Section):
     preset: str = Field("small", description="GPT preset (`tiny`, `small`, `base`, ...) or `hf` for a Hugging Face causal LM.")
     n_layer: Optional[int] = Field(None, ge=1, description="Override the preset's number of layers.")
@@ -165,13 +175,11 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _preset(self) -> "ModelConfig":
-        from tandem.models.gpt import PRESETS
-
         if self.preset == "hf":
             if (self.hf_path is None) == (self.hf_config is None):
                 raise ValueError("preset=hf needs exactly one of hf_path (a local folder) or hf_config")
-        elif self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; expected one of {sorted(PRESETS)} or hf")
+        elif self.preset not in GPT_PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; expected one of {sorted(GPT_PRESETS)} or hf")
         return self
 
 

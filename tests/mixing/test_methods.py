@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from tandem.cli.compare import method_config
+from tandem.pipeline.compare import method_config
 from tandem.cli.main import main
 from tandem.config import load_config
 from tandem.data.cache import prepare_data
@@ -149,7 +149,7 @@ def test_compare_smoke_and_resume(setup, tmp_path, capsys):
 
 
 def test_compare_respects_what_the_user_set_for_its_own_method(setup):
-    from tandem.cli.compare import method_config
+    from tandem.pipeline.compare import method_config
     from tandem.config import load_config
 
     path, _, _ = setup

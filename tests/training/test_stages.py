@@ -20,7 +20,7 @@ from tandem.data.cache import prepare_data  # noqa: E402
 from tandem.data.sampler import MixtureSampler  # noqa: E402
 from tandem.data.sft import SFTExamples  # noqa: E402
 from tandem.errors import InputError  # noqa: E402
-from tandem.training.stages import balanced_union, stage_one  # noqa: E402
+from tandem.pipeline.two_stage import balanced_union, stage_one  # noqa: E402
 
 PRETRAIN, SFT = ["code", "docs", "prose"], ["funcname", "upper", "module"]
 

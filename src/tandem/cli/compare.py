@@ -1,164 +1,27 @@
-"""`tandem compare`: stage one of each method and the same stage two for each, over seeds; resumable."""
+"""`tandem compare`: several methods side by side over paired seeds (the job is tandem.pipeline.compare)."""
 
 from __future__ import annotations
 
-import json
 import sys
-import time
-from pathlib import Path
 
-from tandem.errors import InputError
-
-
-def method_config(cfg, method: str, seed_offset: int, num_domains: int | None = None, log=None):
-    """The config of one (method, seed) run: the method's published settings, then the user's `methods.<name>`
-    overrides, then as many episodes (rounds) as bring its stage-one rows to those of the config's own mixer
-    (tandem.mixing.budget: warm-up, probes, reference steps, graph steps and sweeps all counted). An episode count
-    the user sets in `methods.<name>` is kept, with a warning when it breaks the equal budget."""
-    from pydantic import ValidationError
-
-    from tandem.config import MixerConfig, format_validation_error
-    from tandem.mixing import budget as B
-    from tandem.mixing import methods
-
-    methods.check_method(method)
-    mc = cfg.mixer
-    m = num_domains or len(cfg.data.domains or {}) or 1
-    batch = cfg.train.batch_size
-    update: dict = {"method": method, **methods.METHOD_DEFAULTS.get(method, {})}
-    if method == mc.method:  # the config's own method: what the user set in `mixer` wins over published defaults
-        update = {k: v for k, v in update.items() if k == "method" or k not in mc.model_fields_set}
-    own = cfg.methods.get(method, {})
-    merged = {**mc.model_dump(), **update, **own}
-    try:
-        new_mc = MixerConfig(**merged)
-        if B.has_budget(method) and not {"episodes", "regmix_steps"} & set(own) and method != mc.method:
-            new_mc = B.fit_budget(new_mc, m, batch, B.compare_budget(mc, m, batch))
-    except ValidationError as err:
-        raise InputError(format_validation_error(err, f"methods.{method}")) from None
-    return cfg.model_copy(update={"mixer": new_mc, "seed": cfg.seed + seed_offset})
-
-
-def budget_lines(cfg, names_m: list[str], plans: list, num_domains: int) -> list[str]:
-    """One line per method: its stage-one rows against the budget, flagged where they differ by more than 10%."""
-    from tandem.mixing import budget as B
-
-    target = B.compare_budget(cfg.mixer, num_domains, cfg.train.batch_size)
-    seen, lines = set(), []
-    for method, _, mcfg in plans:
-        if method in seen or not B.has_budget(method):
-            continue
-        seen.add(method)
-        rows = B.stage_one_rows(mcfg.mixer, num_domains, cfg.train.batch_size)
-        off = B.mismatch(rows, target)
-        if off > 0.10:
-            why = ("methods." + method + ".episodes is set" if {"episodes", "regmix_steps"} & set(cfg.methods.get(method, {}))
-                   else "one episode already costs more" if mcfg.mixer.episodes == 1 else "its episodes are coarse")
-            lines.append(f"warning: {method} spends {rows * cfg.train.seq_len:,.0f} stage-one tokens against a budget "
-                         f"of {target * cfg.train.seq_len:,.0f} ({off:.0%} off: {why})")
-    return lines
+from tandem.cli.common import load, log_to
+from tandem.io import check_writable_dir
 
 
 def cmd_compare(args) -> int:
-    from tandem.cli.common import load, log_to
-    from tandem.io import check_writable_dir
+    from tandem.pipeline.compare import check_plan, compare_job
 
     cfg = load(args)
-    if cfg.stages is not None:
-        # Comparing two-stage runs means pretraining and fine-tuning per method; compare would silently mix the SFT
-        # tasks into pretraining instead.
-        raise InputError(f"{args.config}: stages: tandem compare does not run two-stage configs; run `tandem run` "
-                         f"once per method (--set mixer.method=NAME --set seed=N) and compare their eval.json")
     names_m = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if not names_m:
-        raise InputError("--methods: expected a comma-separated list, e.g. uniform,doremi,tandem")
-    if len(set(names_m)) != len(names_m):
-        raise InputError(f"--methods: duplicate method in {args.methods}")
-    if args.seeds < 1:
-        raise InputError(f"--seeds: expected >= 1, got {args.seeds}")
+    check_plan(names_m, args.seeds)
     unknown = set(cfg.methods) - set(names_m)
-    m = len(cfg.data.domains or {})
-    plans = [(m_, s, method_config(cfg, m_, s, m)) for s in range(args.seeds) for m_ in names_m]  # validates all first
     if unknown:
         log_to(args.quiet)(f"note: methods.{sorted(unknown)} not in --methods; ignored")
-
     out = check_writable_dir(args.out)
-    from tandem.cli.common import removed_on_input_error
-
-    with removed_on_input_error(out):
-        return _compare(args, cfg, out, names_m, plans)
-
-
-def _fingerprint(mcfg) -> str:
-    """What a run's result depends on: its whole config, except where its files live."""
-    import hashlib
-
-    from tandem.mixing.methods import STATIC_METHODS
-
-    d = mcfg.to_dict()
-    d.get("data", {}).pop("cache_dir", None)
-    if mcfg.mixer.method in STATIC_METHODS:  # a static mixture ignores every other mixer setting
-        d["mixer"] = {"method": mcfg.mixer.method, "weights": mcfg.mixer.weights}
-    d.pop("methods", None)  # already applied to this run's mixer
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _compare(args, cfg, out: Path, names_m: list[str], plans: list) -> int:
-    from tandem.cli.common import log_to, prepare, write_config
-    from tandem.cli.mix import _stage_two
-    from tandem.io import write_json
-    from tandem.mixing.optimize import optimize
-    from tandem.report.compare import write_report
-
-    log = log_to(args.quiet)
-    data_by_seed = {}
-    results = []
-    out.mkdir(parents=True, exist_ok=True)
-    write_config(cfg, out)
-    for i, (method, seed, mcfg) in enumerate(plans, 1):
-        run_dir = out / "runs" / f"{method}-seed{seed}"
-        done = run_dir / "result.json"
-        fingerprint = _fingerprint(mcfg)
-        if done.is_file():
-            try:
-                kept = json.loads(done.read_text())
-            except json.JSONDecodeError:
-                kept = None
-            if kept is not None and kept.get("config_fingerprint", fingerprint) == fingerprint:
-                results.append(kept)
-                log(f"[{i}/{len(plans)}] {method} seed {seed}: done earlier, kept")
-                continue
-            if kept is not None:
-                # A finished run of another config must not stand in for this one, nor its checkpoints seed it.
-                import shutil
-
-                log(f"[{i}/{len(plans)}] {method} seed {seed}: the config changed since it ran; running it again")
-                shutil.rmtree(run_dir)
-        log(f"[{i}/{len(plans)}] {method} seed {seed}")
-        if seed not in data_by_seed:
-            data_by_seed[seed] = prepare(mcfg, args)
-        data = data_by_seed[seed]
-        t0 = time.perf_counter()
-        res = optimize(mcfg, data, run_dir / "optimize", resume=True, progress=not args.quiet, log=log)
-        t1 = time.perf_counter()
-        weights = res.as_dict(res.recommended)
-        args.resume = True
-        ev = _stage_two(mcfg, data, weights, run_dir, args)
-        r = {
-            "method": method, "seed": mcfg.seed, "weights": weights,
-            "test_loss": ev["test_loss"], "valid_loss": ev["valid_loss"], "epochs": ev["epochs"],
-            "stage1_wall_s": t1 - t0, "stage1_tokens": res.train_tokens, "stage1_proxy_steps": res.proxy_steps,
-            "stage2_wall_s": ev.get("train_wall_time_s"),
-            "stage2_tokens": int(sum(ev["tokens_seen"].values())),
-            "config_fingerprint": fingerprint,
-        }
-        write_json(done, r)
-        results.append(r)
-    write_json(out / "results.json", {"methods": names_m, "seeds": args.seeds, "runs": results})
-    table = write_report(out, results, names_m)
+    _, table, warnings = compare_job(cfg, out, names_m, args.seeds, args.quiet, log_to(args.quiet), args.config)
     print(table)
     # After the runs (bad input is one line and nothing else): where a method's stage one did not spend the budget.
-    for line in budget_lines(cfg, names_m, plans, len(cfg.data.domains)):
+    for line in warnings:
         print(line, file=sys.stderr)
     print(f"wrote {out / 'results.json'}, {out / 'results.md'} and plots in {out}")
     return 0

@@ -1,4 +1,4 @@
-"""The `tandem` command: subcommands for each pipeline stage.
+"""The `tandem` command: a table of subcommands, each defined (arguments and behaviour) in the module of its family.
 
 Input errors print one line on stderr and exit with code 2; nothing is written for them.
 """
@@ -6,98 +6,31 @@ Input errors print one line on stderr and exit with code 2; nothing is written f
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-import time
 from pathlib import Path
 
 from tandem import __version__
-from tandem.cli.common import load, prepare, removed_on_input_error
 from tandem.errors import InputError
-from tandem.pipeline import train_and_evaluate
+
+# The command table: family module (tandem.cli.<module>) -> the subcommands it defines, in `tandem --help` order.
+COMMANDS = {
+    "data": ("prepare", "corpus", "tasks", "ecommerce"),
+    "train": ("train", "eval", "metrics"),
+    "mix": ("optimize", "run", "recommend"),
+    "compare": ("compare",),
+    "report": ("export", "report"),
+}
 
 
-def cmd_prepare(args) -> int:
-    from tandem.data.cache import format_table
-
-    cfg = load(args)
-    data = prepare(cfg, args)
-    from tandem.data.sft import fit_report, format_fit
-
-    print(format_table(data))
-    print(f"tokenizer: vocab {data.vocab_size}, cache {data.cache_dir}")
-    cut = format_fit(fit_report(data.arrays, cfg.train.seq_len), cfg.train.seq_len)
-    if cut:
-        print(cut)
-    return 0
-
-
-def cmd_train(args) -> int:
-    from tandem.evaluation.evaluate import format_eval
-    from tandem.io import check_writable_dir
-    from tandem.mixing.weights import resolve_weights
-
-    cfg = load(args)
-    out = check_writable_dir(args.out)
-    if args.weights not in ("uniform", "natural"):
-        resolve_weights(args.weights, cfg.domain_names)  # validate before any work
-    data = prepare(cfg, args)
-    from tandem.data.cache import natural_weights
-
-    weights = resolve_weights(args.weights, data.domains, natural_weights(data))
-    with removed_on_input_error(out):
-        from tandem.runs import claim
-
-        claim(out, cfg, data, "train", args.resume, args.force)
-        ev = train_and_evaluate(cfg, data, weights, out, args.resume, args.quiet)
-    print(format_eval(ev))
-    print(f"wrote {out / 'eval.json'}")
-    return 0
-
-
-def cmd_eval(args) -> int:
-    from tandem.evaluation.evaluate import evaluate, format_eval
-    from tandem.io import check_writable_file, write_json
-    from tandem.models import load_model
-    from tandem.training.learner import resolve_device
-
-    cfg = load(args)
-    check_writable_file(args.out, "--out")
-    model, meta = load_model(args.model)
-    block = getattr(getattr(model, "config", None), "block_size", None)
-    if isinstance(block, int) and cfg.train.seq_len > block:
-        raise InputError(f"{args.model}: the model's context is {block} tokens, shorter than train.seq_len="
-                         f"{cfg.train.seq_len}; evaluate with --set train.seq_len={block}")
-    data = prepare(cfg, args)
-    fp = meta.get("tokenizer_fingerprint")
-    if fp is not None and fp != data.tokenizer.fingerprint:
-        raise InputError(f"{args.model}: the model was trained with a different tokenizer than {args.config} produces")
-    device = resolve_device(cfg.train.device)
-    model.to(device)
-    result = evaluate(model, data, cfg.train.seq_len, cfg.eval.max_tokens, cfg.eval.batch_size, device, cfg.train.precision)
-    ev = {"test_loss": result["test_loss"], "valid_loss": result["valid_loss"],
-          "eval_tokens": {"valid": result["valid_tokens"], "test": result["test_tokens"]}}
-    write_json(args.out, ev)
-    print(format_eval(ev))
-    print(f"wrote {args.out}")
-    return 0
-
-
-def cmd_corpus(args) -> int:
-    from tandem.examples import corpus
-
-    domains = [d.strip() for d in (args.domains or ",".join(corpus.DEFAULT_DOMAINS)).split(",") if d.strip()]
-    if not args.scale > 0:
-        raise InputError(f"--scale: expected a positive number, got {args.scale}")
-    t0 = time.perf_counter()
-    try:
-        manifest = corpus.build_corpus(args.out, domains=domains, budgets=corpus.scaled_budgets(args.scale),
-                                       seed=args.seed)
-    except (corpus.CorpusSourceError, ValueError) as err:
-        raise InputError(str(err)) from None
-    print(corpus.format_table(manifest))
-    print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
-    return 0
+def _common(sp, config=True):
+    """The arguments every subcommand shares: the config and its overrides (where it reads one), --quiet."""
+    if config:
+        sp.add_argument("config", help="YAML config file")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set train.steps=200 (repeatable)")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,60 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"tandem {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
-    def common(sp, config=True):
-        if config:
-            sp.add_argument("config", help="YAML config file")
-            sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                            help="override a config field, e.g. --set train.steps=200 (repeatable)")
-        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
-
-    sp = sub.add_parser("prepare", help="tokenize the domains into the cache and print tokens per domain and split",
-                        description="Read every domain's sources, train or load the tokenizer, cache token files "
-                                    "(reused until a source or the tokenizer changes) and print a table.")
-    common(sp)
-    sp.set_defaults(func=cmd_prepare)
-
-    sp = sub.add_parser("train", help="train the target model on a fixed mixture and evaluate it per domain",
-                        description="Train cfg.model for train.steps on the mixture W and write OUT/eval.json, "
-                                    "OUT/metrics.jsonl and OUT/model/.")
-    common(sp)
-    sp.add_argument("--weights", default="uniform",
-                    help="weights JSON file ({\"domain_weights\": {...}}), `uniform` or `natural` (default: uniform)")
-    sp.add_argument("--out", required=True, help="output folder")
-    sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
-    sp.add_argument("--force", action="store_true", help="replace a run already in OUT instead of refusing")
-    sp.set_defaults(func=cmd_train)
-
-    sp = sub.add_parser("eval", help="evaluate a saved model per domain on the valid and test splits",
-                        description="Evaluate a model folder written by `tandem train` on the config's domains.")
-    common(sp)
-    sp.add_argument("--model", required=True, help="model folder (OUT/model of a train run)")
-    sp.add_argument("--out", required=True, help="output JSON file")
-    sp.set_defaults(func=cmd_eval)
-
-    sp = sub.add_parser("corpus", help="build the bundled default corpus from sources that install offline",
-                        description="Assemble real text in several domains (code, books, scripture, legal, chat) "
-                                    "split into train/valid/test jsonl files. Sources: scripts/install_corpus_sources.sh.")
-    common(sp, config=False)
-    sp.add_argument("--out", default="data/default", help="output folder (default: data/default)")
-    sp.add_argument("--domains", default=None, help="comma-separated domains (default: the five pip-installable ones)")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--scale", type=float, default=1.0, help="multiply every domain's size budget")
-    sp.set_defaults(func=cmd_corpus)
-
-    _register_more(sub, common)
+    for module in COMMANDS:
+        importlib.import_module(f"tandem.cli.{module}").register(sub, _common)
     return p
-
-
-def _register_more(sub, common) -> None:
-    """Mixture-optimization commands: optimize and run (tandem.cli.mix), compare (tandem.cli.compare)."""
-    from tandem.cli import compare, mix, sft, tools
-
-    mix.register(sub, common)
-    compare.register(sub, common)
-    tools.register(sub, common)  # export, report
-    sft.register(sub, common)  # ecommerce, metrics
 
 
 def _internal_error_log(args) -> str:

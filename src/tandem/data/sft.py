@@ -27,7 +27,10 @@ from typing import Iterable
 import numpy as np
 
 from tandem.errors import InputError
-from tandem.training.loss import IGNORE_INDEX
+
+# The target of a token that carries no loss (a prompt, padding): PyTorch's cross-entropy default, so that
+# tandem.training.loss and any Hugging Face model read these batches alike.
+IGNORE_INDEX = -100
 
 DEFAULT_CHAT_TEMPLATE = (
     "{% for m in messages %}"

@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tandem.config import GPT_PRESETS
+
 
 @dataclass
 class GPTConfig:
@@ -24,14 +26,8 @@ class GPTConfig:
         return asdict(self)
 
 
-# Parameter counts are for an 8k vocabulary (embeddings included, counted once since tied).
-PRESETS: dict[str, dict] = {
-    "tiny": dict(n_layer=2, n_head=2, n_embd=64),  # ~0.6M: CI and proxies on CPU
-    "mini": dict(n_layer=3, n_head=4, n_embd=128),  # ~1.6M
-    "small": dict(n_layer=4, n_head=4, n_embd=256),  # ~5M
-    "base": dict(n_layer=6, n_head=6, n_embd=384),  # ~14M
-    "medium": dict(n_layer=8, n_head=8, n_embd=512),  # ~30M: GPU proxies
-}
+# The presets' sizes are part of the config's vocabulary (tandem.config validates preset names against them).
+PRESETS = GPT_PRESETS
 
 
 class CausalSelfAttention(nn.Module):

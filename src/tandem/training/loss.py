@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100  # targets with this id carry no loss (prompt tokens in SFT, padding)
+from tandem.data.sft import IGNORE_INDEX  # noqa: F401  (the batch format is data's; the loss reads it)
 
 
 def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from tandem.errors import InputError
+from tandem.io import check_writable_file, write_text
 
 
 def _prefix_map(items: list[str]) -> dict[str, str]:
@@ -19,7 +20,6 @@ def _prefix_map(items: list[str]) -> dict[str, str]:
 
 
 def cmd_export(args) -> int:
-    from tandem.io import check_writable_file, write_text
     from tandem.report.export import FORMATS, export, read_weights
 
     if args.format not in FORMATS:

@@ -6,13 +6,16 @@ mixture of the `pretrain` domains, then fine-tuned for `stages.sft_steps` on the
 
 Outer objective of stage one. The mixer runs over the pretrain domains as usual, but its
 validation data is the SFT domains' validation examples (response tokens only, every task
-weighted equally): TANDEM's reference trains on the pretraining mixture plus those examples,
+holding an equal share of them): TANDEM's reference trains on the pretraining mixture plus those examples,
 so Delta_i measures how much learning the downstream tasks changes the loss of pretraining
 domain i, and weight moves toward the domains the fine-tuned model needs. This is the penalty
 form of min_alpha L_sft_valid(theta(alpha)) with the fine-tuning stage folded into the
 reference's validation steps; the fine-tuning run itself is not differentiated through. Its
 cost is that of single-stage TANDEM (a reference step costs one proxy step); DoGE and the
 search methods (grid, regmix) use the same validation data, DoReMi and ODM none.
+
+This module is the job (run_two_stage, two_stage_target) and its pieces (stage one's view of the data, the
+fine-tuning steps).
 """
 
 from __future__ import annotations
@@ -31,9 +34,14 @@ from tandem.data.cache import PreparedData, natural_weights
 from tandem.data.sampler import MixtureSampler
 from tandem.data.sft import SFTExamples
 from tandem.errors import InputError
+from tandem.evaluation.evaluate import evaluate, finished_eval, summarize
+from tandem.evaluation.generate import sft_outcome
 from tandem.io import write_json, write_text
+from tandem.mixing.optimize import optimize
+from tandem.mixing.weights import as_array, resolve_weights
 from tandem.training.learner import Learner
 from tandem.training.loss import domain_token_counts, objective_coefficients
+from tandem.training.trainer import optim_config, train
 
 
 def check_stages(cfg: Config) -> None:
@@ -112,9 +120,6 @@ def fine_tune(cfg: Config, data: PreparedData, model: torch.nn.Module, device: t
     """Stage two: `stages.sft_steps` steps on the SFT domains' fixed mixture; returns the model and tokens seen."""
     from tqdm import tqdm
 
-    from tandem.mixing.weights import as_array, resolve_weights
-    from tandem.training.trainer import optim_config
-
     st, tc = cfg.stages, cfg.train
     names = data.domains
     w = st.sft_weights if isinstance(st.sft_weights, dict) else resolve_weights(st.sft_weights, names, natural_weights(data))
@@ -132,14 +137,7 @@ def fine_tune(cfg: Config, data: PreparedData, model: torch.nn.Module, device: t
 def two_stage_target(cfg: Config, data: PreparedData, weights: dict[str, float], out: Path, resume: bool = False,
                      progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Pretrain the target on `weights` (pretrain domains), fine-tune it, evaluate every domain; writes eval.json."""
-    from tandem.evaluation.evaluate import evaluate, summarize
-    from tandem.evaluation.generate import sft_outcome
-    from tandem.mixing.weights import as_array
-    from tandem.training.trainer import train
-
     st = cfg.stages
-    from tandem.evaluation.evaluate import finished_eval
-
     kept = finished_eval(out, weights) if resume else None
     if kept is not None:
         return kept
@@ -178,15 +176,10 @@ def format_two_stage(weights: dict[str, dict[str, float]], evals: dict[str, dict
     return "\n".join(lines)
 
 
-def run_two_stage(cfg: Config, data: PreparedData, out: Path, baselines: list[str], resume: bool, quiet: bool) -> str:
+def run_two_stage(cfg: Config, data: PreparedData, out: Path, baselines: list[str], resume: bool, quiet: bool,
+                  log: Callable[[str], None] = lambda s: None) -> str:
     """`tandem run` on a two-stage config: learn the stage-one mixture, then pretrain + fine-tune the target on it
     and on each baseline mixture; writes weights.json, eval.json, summary.md and returns the table."""
-    from tandem.mixing.optimize import optimize
-    from tandem.mixing.weights import resolve_weights
-
-    import sys
-
-    log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     st = cfg.stages
     cfg1, data1 = stage_one(cfg, data)
     log(f"stage one: {cfg.mixer.method} on a {cfg.mixer.proxy.preset} proxy over {st.pretrain}, validated on {st.sft}")

@@ -1,16 +1,24 @@
-"""Jobs that run whole stages, shared by the CLI and the Python API: stage two (train the target on a mixture,
-save it so Hugging Face loads it, evaluate it per domain)."""
+"""The stage-two job: train the target on a mixture, save it so Hugging Face loads it, evaluate it per domain
+(losses, and task metrics for the SFT domains that declare one), write eval.json."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+
+from tandem.evaluation.evaluate import evaluate, finished_eval
+from tandem.evaluation.generate import sft_outcome
+from tandem.io import write_json
+from tandem.mixing.weights import as_array
+from tandem.models import save_model
+from tandem.report.plots import plot_training
+from tandem.training.distributed import is_main
+from tandem.training.trainer import train
 
 
 def _plot_training(out) -> None:
     """OUT/training.png: the target's training (and periodic validation) curves from OUT/metrics.jsonl."""
-    import json
-
     path = out / "metrics.jsonl"
     if not path.is_file():
         return
@@ -21,17 +29,11 @@ def _plot_training(out) -> None:
         except json.JSONDecodeError:
             continue
     if records:
-        from tandem.report.plots import plot_training
-
         plot_training(records, out / "training.png")
 
 
 def _set_special_ids(folder, tok) -> None:
     """The saved GPT's config.json learns the tokenizer's eos (and pad) id, so `generate` stops where tandem does."""
-    import json
-
-    from tandem.io import write_json
-
     path = folder / "config.json"
     meta = folder / "tandem_model.json"
     if not path.is_file() or not meta.is_file() or json.loads(meta.read_text()).get("kind") != "gpt":
@@ -47,17 +49,8 @@ def _model_meta(cfg, data) -> dict:
 
 def train_and_evaluate(cfg, data, weights: dict, out: Path, resume: bool, quiet: bool, model_cfg=None) -> dict:
     """Stage two: train on `weights`, save the model, evaluate, write eval.json; returns the eval dict."""
-    from tandem.evaluation.evaluate import evaluate
-    from tandem.evaluation.generate import sft_outcome
-    from tandem.io import write_json
-    from tandem.mixing.weights import as_array
-    from tandem.models import save_model
-    from tandem.training.trainer import train
-
     log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     outcome = train(cfg, data, as_array(weights, data.domains), out, model_cfg=model_cfg, resume=resume, progress=not quiet, log=log)
-    from tandem.training.distributed import is_main
-
     if is_main():
         save_model(outcome.model, out / "model", extra=_model_meta(cfg, data))
         data.tokenizer.save_pretrained(out / "model", cfg.train.seq_len)
@@ -78,3 +71,9 @@ def train_and_evaluate(cfg, data, weights: dict, out: Path, resume: bool, quiet:
     ev.update(sft_outcome(cfg, data, outcome.model, outcome.learner.device, log))
     write_json(out / "eval.json", ev)
     return ev
+
+
+def stage_two(cfg, data, weights: dict, out: Path, resume: bool, quiet: bool) -> dict:
+    """Train and evaluate the target; on resume a finished stage (eval.json for these weights) is kept."""
+    ev = finished_eval(out, weights) if resume else None
+    return ev if ev is not None else train_and_evaluate(cfg, data, weights, out, resume, quiet)
