@@ -36,7 +36,7 @@ def optimize(config: ConfigLike, out: Union[str, Path], overrides: list[str] | N
     from tandem.runs import release
 
     cfg, out = _config(config, overrides), Path(out)
-    validate(cfg)
+    cfg = validate(cfg)
     data = _data(cfg, quiet)
     try:
         optimize_job(cfg, data, out, resume, force, quiet, (lambda s: None) if quiet else print)

@@ -146,3 +146,36 @@ def test_compare_refuses_a_two_stage_config(prepared, tmp_path, cli):
     rc, _, err = cli("compare", path, "--methods", "uniform,tandem", "--out", tmp_path / "cmp")
     assert rc == 2 and "stages" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "cmp").exists()
+
+
+def test_every_job_resolves_a_methods_settings_alike(prepared, tmp_path, cli):
+    """optimize, run, two-stage run and compare all run DoReMi with its published defaults, then the config's
+    `mixer`, then `methods.doremi` (tandem.mixing.methods.resolve_mixer): the settings each run records agree."""
+    from tandem.pipeline.compare import method_config
+
+    two = two_stage_config(tmp_path)
+    raw = yaml.safe_load(two.read_text())
+    raw["mixer"].update({"method": "doremi", "episodes": 2})
+    raw["methods"] = {"doremi": {"smoothing": 0.02}}
+    two.write_text(yaml.safe_dump(raw))
+    single = {**raw, "stages": None}
+    single["data"] = {**raw["data"], "domains": {d: raw["data"]["domains"][d] for d in PRETRAIN},
+                      "cache_dir": ".cache1"}
+    one = tmp_path / "one.yaml"
+    one.write_text(yaml.safe_dump(single))
+    recorded = {}
+    for label, argv in {"optimize": ("optimize", one), "run": ("run", one, "--baseline", ""),
+                        "two-stage": ("run", two, "--baseline", "")}.items():
+        out = tmp_path / label
+        rc, _, err = cli(*argv, "--out", out, "-q", "--set", "train.steps=2", "--set", "stages.sft_steps=1"
+                         if label == "two-stage" else "eval.max_tokens=256")
+        assert rc == 0, err
+        recorded[label] = yaml.safe_load((out / "config.yaml").read_text())["mixer"]
+    cfg = load_config(one)
+    recorded["compare"] = method_config(cfg, "doremi", 0).mixer.model_dump(mode="json")
+    for label, mixer in recorded.items():
+        assert mixer["smoothing"] == 0.02, label  # methods.doremi
+        assert mixer["sampling"] == "reweight", label  # a published default the config leaves alone
+        assert (mixer["eta_alpha"], mixer["probe_steps"]) == (10.0, 2), label  # the config's own mixer wins
+    # without methods.doremi the published smoothing applies on every path
+    assert method_config(load_config(one, ["methods={}"]), "doremi", 0).mixer.smoothing == 1e-3

@@ -16,7 +16,7 @@ def cmd_optimize(args) -> int:
     from tandem.report.tables import format_epochs, format_evidence, format_weights
 
     cfg = load(args)
-    validate(cfg)
+    cfg = validate(cfg)
     out = check_writable_dir(args.out)
     data = prepare(cfg, args)
     res = optimize_job(cfg, data, out, args.resume, args.force, args.quiet, log_to(args.quiet))
@@ -33,7 +33,7 @@ def cmd_run(args) -> int:
     from tandem.pipeline.run import run_job, validate
 
     cfg = load(args)
-    validate(cfg)
+    cfg = validate(cfg)
     out = check_writable_dir(args.out)
     baselines = [b for b in (args.baseline or "").split(",") if b]
     for b in baselines:

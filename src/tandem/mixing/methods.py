@@ -53,6 +53,30 @@ def check_method(method: str) -> None:
         raise InputError(f"mixer.method: unknown method {method!r}; expected one of {', '.join(METHODS)}")
 
 
+def resolve_mixer(cfg, method: str | None = None) -> MixerConfig:
+    """A method's settings, resolved in one order by every job (optimize, run, two-stage, compare): the method's
+    published defaults (METHOD_DEFAULTS), then the config's `mixer` (for the config's own method every field the
+    user set wins over a published default; for another method the published defaults win), then the config's
+    `methods.<name>` section."""
+    from pydantic import ValidationError
+
+    from tandem.config import format_validation_error
+
+    mc = cfg.mixer
+    method = method or mc.method
+    check_method(method)
+    update: dict = {"method": method, **METHOD_DEFAULTS.get(method, {})}
+    if method == mc.method:
+        update = {k: v for k, v in update.items() if k == "method" or k not in mc.model_fields_set}
+    own = cfg.methods.get(method, {})
+    if not own and method == mc.method:
+        return effective(mc)  # nothing to merge: the mixer as set, published defaults where it is silent
+    try:
+        return effective(MixerConfig(**{**mc.model_dump(), **update, **own}))
+    except ValidationError as err:
+        raise InputError(format_validation_error(err, f"methods.{method}")) from None
+
+
 def effective(mc: MixerConfig) -> MixerConfig:
     """The mixer settings with the method's defaults filled in where the config is silent."""
     defaults = {k: v for k, v in METHOD_DEFAULTS.get(mc.method, {}).items() if k not in mc.model_fields_set}

@@ -12,7 +12,7 @@ from typing import Callable
 
 from pydantic import ValidationError
 
-from tandem.config import Config, MixerConfig, format_validation_error
+from tandem.config import Config, format_validation_error
 from tandem.errors import InputError
 from tandem.io import write_json
 from tandem.mixing import budget as B
@@ -24,26 +24,22 @@ from tandem.pipeline.stage_two import stage_two
 from tandem.report.compare import write_report
 
 
-def method_config(cfg, method: str, seed_offset: int, num_domains: int | None = None, log=None):
-    """The config of one (method, seed) run: the method's published settings, then the user's `methods.<name>`
-    overrides, then as many episodes (rounds) as bring its stage-one rows to those of the config's own mixer
-    (tandem.mixing.budget: warm-up, probes, reference steps, graph steps and sweeps all counted). An episode count
-    the user sets in `methods.<name>` is kept, with a warning when it breaks the equal budget."""
-    methods.check_method(method)
+def method_config(cfg, method: str, seed_offset: int, num_domains: int | None = None):
+    """The config of one (method, seed) run: the method's settings (tandem.mixing.methods.resolve_mixer: published
+    defaults, the config's `mixer`, then `methods.<name>`), with as many episodes (rounds) as bring its stage-one
+    rows to those of the config's own mixer (tandem.mixing.budget: warm-up, probes, reference steps, graph steps and
+    sweeps all counted). An episode count the user sets in `methods.<name>` is kept, with a warning when it breaks
+    the equal budget."""
     mc = cfg.mixer
     m = num_domains or len(cfg.data.domains or {}) or 1
     batch = cfg.train.batch_size
-    update: dict = {"method": method, **methods.METHOD_DEFAULTS.get(method, {})}
-    if method == mc.method:  # the config's own method: what the user set in `mixer` wins over published defaults
-        update = {k: v for k, v in update.items() if k == "method" or k not in mc.model_fields_set}
+    new_mc = methods.resolve_mixer(cfg, method)
     own = cfg.methods.get(method, {})
-    merged = {**mc.model_dump(), **update, **own}
-    try:
-        new_mc = MixerConfig(**merged)
-        if B.has_budget(method) and not {"episodes", "regmix_steps"} & set(own) and method != mc.method:
+    if B.has_budget(method) and not {"episodes", "regmix_steps"} & set(own) and method != mc.method:
+        try:
             new_mc = B.fit_budget(new_mc, m, batch, B.compare_budget(mc, m, batch))
-    except ValidationError as err:
-        raise InputError(format_validation_error(err, f"methods.{method}")) from None
+        except ValidationError as err:
+            raise InputError(format_validation_error(err, f"methods.{method}")) from None
     return cfg.model_copy(update={"mixer": new_mc, "seed": cfg.seed + seed_offset})
 
 

@@ -30,11 +30,13 @@ Log = Callable[[str], None]
 CHECK_EPOCH_CAPS = (4.0, 16.0)
 
 
-def validate(cfg: Config) -> None:
-    """What can be checked before any data is read: a known method, stage domains that exist."""
-    methods.check_method(cfg.mixer.method)
+def validate(cfg: Config) -> Config:
+    """What can be checked before any data is read (a known method, stage domains that exist); returns the config
+    with its method's settings resolved (tandem.mixing.methods.resolve_mixer), as every job runs it."""
+    cfg = cfg.model_copy(update={"mixer": methods.resolve_mixer(cfg)})
     if cfg.stages is not None:
         check_stages(cfg)
+    return cfg
 
 
 def optimize_job(cfg: Config, data: PreparedData, out: Path, resume: bool = False, force: bool = False,
