@@ -82,9 +82,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("sft-tasks", "5. SFT: five real tasks of unequal size (`tandem tasks`)", {}, ALL_METHODS, kind="sft",
                  goal="TANDEM's average task test loss below uniform's by more than two standard errors of the paired "
                       "difference, and its task metrics not worse",
-                 models="target `tiny` (0.36M parameters), 400 steps of 16 rows of 128 tokens; proxy 1 layer, width 32"),
+                 models="target `tiny` (0.36M parameters), 300 steps of 16 rows of 96 tokens; proxy 1 layer, width 32; 8 episodes"),
         Scenario("sft-ecommerce", "5b. SFT: the four e-commerce tasks", {}, ALL_METHODS, kind="sft",
-                 goal="as 5", models="as 5, rows of 192 tokens"),
+                 goal="as 5", models="as 5, rows of 128 tokens"),
         Scenario("sft-two-stage", "5c. Two-stage: pretraining mixture for the five real tasks", {},
                  ["tandem", "doremi"], kind="two-stage",
                  goal="the post-fine-tuning average task test loss of TANDEM's pretraining mixture below uniform's",
