@@ -23,48 +23,41 @@ def cmd_prepare(args) -> int:
     return 0
 
 
-def cmd_corpus(args) -> int:
-    domains = [d.strip() for d in (args.domains or ",".join(corpus.DEFAULT_DOMAINS)).split(",") if d.strip()]
+def _build(args, build, format_table, **kwargs) -> int:
+    """One example-data command: check --seed, --scale and --out, build, print the table and the time taken."""
+    if args.seed < 0:
+        raise InputError(f"--seed: expected a non-negative integer, got {args.seed}")
     if not args.scale > 0:
         raise InputError(f"--scale: expected a positive number, got {args.scale}")
+    out = check_writable_dir(args.out)
     t0 = time.perf_counter()
     try:
-        manifest = corpus.build_corpus(args.out, domains=domains, budgets=corpus.scaled_budgets(args.scale),
-                                       seed=args.seed)
-    except (corpus.CorpusSourceError, ValueError) as err:
+        manifest = build(out, seed=args.seed, **kwargs)
+    except (corpus.CorpusSourceError, ValueError) as err:  # a missing source package, an unknown name
         raise InputError(str(err)) from None
-    print(corpus.format_table(manifest))
-    print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
+    print(format_table(manifest))
+    print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def _names(value: str | None, default) -> list[str]:
+    return [d.strip() for d in (value or ",".join(default)).split(",") if d.strip()]
+
+
+def cmd_corpus(args) -> int:
+    return _build(args, corpus.build_corpus, corpus.format_table, domains=_names(args.domains, corpus.DEFAULT_DOMAINS),
+                  budgets=corpus.scaled_budgets(args.scale) if args.scale > 0 else None)
 
 
 def cmd_tasks(args) -> int:
-    if args.seed < 0:
-        raise InputError(f"--seed: expected a non-negative integer, got {args.seed}")
-    names = tuple(t.strip() for t in (args.tasks or ",".join(tasks.TASKS)).split(",") if t.strip())
-    out = check_writable_dir(args.out)
-    t0 = time.perf_counter()
-    try:
-        manifest = tasks.build_tasks(out, seed=args.seed, scale=args.scale, tasks=names)
-    except (tasks.CorpusSourceError, ValueError) as err:
-        raise InputError(str(err)) from None
-    print(tasks.format_table(manifest))
-    print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
-    return 0
+    return _build(args, tasks.build_tasks, tasks.format_table, scale=args.scale,
+                  tasks=tuple(_names(args.tasks, tasks.TASKS)))
 
 
 def cmd_ecommerce(args) -> int:
-    if args.seed < 0:
-        raise InputError(f"--seed: expected a non-negative integer, got {args.seed}")
-    if not args.scale > 0:
-        raise InputError(f"--scale: expected a positive number, got {args.scale}")
-    out = check_writable_dir(args.out)
-    t0 = time.perf_counter()
-    manifest = ecommerce.build_ecommerce(out, seed=args.seed, scale=args.scale)
-    print(ecommerce.format_table(manifest))
+    rc = _build(args, ecommerce.build_ecommerce, ecommerce.format_table, scale=args.scale)
     print(ecommerce.SYNTHETIC_NOTE)
-    print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
-    return 0
+    return rc
 
 
 def register(sub, common) -> None:
