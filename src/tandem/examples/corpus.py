@@ -30,7 +30,6 @@ import random
 import re
 import sys
 import sysconfig
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -57,6 +56,7 @@ __all__ = [
 ]
 
 from tandem.config import SPLITS  # noqa: E402  (one definition of the split names)
+from tandem.io import write_text  # noqa: E402  (the one atomic writer)
 MANIFEST_VERSION = 1
 INSTALL_SCRIPT = "scripts/install_corpus_sources.sh"
 
@@ -633,30 +633,6 @@ def _jsonl_line(text: str) -> str:
     return line + "\n"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_atomic(path: Path, content: str) -> None:
-    """Write to a temporary file in the same folder, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file as 0600; give it the permissions a plain open() would.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def build_corpus(
     out_dir: str | os.PathLike,
     domains: Sequence[str] = DEFAULT_DOMAINS,
@@ -683,22 +659,8 @@ def build_corpus(
     domain or a budget too small for 6 documents.
     """
     domains = list(dict.fromkeys(domains))
-    if not domains:
-        raise ValueError("no domains given")
-    unknown = [d for d in domains if d not in DOMAIN_SOURCES]
-    if unknown:
-        raise ValueError(
-            f"unknown domain(s) {', '.join(unknown)}; known: {', '.join(DOMAIN_SOURCES)}"
-        )
-    for name, fraction in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
-        if not 0 <= fraction < 0.5:
-            raise ValueError(f"{name} must be in [0, 0.5), got {fraction}")
     all_budgets = {**DEFAULT_BUDGETS, **dict(budgets)}
-    for domain in domains:
-        budget = all_budgets.get(domain)
-        if budget is not None and budget < 0:
-            raise ValueError(f"budget for '{domain}' must be non-negative, got {budget}")
-
+    _check_arguments(domains, all_budgets, valid_fraction, test_fraction)
     descriptions = _describe_sources()
     manifest: dict = {
         "version": MANIFEST_VERSION,
@@ -709,34 +671,52 @@ def build_corpus(
         "domains": {},
     }
     outputs: dict[str, dict[str, list[str]]] = {}
-    for domain in domains:
-        docs = _dedupe(DOMAIN_SOURCES[domain]())
-        available_chars = sum(len(d) for d in docs)
-        _domain_rng(seed, domain).shuffle(docs)
-        budget = all_budgets.get(domain)
-        selected = _select(docs, budget)
-        splits = _split(domain, selected, valid_fraction, test_fraction)
-        outputs[domain] = splits
-        manifest["domains"][domain] = {
-            "source": descriptions[domain],
-            "budget_chars": budget,
-            "available_docs": len(docs),
-            "available_chars": available_chars,
-            "docs": len(selected),
-            "chars": sum(len(d) for d in selected),
-            "splits": {
-                name: {"docs": len(part), "chars": sum(len(d) for d in part)}
-                for name, part in splits.items()
-            },
-        }
-
+    for domain in domains:  # every source is read before anything is written
+        outputs[domain], manifest["domains"][domain] = _build_domain(
+            domain, seed, all_budgets.get(domain), valid_fraction, test_fraction, descriptions[domain])
     out = Path(out_dir)
     for domain, splits in outputs.items():
         for name, part in splits.items():
-            _write_atomic(out / domain / f"{name}.jsonl", "".join(_jsonl_line(d) for d in part))
+            write_text(out / domain / f"{name}.jsonl", "".join(_jsonl_line(d) for d in part))
     # Written last: a manifest on disk means every file it lists is complete.
-    _write_atomic(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    write_text(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
+
+
+def _check_arguments(domains: list[str], budgets: Mapping[str, int | None], valid_fraction: float,
+                     test_fraction: float) -> None:
+    if not domains:
+        raise ValueError("no domains given")
+    unknown = [d for d in domains if d not in DOMAIN_SOURCES]
+    if unknown:
+        raise ValueError(f"unknown domain(s) {', '.join(unknown)}; known: {', '.join(DOMAIN_SOURCES)}")
+    for name, fraction in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= fraction < 0.5:
+            raise ValueError(f"{name} must be in [0, 0.5), got {fraction}")
+    for domain in domains:
+        budget = budgets.get(domain)
+        if budget is not None and budget < 0:
+            raise ValueError(f"budget for '{domain}' must be non-negative, got {budget}")
+
+
+def _build_domain(domain: str, seed: int, budget: int | None, valid_fraction: float, test_fraction: float,
+                  source: str) -> tuple[dict[str, list[str]], dict]:
+    """One domain's splits and its manifest entry: read, deduplicated, shuffled by (seed, domain), cut to budget."""
+    docs = _dedupe(DOMAIN_SOURCES[domain]())
+    available_chars = sum(len(d) for d in docs)
+    _domain_rng(seed, domain).shuffle(docs)
+    selected = _select(docs, budget)
+    splits = _split(domain, selected, valid_fraction, test_fraction)
+    entry = {
+        "source": source,
+        "budget_chars": budget,
+        "available_docs": len(docs),
+        "available_chars": available_chars,
+        "docs": len(selected),
+        "chars": sum(len(d) for d in selected),
+        "splits": {name: {"docs": len(part), "chars": sum(len(d) for d in part)} for name, part in splits.items()},
+    }
+    return splits, entry
 
 
 # ---------------------------------------------------------------------------
