@@ -11,7 +11,7 @@ the Trainer's clock:
                                            the dataset draws by the new alpha from its next draw on
     E more Trainer steps (free steps), then the next episode
 
-Batches, Delta and the update are the same code as `tandem optimize` (LMProblem, measure_delta, next_mixture).
+Batches, Delta and the update are the same code as `tandem optimize` (LMProblem, update_alpha).
 One difference: the proxy's batches come from the Trainer's data loader, so the reference's train rows are
 drawn from the same mixture but are not the proxy's rows (in `tandem optimize` they are a subset of them).
 
@@ -40,7 +40,7 @@ from tandem.data.sampler import MixtureSampler
 from tandem.errors import InputError
 from tandem.mixing import methods
 from tandem.mixing.lm import LMProblem, target_weights
-from tandem.mixing.loop import EpisodeRecord, LoopState, measure_delta, next_mixture
+from tandem.mixing.loop import LoopState, update_alpha
 from tandem.models import HFCausalLM
 from tandem.training.learner import Learner, OptimConfig
 
@@ -378,22 +378,13 @@ class TandemCallback(TrainerCallback):
             held, start = self._held, _Recorded(self._held, self._base)
         else:
             held, start = self.problem.held_batches(), self.proxy
-        delta, delta_se, lu, lw = measure_delta(spec, held, start, self.reference)
-        self._model.train()  # domain_losses leaves the model in eval mode
-        if self._reference_failed:
-            delta = np.full_like(delta, np.nan)
-        skipped = not np.all(np.isfinite(delta))
-        if skipped and spec.on_nonfinite == "stop":
-            raise FloatingPointError(f"non-finite Delta at episode {self.state.episode}: {delta}")
-        distance = self.reference.distance(self.proxy)
-        if not skipped:
-            self.state.alpha = next_mixture(spec, self.state.alpha, delta,
-                                            [r.delta for r in self.state.history if not r.skipped])
-            self.dataset.set_weights(self.state.alpha)
-        rec = EpisodeRecord(self.state.episode, step, self.state.alpha.copy(), delta, distance, lu, lw, skipped=skipped,
-                            delta_se=delta_se)
-        self.state.history.append(rec)
-        self.state.episode += 1
+        try:
+            rec = update_alpha(spec, self.state, held, start, self.reference,
+                               distance=self.reference.distance(self.proxy), step=step,
+                               reference_failed=self._reference_failed)
+        finally:
+            self._model.train()  # domain_losses leaves the model in eval mode
+        self.dataset.set_weights(self.state.alpha)
         if self.out_dir is not None:
             from tandem.mixing.optimize import _record_to_json
             from tandem.tracking import append_metrics
