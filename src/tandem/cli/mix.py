@@ -241,7 +241,7 @@ def _check(cfg, data, res, out: Path, args, log) -> dict:
         candidates = {cfg.mixer.method: res.recommended}
         if "uncapped" in w and not np.allclose([w["uncapped"][d] for d in names], res.recommended):
             candidates[f"{cfg.mixer.method} (uncapped)"] = np.array([w["uncapped"][d] for d in names])
-        candidates["uniform"] = np.full(len(names), 1.0 / len(names))
+        candidates["uniform"] = np.array([nat[d] > 0 for d in names]) / sum(nat[d] > 0 for d in names)
         candidates["natural"] = np.array([nat[d] for d in names])
         if cfg.mixer.max_epochs is None:
             # Whether repeating a small domain helps depends on the target; let the check try caps too, at the two

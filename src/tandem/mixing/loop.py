@@ -161,13 +161,16 @@ def next_mixture(spec: LoopSpec, alpha: np.ndarray, delta: np.ndarray, past: lis
     return new
 
 
-def update_alpha(spec: LoopSpec, state: LoopState, held: list, proxy: Twin, reference: Twin, *, distance: float,
-                 step: int, reference_failed: bool = False) -> EpisodeRecord:
+def update_alpha(spec: LoopSpec, state: LoopState, held: list, proxy: Twin, reference: Twin, *, step: int,
+                 reference_failed: bool = False, start: Any = None) -> EpisodeRecord:
     """The end of an episode: Delta on the held sets, the guard against a non-finite Delta, alpha <- update(alpha,
     Delta), and the episode's record appended to `state`. The loop and the Trainer callback both end their
     episodes here. `step`: the proxy's step count the record is filed under; `reference_failed`: a reference step
-    was refused for a non-finite gradient (on_nonfinite=skip), so this episode's Delta is void."""
-    delta, delta_se, lu, lw = measure_delta(spec, held, proxy, reference)
+    was refused for a non-finite gradient (on_nonfinite=skip), so this episode's Delta is void; `start`: what the
+    reference is compared with instead of the proxy (the callback's DoGE: the proxy's losses when the probe began)."""
+    delta, delta_se, lu, lw = measure_delta(spec, held, proxy if start is None else start, reference)
+    # after the measurement: under FSDP, distance() reshards both twins, as a checkpoint that follows expects
+    distance = reference.distance(proxy)
     if reference_failed:
         delta = np.full_like(delta, np.nan)  # the reference's probe is void, so is the gap it measured
     skipped = not np.all(np.isfinite(delta[spec.mixed(len(delta))]))
@@ -229,7 +232,7 @@ def run_loop(
         if spec.probe_proxy and proxy_steps is not None:
             proxy_steps(spec.probe_steps)
         # filed under the step the free steps end at, where the proxy stands when the next episode begins
-        rec = update_alpha(spec, state, problem.held_batches(), proxy, reference, distance=reference.distance(proxy),
+        rec = update_alpha(spec, state, problem.held_batches(), proxy, reference,
                            step=proxy.step_count + spec.free_steps, reference_failed=reference_failed)
         free(spec.free_steps, state.alpha)
         if on_episode is not None:
