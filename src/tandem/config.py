@@ -59,7 +59,7 @@ class DomainConfig(_Section):
         None, description="Fractions of documents per split when `source` is given, e.g. {train: 0.9, valid: 0.05, test: 0.05}."
     )
     text_field: Optional[str] = Field(None, description="Field holding the text in jsonl/parquet/datasets rows (default: data.text_field).")
-    format: Literal["auto", "jsonl", "txt", "parquet", "hf"] = Field(
+    format: Literal["auto", "jsonl", "csv", "txt", "parquet", "hf"] = Field(
         "auto", description="File format; `auto` infers it from the extension (a folder is a `datasets` save_to_disk folder)."
     )
     metric: Optional[Literal["accuracy", "exact_match_f1"]] = Field(

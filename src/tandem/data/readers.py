@@ -1,4 +1,4 @@
-"""Read documents from jsonl, plain text, parquet files and Hugging Face `datasets` folders.
+"""Read documents from jsonl, csv, plain text, parquet files and Hugging Face `datasets` folders.
 
 Every reader yields one string per document and raises InputError naming the file
 (and the line, for jsonl) when the input is not what was expected.
@@ -14,7 +14,7 @@ from typing import Iterator
 
 from tandem.errors import InputError
 
-FORMATS = ("jsonl", "txt", "parquet", "hf")
+FORMATS = ("jsonl", "csv", "txt", "parquet", "hf")
 
 
 def expand_sources(spec: str | list[str], base_dir: Path, label: str) -> list[Path]:
@@ -80,6 +80,8 @@ def detect_format(path: Path, fmt: str = "auto") -> str:
         return "jsonl"
     if name.endswith(".parquet"):
         return "parquet"
+    if name.endswith((".csv", ".tsv")):
+        return "csv"
     return "txt"
 
 
@@ -324,6 +326,10 @@ def _read_documents(path: Path, fmt: str, field: str, split: str | None) -> Iter
     kind = detect_format(path, fmt)
     if kind == "jsonl":
         yield from read_jsonl(path, field)
+    elif kind == "csv":
+        for where, row in _csv_records(path):
+            if text := text_of(row, where, field):
+                yield text
     elif kind == "parquet":
         yield from read_parquet(path, field)
     elif kind == "hf":
@@ -377,6 +383,25 @@ def _jsonl_records(path: Path) -> Iterator[tuple[str, dict]]:
         raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
+def _csv_records(path: Path) -> Iterator[tuple[str, dict]]:
+    """Rows of a csv (or tab-separated .tsv) file with a header line; quoted fields may span lines."""
+    import csv
+
+    with _open_text(path) as f:
+        delimiter = "\t" if _plain_name(path).endswith(".tsv") else ","
+        reader = csv.DictReader(f, delimiter=delimiter)
+        if reader.fieldnames is None:
+            raise InputError(f"{path}: empty csv file; expected a header line naming the columns")
+        try:
+            for row in reader:
+                if None in row:  # more fields than the header names
+                    raise InputError(f"{path}:{reader.line_num}: more fields than the header's "
+                                     f"{len(reader.fieldnames)} ({', '.join(reader.fieldnames)})")
+                yield f"{path}:{reader.line_num}", row
+        except csv.Error as err:
+            raise InputError(f"{path}:{reader.line_num}: invalid csv ({err})") from None
+
+
 def _parquet_records(path: Path) -> Iterator[tuple[str, dict]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -411,13 +436,15 @@ def _read_records(path: Path, fmt: str, split: str | None) -> Iterator[tuple[str
     kind = detect_format(path, fmt)
     if kind == "jsonl":
         yield from _jsonl_records(path)
+    elif kind == "csv":
+        yield from _csv_records(path)
     elif kind == "parquet":
         yield from _parquet_records(path)
     elif kind == "hf":
         yield from _hf_records(path, split)
     else:
         raise InputError(f"{path}: SFT rows, and rows selected with `where` or `domain_field`, must be jsonl, "
-                         f"parquet or a datasets folder, not plain text")
+                         f"csv, parquet or a datasets folder, not plain text")
 
 
 SAMPLE_CHUNKS = 16  # chunks of SAMPLE_BYTES hashed per large file by the default (sampled) fingerprint
