@@ -114,7 +114,7 @@ def test_invalid_fields_name_file_and_field(tmp_path, overrides, needles):
         ({"source": "s.jsonl", "split": {"train": 0.9, "dev": 0.1}}, "unknown split"),
         ({"source": "s.jsonl", "split": {"train": 1.5, "valid": -0.5}}, "non-negative"),
         ({"text_field": "body"}, "needs `train`"),
-        ({"train": "t.jsonl", "format": "csv"}, "format"),
+        ({"train": "t.jsonl", "format": "xml"}, "format"),
     ],
 )
 def test_domain_layouts(tmp_path, domain, needle):

@@ -498,19 +498,8 @@ class Config(_Section):
         if len(target_only) == len(names):
             raise ValueError("data.domains: no domain has a train split; at least one needs `train` (or `source` "
                              "with split.train > 0)")
-        for label, w in (("mixer.weights", self.mixer.weights), ("mixer.initial", self.mixer.initial)):
-            # A target-only domain is never trained on: a mixture may leave it out or give it 0, nothing else.
-            if isinstance(w, dict):
-                for d in target_only:
-                    if w.get(d, 0.0) != 0:
-                        raise ValueError(f"{label}.{d}: data.domains.{d} has no train split (a target-only "
-                                         f"domain), so its weight must be 0")
-                if target_only and not set(w) & set(target_only):
-                    w = {**w, **{d: 0.0 for d in target_only}}
-                    if label == "mixer.weights":
-                        self.mixer.weights = w
-                    else:
-                        self.mixer.initial = w
+        for key in ("weights", "initial"):
+            self._zero_target_only(key, target_only)
         for label, w in (("mixer.target", self.mixer.target), ("mixer.initial", self.mixer.initial)):
             if isinstance(w, dict):
                 check_weights(w, names, label, allow_missing=(label == "mixer.target"))
@@ -545,6 +534,18 @@ class Config(_Section):
                                  f"BPE (tokenizer.kind=bpe); set tokenizer.kind=hf and tokenizer.path to the model's "
                                  f"folder")
         return self
+
+    def _zero_target_only(self, key: str, target_only: list[str]) -> None:
+        """A target-only domain is never trained on: mixer.<key> may leave it out (then it is 0) or give it 0."""
+        w = getattr(self.mixer, key)
+        if not isinstance(w, dict):
+            return
+        for d in target_only:
+            if w.get(d, 0.0) != 0:
+                raise ValueError(f"mixer.{key}.{d}: data.domains.{d} has no train split (a target-only domain), so "
+                                 f"its weight must be 0")
+        if any(d not in w for d in target_only):
+            setattr(self.mixer, key, {**w, **{d: 0.0 for d in target_only}})
 
     @property
     def domain_names(self) -> list[str]:
