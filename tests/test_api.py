@@ -15,9 +15,13 @@ MIXER = {"episodes": 3, "probe_steps": 1, "free_steps": 1, "eval_sequences": 2}
 
 def test_optimize_then_train_from_python(tmp_path):
     path = tiny_config(tmp_path, mixer=MIXER, train={"steps": 6})
-    w = tandem.optimize(str(path), tmp_path / "opt")
+    w = tandem.optimize(str(path), out=str(tmp_path / "opt"))  # a config path and an output folder, as strings
     assert w == json.loads((tmp_path / "opt" / "weights.json").read_text())
-    assert set(w["domain_weights"]) == {"code", "docs", "prose"} and "interval" in w
+    names = {"code", "docs", "prose"}
+    assert set(w["domain_weights"]) == names and sum(w["domain_weights"].values()) == pytest.approx(1)
+    # every weight comes with its bootstrap interval over the episodes, and whether its move is within noise
+    assert set(w["interval"]) == names and set(w["within_noise"]) == names and w["interval_level"] == 0.9
+    assert all(0 <= lo <= hi <= 1 for lo, hi in w["interval"].values())
     ev = tandem.train(path, tmp_path / "train", weights=w["domain_weights"])
     assert ev["weights"] == w["domain_weights"] and set(ev["test_loss"]["per_domain"]) == {"code", "docs", "prose"}
     with pytest.raises(InputError, match="already holds"):

@@ -112,15 +112,28 @@ def test_invalid_fields_name_file_and_field(tmp_path, overrides, needles):
         ({"source": "s.jsonl"}, "needs `split` fractions"),
         ({"source": "s.jsonl", "split": {"train": 0.5, "valid": 0.2}}, "sum to 1"),
         ({"source": "s.jsonl", "split": {"train": 0.9, "dev": 0.1}}, "unknown split"),
-        ({"source": "s.jsonl", "split": {"valid": 0.5, "test": 0.5}}, "split.train` must be > 0"),
         ({"source": "s.jsonl", "split": {"train": 1.5, "valid": -0.5}}, "non-negative"),
-        ({"valid": "v.jsonl"}, "needs `train`"),
-        ({"train": "t.jsonl", "format": "csv"}, "format"),
+        ({"text_field": "body"}, "needs `train`"),
+        ({"train": "t.jsonl", "format": "xml"}, "format"),
     ],
 )
 def test_domain_layouts(tmp_path, domain, needle):
     msg = _error(tmp_path, {"data": {"domains": {"d": domain}}})
     assert "data.domains.d" in msg and needle in msg, msg
+
+
+def test_target_only_domains(tmp_path):
+    """A domain with valid/test alone is target-only: allowed beside a trained domain, weight 0 in any mixture."""
+    ood = {"ood": {"source": "s.jsonl", "split": {"valid": 0.5, "test": 0.5}}, "ev": {"test": "t.jsonl"}}
+    raw = {"data": {"domains": {"a": {"train": "a.jsonl"}, **ood}},
+           "mixer": {"method": "fixed", "weights": {"a": 1.0}, "target": ["ood"], "floor": 0.9}}
+    cfg = load_config(_write(tmp_path, raw))
+    assert [cfg.data.domains[d].has_train for d in ("a", "ood", "ev")] == [True, False, False]
+    assert cfg.mixer.weights == {"a": 1.0, "ood": 0.0, "ev": 0.0}  # left out means 0; the floor counts domain a only
+    assert "no domain has a train split" in _error(tmp_path, {"data": {"domains": ood}})
+    raw["mixer"]["weights"] = {"a": 0.5, "ood": 0.5}
+    msg = _error(tmp_path, raw)
+    assert "mixer.weights.ood" in msg and "no train split" in msg and "must be 0" in msg, msg
 
 
 def test_source_layout_and_bad_domain_name(tmp_path):

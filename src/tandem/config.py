@@ -36,8 +36,14 @@ class _Section(BaseModel):
         return v
 
 
+Scalar = Union[str, int, float, bool]
+
+
 class DomainConfig(_Section):
-    """One domain: either three split sources, or one `source` split by document with `split` fractions."""
+    """One domain: either split sources (train, valid, test), or one `source` split by document with `split`
+    fractions. A domain without a train split is a target-only domain: evaluated, and usable as the optimization
+    target (`mixer.target`), but never trained on (its weight is 0). With `domain_field` the entry is a group that
+    becomes one domain per value of a field of its rows."""
 
     train: Optional[Union[str, list[str]]] = Field(None, description="File(s) or glob(s) of the training split.")
     valid: Optional[Union[str, list[str]]] = Field(
@@ -53,7 +59,7 @@ class DomainConfig(_Section):
         None, description="Fractions of documents per split when `source` is given, e.g. {train: 0.9, valid: 0.05, test: 0.05}."
     )
     text_field: Optional[str] = Field(None, description="Field holding the text in jsonl/parquet/datasets rows (default: data.text_field).")
-    format: Literal["auto", "jsonl", "txt", "parquet", "hf"] = Field(
+    format: Literal["auto", "jsonl", "csv", "txt", "parquet", "hf"] = Field(
         "auto", description="File format; `auto` infers it from the extension (a folder is a `datasets` save_to_disk folder)."
     )
     metric: Optional[Literal["accuracy", "exact_match_f1"]] = Field(
@@ -61,11 +67,25 @@ class DomainConfig(_Section):
         description="SFT task metric from greedy generation (`tandem metrics`): `accuracy` for classification, "
         "`exact_match_f1` (exact match and token F1) for extraction; null = loss only.",
     )
-    where: Optional[dict[str, Union[str, int, float, bool, list[Union[str, int, float, bool]]]]] = Field(
+    where: Optional[dict[str, Union[Scalar, list[Scalar]]]] = Field(
         None,
         description="Keep only the rows of a structured source (jsonl, parquet, datasets folder) whose field equals "
         "the value, or one of a list of values; a dotted field reads nested objects. Splits one big file with a "
         "domain column into domains, e.g. {meta.redpajama_set_name: RedPajamaGithub}.",
+    )
+    domain_field: Optional[str] = Field(
+        None,
+        description="Make this entry a group: one domain per distinct value of this (dotted) field of its rows, named "
+        "by the value, e.g. meta.redpajama_set_name of SlimPajama; the entry's own name is not a domain. Its sources, "
+        "split, where, text_field, format and kind apply to every domain of the group; rows without the field belong "
+        "to none. The values are found by one pass over the sources (remembered in the cache folder); with "
+        "train/valid/test files, a value that only valid or test holds makes a target-only domain.",
+    )
+    domain_values: Optional[Union[list[Scalar], dict[Scalar, str]]] = Field(
+        None,
+        description="With domain_field: the values that become domains, in this order (a list), or {value: domain "
+        "name} to name values that are not valid names (The Pile's 'PubMed Central'); listing them skips the pass "
+        "over the sources. Default: every value found, in sorted order.",
     )
     kind: Literal["text", "sft"] = Field(
         "text",
@@ -87,18 +107,40 @@ class DomainConfig(_Section):
             fr = [self.split.get(s, 0.0) for s in SPLITS]
             if any((not math.isfinite(f)) or f < 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-6:
                 raise ValueError(f"`split` fractions must be non-negative and sum to 1, got {self.split}")
-            if self.split.get("train", 0.0) <= 0:
-                raise ValueError("`split.train` must be > 0")
         else:
-            if self.train is None:
-                raise ValueError("needs `train` (or `source` with `split`)")
+            if not explicit:
+                raise ValueError("needs `train` (or `source` with `split`); a target-only domain gives `valid` "
+                                 "and/or `test` alone")
             if self.split is not None:
                 raise ValueError("`split` applies only to `source`; with train/valid/test files leave it out")
+        if self.domain_values is not None and self.domain_field is None:
+            raise ValueError("`domain_values` applies only with `domain_field`")
+        if self.domain_field is not None and self.domain_field in (self.where or {}):
+            raise ValueError(f"`where` and `domain_field` both select on {self.domain_field!r}; list the values "
+                             f"in `domain_values` instead")
         return self
+
+    @property
+    def has_train(self) -> bool:
+        """Whether the domain has a train split (a domain without one is target-only: weight 0)."""
+        if self.source is not None:
+            return self.split.get("train", 0.0) > 0
+        return self.train is not None
 
 
 # Files the token cache keeps beside the domains' folders.
-RESERVED_NAMES = {"index.json", "tokenizer.json", "chat_template.jinja", ".lock"}
+RESERVED_NAMES = {"index.json", "tokenizer.json", "chat_template.jinja", ".lock", "domain_values.json"}
+
+
+def domain_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a domain (a folder of the token cache and of exports), or None if it can."""
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        return "use letters, digits, '-', '_' or '.'"
+    if set(name) == {"."}:
+        return "a name of dots only would leave its folder"
+    if name.lower() in RESERVED_NAMES:
+        return f"reserved for the token cache's own files ({', '.join(sorted(RESERVED_NAMES))})"
+    return None
 
 
 class DataConfig(_Section):
@@ -122,14 +164,9 @@ class DataConfig(_Section):
         if not v:
             raise ValueError("at least one domain is required")
         for name in v:
-            if not name or not all(c.isalnum() or c in "-_." for c in name):
-                raise ValueError(f"domain name {name!r}: use letters, digits, '-', '_' or '.'")
-            # A domain is a folder of the token cache (and of exports): never '.', '..' or one of the cache's files.
-            if set(name) == {"."}:
-                raise ValueError(f"domain name {name!r}: a name of dots only would leave its folder")
-            if name.lower() in RESERVED_NAMES:
-                raise ValueError(f"domain name {name!r} is reserved for the token cache's own files "
-                                 f"({', '.join(sorted(RESERVED_NAMES))})")
+            problem = domain_name_problem(name)
+            if problem:
+                raise ValueError(f"domain name {name!r}: {problem}")
         return v
 
 
@@ -461,8 +498,21 @@ class Config(_Section):
     base_dir: str = Field(".", exclude=True, description="Set by the loader.")
 
     @model_validator(mode="after")
+    def _groups(self) -> "Config":
+        # Before the cross checks, which name the domains a group makes.
+        if any(d.domain_field is not None for d in self.data.domains.values()):
+            self.data.domains = expand_groups(self.data.domains, self.base_dir, self.data)
+        return self
+
+    @model_validator(mode="after")
     def _cross(self) -> "Config":
         names = set(self.data.domains)
+        target_only = [d for d, spec in self.data.domains.items() if not spec.has_train]
+        if len(target_only) == len(names):
+            raise ValueError("data.domains: no domain has a train split; at least one needs `train` (or `source` "
+                             "with split.train > 0)")
+        for key in ("weights", "initial"):
+            self._zero_target_only(key, target_only)
         for label, w in (("mixer.target", self.mixer.target), ("mixer.initial", self.mixer.initial)):
             if isinstance(w, dict):
                 check_weights(w, names, label, allow_missing=(label == "mixer.target"))
@@ -485,8 +535,10 @@ class Config(_Section):
             unknown = sorted((set(graph) | {b for row in graph.values() for b in row}) - names)
             if unknown:
                 raise ValueError(f"mixer.skillit.graph: unknown skill(s) {unknown}; expected domains of {sorted(names)}")
-        if self.mixer.floor * len(names) >= 1:
-            raise ValueError(f"mixer.floor={self.mixer.floor} is too large for {len(names)} domains (need floor < 1/M)")
+        trainable = len(names) - len(target_only)
+        if self.mixer.floor * trainable >= 1:
+            raise ValueError(f"mixer.floor={self.mixer.floor} is too large for {trainable} domains with a train "
+                             f"split (need floor < 1/M)")
         for label, m in (("model", self.model), ("mixer.proxy", self.mixer.proxy)):
             if m.preset == "hf" and m.hf_path and self.tokenizer.kind == "bpe":
                 # A pretrained model's embeddings belong to its own vocabulary: a freshly trained BPE's ids would
@@ -495,6 +547,18 @@ class Config(_Section):
                                  f"BPE (tokenizer.kind=bpe); set tokenizer.kind=hf and tokenizer.path to the model's "
                                  f"folder")
         return self
+
+    def _zero_target_only(self, key: str, target_only: list[str]) -> None:
+        """A target-only domain is never trained on: mixer.<key> may leave it out (then it is 0) or give it 0."""
+        w = getattr(self.mixer, key)
+        if not isinstance(w, dict):
+            return
+        for d in target_only:
+            if w.get(d, 0.0) != 0:
+                raise ValueError(f"mixer.{key}.{d}: data.domains.{d} has no train split (a target-only domain), so "
+                                 f"its weight must be 0")
+        if any(d not in w for d in target_only):
+            setattr(self.mixer, key, {**w, **{d: 0.0 for d in target_only}})
 
     @property
     def domain_names(self) -> list[str]:
@@ -506,6 +570,53 @@ class Config(_Section):
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
+
+
+def _group_domains(group: str, spec: DomainConfig, base_dir: str, data: "DataConfig") -> dict[str, DomainConfig]:
+    """The domains of one group (a domains entry with `domain_field`): one per value, each a copy of the entry that
+    keeps the rows holding its value (`where`), with the splits that value occurs in."""
+    from tandem.data.readers import field_values
+
+    label = f"data.domains.{group}"
+
+    def named(values) -> dict:
+        names = dict(values) if isinstance(values, dict) else {v: str(v) for v in values}
+        for value, name in names.items():
+            problem = domain_name_problem(name)
+            if problem:
+                raise InputError(f"{label}.domain_field: value {value!r} of {spec.domain_field} cannot name a "
+                                 f"domain ({problem}); name it with {label}.domain_values: {{{value!r}: a_name, ...}}")
+        return names
+
+    if spec.domain_values is not None:
+        names = named(spec.domain_values)
+        found = {v: [s for s in SPLITS if getattr(spec, s) is not None or spec.source is not None] for v in names}
+    else:
+        found = field_values(spec, base_dir, data, label, check=named)
+        names = named(list(found))
+    out = {}
+    for value, name in names.items():
+        splits = found[value]
+        keep = {s: (getattr(spec, s) if s in splits else None) for s in SPLITS} if spec.source is None else {}
+        out[name] = spec.model_copy(update={**keep, "domain_field": None, "domain_values": None,
+                                            "where": {**(spec.where or {}), spec.domain_field: value}})
+    return out
+
+
+def expand_groups(domains: dict[str, DomainConfig], base_dir: str, data: "DataConfig") -> dict[str, DomainConfig]:
+    """data.domains with every group replaced by its domains (at its place); a name made twice is an error."""
+    out: dict[str, DomainConfig] = {}
+    for group, spec in domains.items():
+        made = _group_domains(group, spec, base_dir, data) if spec.domain_field is not None else {group: spec}
+        for name, d in made.items():
+            if name in out or (name != group and name in domains):
+                raise InputError(f"data.domains.{group}: the domain {name!r} is named twice in data.domains (by a "
+                                 f"group's value and another entry); rename one, a value with domain_values: "
+                                 f"{{value: name}}")
+            out[name] = d
+    if not out:
+        raise InputError("data.domains: the groups (domain_field) found no values, so there is no domain")
+    return out
 
 
 def check_weights(w: Any, names: set[str] | list[str], label: str, allow_missing: bool = False) -> dict[str, float]:
@@ -645,6 +756,8 @@ def config_from_dict(raw: dict, base_dir: str | Path = ".", source: str = "confi
     except ValidationError as err:
         raise InputError(format_validation_error(err, source)) from None
     except TypeError as err:
+        raise InputError(f"{source}: {err}") from None
+    except InputError as err:  # from reading a group's sources (domain_field)
         raise InputError(f"{source}: {err}") from None
 
 

@@ -240,3 +240,27 @@ def test_sampled_fingerprint_of_large_files_and_the_full_option(tmp_path):
     os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert fingerprint_sources([big]) == fp
     assert fingerprint_sources([big], "full") != full
+
+
+def test_csv_and_tsv(tmp_path):
+    import csv
+
+    rows = [{"id": "1", "body": "first, with a comma"}, {"id": "2", "body": 'a "quoted"\nline break'},
+            {"id": "3", "body": ""}]  # an empty text is skipped, as in jsonl
+    plain = tmp_path / "a.csv"
+    with open(plain, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["id", "body"])
+        w.writeheader()
+        w.writerows(rows)
+    packed = tmp_path / "a.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    tsv = tmp_path / "a.tsv"
+    tsv.write_text("body\tid\nfirst, with a comma\t1\n", encoding="utf-8")
+    assert detect_format(packed) == "csv" and detect_format(tsv) == "csv"
+    assert _read(plain, "body") == _read(packed, "body") == ["first, with a comma", 'a "quoted"\nline break']
+    assert _read(tsv, "body") == ["first, with a comma"]
+    assert "a.csv:2: missing field 'text'" in _err(plain)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text\nok\n\"one\",\"two\"\n", encoding="utf-8")
+    msg = _err(bad)
+    assert "bad.csv:3" in msg and "more fields than the header" in msg, msg

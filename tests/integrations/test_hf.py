@@ -165,6 +165,109 @@ def test_callback_runs_doge_and_refuses_methods_it_cannot_run(shared_cfg, tmp_pa
     assert all(np.all(r.delta <= 0) for r in callback.state.history)  # DoGE's score is clipped at 0
     assert np.abs(callback.state.alpha - 1 / 3).max() > 1e-6
     dataset = MixtureDataset(data, cfg.train.seq_len)
-    for method in ("doremi", "odm"):
-        with pytest.raises(InputError, match="twin methods"):
+    for method in ("odm", "grid"):
+        with pytest.raises(InputError, match="loop methods"):
             TandemCallback(load_config(shared_cfg, [f"mixer.method={method}"]), data, dataset)
+
+
+def _own_datasets(root):
+    """Per-domain `datasets` objects and a transformers tokenizer, as a user has them: no tandem config, no files."""
+    import datasets
+    from transformers import PreTrainedTokenizerFast
+
+    from conftest import _docstrings, make_domains
+    from tandem.data.tokenizer import train_bpe
+
+    docs = make_domains(root)
+    ood = _docstrings(["functools", "inspect"], 40)
+    tok = train_bpe([t for d in docs.values() for t in d], 400)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok.tok, eos_token="<|endoftext|>")
+    ds = lambda texts: datasets.Dataset.from_dict({"text": texts})  # noqa: E731
+    domains = {"code": ds(docs["code"]),  # a Dataset is the domain's train split
+               "docs": datasets.DatasetDict({"train": ds(docs["docs"][10:]), "validation": ds(docs["docs"][:10])}),
+               "prose": {"train": ds(docs["prose"][4:]), "validation": ds(docs["prose"][:4])},
+               "ood": {"validation": ds(ood)}}  # target-only: no train split
+    return domains, tokenizer
+
+
+@pytest.mark.parametrize("method", ["tandem", "doremi"])
+def test_callback_steers_your_own_datasets(tmp_path, method):
+    """The user's own per-domain datasets, tokenized by their own tokenizer, steered by a loop method towards a
+    target-only domain that is never drawn."""
+    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+
+    from tandem.integrations.hf import MixtureDataset, TandemCallback, token_data
+
+    torch.set_num_threads(1)
+    domains, tokenizer = _own_datasets(tmp_path)
+    data = token_data(domains, tokenizer)
+    assert data.domains == ["code", "docs", "prose", "ood"] and data.trainable.tolist() == [True, True, True, False]
+    assert data.tokenizer.decode(list(data.tokens("ood", "valid")[:40])).startswith(domains["ood"]["validation"][0]["text"][:20])
+    dataset = MixtureDataset(data, 32, seed=0, draw_size=BATCH, record_draws=True)
+    settings = {"mixer": {"method": method, "episodes": 6, "eval_sequences": 4, "target": ["ood"], "reference_steps": 5,
+                          **({"probe_steps": K, "free_steps": E, "update": "eg", "eta_alpha": 30}
+                             if method == "tandem" else {})},
+                "train": {"seq_len": 32}}
+    callback = TandemCallback(settings, data, dataset, out_dir=tmp_path / "tandem")
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=32, n_embd=32, n_layer=1, n_head=2))
+    args = TrainingArguments(output_dir=str(tmp_path / "trainer"), max_steps=STEPS, per_device_train_batch_size=BATCH,
+                             learning_rate=3e-3, logging_strategy="no", save_strategy="no", report_to="none",
+                             use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0)
+    Trainer(model=model, args=args, train_dataset=dataset, callbacks=[callback]).train()
+    history = callback.state.history
+    assert len(history) == 6
+    assert all(r.alpha[3] == 0 and np.isnan(r.delta[3]) and np.all(np.isfinite(r.delta[:3])) for r in history)
+    assert np.abs(callback.state.alpha[:3] - 1 / 3).max() > 1e-3  # the mixture moved
+    assert all(counts[3] == 0 for _, counts in dataset.draws)  # the target-only domain is never drawn
+    if method == "doremi":
+        assert all(np.all(r.delta[:3] <= 0) for r in history)  # minus the clipped excess loss
+        assert callback.reference.step_count == 5  # trained beforehand, frozen while the Trainer runs
+    w = json.loads((tmp_path / "tandem" / "weights.json").read_text())
+    assert w["domain_weights"]["ood"] == 0 and w["target"]["ood"] == 1
+
+
+def test_callback_settings_and_datasets_errors_are_one_line(tmp_path):
+    import datasets
+
+    from tandem.errors import InputError
+    from tandem.integrations.hf import MixtureDataset, TandemCallback, token_data
+
+    domains, tokenizer = _own_datasets(tmp_path)
+    data = token_data(domains, tokenizer)
+    dataset = MixtureDataset(data, 32)
+    bad = [({"mixer": {"method": "odm"}, "train": {"seq_len": 32}}, "trains its own proxy"),
+           ({"mixer": {"method": "fixed", "weights": {"code": 0.5, "ood": 0.5}}, "train": {"seq_len": 32}},
+            "mixer.weights.ood"),
+           ({"data": {}}, "leave out `data`")]
+    for settings, needle in bad:
+        with pytest.raises(InputError, match=needle.replace("(", r"\(")):
+            TandemCallback(settings, data, dataset)
+    with pytest.raises(InputError, match="no train split"):
+        dataset.set_weights({"code": 0.5, "ood": 0.5})
+    with pytest.raises(InputError, match=r"domain web.train: no column 'input_ids' or 'text'"):
+        token_data({"web": datasets.Dataset.from_dict({"body": ["x"]})}, tokenizer)
+    with pytest.raises(InputError, match="unknown split 'eval'"):
+        token_data({"web": {"eval": datasets.Dataset.from_dict({"text": ["x"]})}}, tokenizer)
+    with pytest.raises(InputError, match="no domain has a train split"):
+        token_data({"web": {"validation": datasets.Dataset.from_dict({"text": ["x"]})}}, tokenizer)
+
+
+def test_doremi_callback_resumes_from_a_trainer_checkpoint_exactly(shared_cfg, tmp_path):
+    """DoReMi's frozen reference is saved with every checkpoint: a resumed run continues the same trajectory."""
+    torch.set_num_threads(1)
+    cfg = load_config(shared_cfg, ["mixer.method=doremi", "mixer.episodes=20", "mixer.reference_steps=4",
+                                   "mixer.eval_sequences=4"])
+    data = prepare_data(cfg)
+    full, trainer_full = _run(cfg, data, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        _run(cfg, data, tmp_path / "cut", stop_at=11)
+    ck = tmp_path / "cut" / "trainer" / "checkpoint-9"
+    assert (ck / "tandem_reference.safetensors").is_file()
+    resumed, trainer_resumed = _run(cfg, data, tmp_path / "cut", resume=str(ck))
+    assert trainer_resumed.first_step == 9 and len(resumed.state.history) == len(full.state.history) == 20
+    for a, b in zip(resumed.state.history, full.state.history):
+        np.testing.assert_allclose(a.alpha, b.alpha, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(a.delta, b.delta, rtol=0, atol=1e-12)
+    for p, q in zip(trainer_resumed.model.parameters(), trainer_full.model.parameters()):
+        assert torch.equal(p, q)

@@ -129,3 +129,38 @@ def test_bad_input_is_one_line_and_writes_nothing(weights_file, tmp_path, cli):
     rc, _, err = cli("export", bad, "--format", "yaml", "--out", out)
     assert rc == 2 and "sum" in err
     assert not out.exists()
+
+
+def test_datasets_export_recovers_token_shares_from_real_files(tmp_path, cli):
+    """The learned weights are token shares; interleaving the real train files (read by datasets.load_dataset) with
+    the exported per-document probabilities gives back those token shares, counted with the run's tokenizer."""
+    from datasets import interleave_datasets, load_dataset
+
+    import tandem
+    from conftest import tiny_config
+    from tandem.config import load_config
+    from tandem.data.cache import prepare_data
+
+    shares = {"code": 0.2, "docs": 0.5, "prose": 0.3}
+    path = tiny_config(tmp_path, mixer={"method": "fixed", "weights": shares})
+    tandem.optimize(path, tmp_path / "opt")
+    rc, text, _ = cli("export", tmp_path / "opt", "--format", "datasets")
+    spec = json.loads(text)
+    assert rc == 0 and "per document" in spec["note"]
+    cfg = load_config(path)
+    tok = prepare_data(cfg).tokenizer
+    n = 100_000  # draws; each domain's file is cycled through in its own order, as interleave_datasets reads it
+    parts = []
+    for d in spec["domains"]:
+        ds = load_dataset("json", data_files=str(cfg.resolve(cfg.data.domains[d].train)), split="train",
+                          cache_dir=str(tmp_path / "hf"))
+        # tokens of a document as the cache counts them: its text and the end-of-text token
+        ds = ds.map(lambda row: {"tokens": len(tok.encode(row["text"])) + 1, "domain": d})
+        parts.append(ds.select(np.arange(n) % len(ds)))
+    drawn = interleave_datasets(parts, probabilities=spec["probabilities"], seed=0).select(range(n))
+    tokens = Counter()
+    for d, t in zip(drawn["domain"], drawn["tokens"]):
+        tokens[d] += t
+    total = sum(tokens.values())
+    for d, w in shares.items():
+        assert abs(tokens[d] / total - w) < 0.02, (d, tokens[d] / total, w)

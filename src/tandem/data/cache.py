@@ -65,6 +65,11 @@ class PreparedData:
         return {d: int(len(self.arrays[d][split])) for d in self.domains}
 
     @property
+    def trainable(self) -> np.ndarray:
+        """Which domains have a train split (in domain order); the others are target-only: never trained on."""
+        return np.array([len(self.arrays[d]["train"]) > 0 for d in self.domains], dtype=bool)
+
+    @property
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
 
@@ -106,7 +111,12 @@ def _split_indices(n: int, fractions: dict[str, float], seed: int, domain: str) 
         n_valid = max(n_valid, 1)
     if fractions.get("test", 0.0) > 0:
         n_test = max(n_test, 1)
-    if n - n_valid - n_test < 1:
+    if fractions.get("train", 0.0) <= 0:  # a target-only domain: every document goes to valid or test
+        n_test = n - n_valid if fractions.get("test", 0.0) > 0 else 0
+        n_valid = n - n_test
+        if (fractions.get("valid", 0.0) > 0 and n_valid < 1) or (fractions.get("test", 0.0) > 0 and n_test < 1):
+            raise InputError(f"data.domains.{domain}.source: {n} document(s) are too few to split into valid/test")
+    elif n - n_valid - n_test < 1:
         raise InputError(f"data.domains.{domain}.source: {n} document(s) are too few to split into train/valid/test")
     parts = {"valid": perm[:n_valid], "test": perm[n_valid : n_valid + n_test], "train": perm[n_valid + n_test :]}
     return {s: np.sort(idx) for s, idx in parts.items()}
@@ -404,10 +414,18 @@ def _prepare_locked(cfg: Config, cache_dir: Path, log: Callable[[str], None], pr
 
 
 def natural_weights(data: PreparedData) -> dict[str, float]:
-    """Token-proportional mixture of the train splits."""
+    """Token-proportional mixture of the train splits (0 for a target-only domain)."""
     counts = data.token_counts("train")
     total = sum(counts.values())
     return {d: c / total for d, c in counts.items()}
+
+
+def check_trainable(weights, data: PreparedData, label: str = "weights") -> None:
+    """A mixture to train on (an array in domain order) must give 0 to the domains without a train split."""
+    for d, w, t in zip(data.domains, weights, data.trainable):
+        if w > 0 and not t:
+            raise InputError(f"{label}: domain {d} has weight {float(w):.6g} but no train split (a target-only "
+                             f"domain: only evaluated); give it weight 0")
 
 
 def format_table(data: PreparedData) -> str:

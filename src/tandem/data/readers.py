@@ -1,4 +1,4 @@
-"""Read documents from jsonl, plain text, parquet files and Hugging Face `datasets` folders.
+"""Read documents from jsonl, csv, plain text, parquet files and Hugging Face `datasets` folders.
 
 Every reader yields one string per document and raises InputError naming the file
 (and the line, for jsonl) when the input is not what was expected.
@@ -14,7 +14,7 @@ from typing import Iterator
 
 from tandem.errors import InputError
 
-FORMATS = ("jsonl", "txt", "parquet", "hf")
+FORMATS = ("jsonl", "csv", "txt", "parquet", "hf")
 
 
 def expand_sources(spec: str | list[str], base_dir: Path, label: str) -> list[Path]:
@@ -80,6 +80,8 @@ def detect_format(path: Path, fmt: str = "auto") -> str:
         return "jsonl"
     if name.endswith(".parquet"):
         return "parquet"
+    if name.endswith((".csv", ".tsv")):
+        return "csv"
     return "txt"
 
 
@@ -234,6 +236,64 @@ def row_filter(where: dict | None, label: str):
     return keep
 
 
+def _scan_values_of(rows, field: str) -> set:
+    """The distinct values of a (dotted) field over (where, row) pairs; rows without it or with null skipped."""
+    values = set()
+    for at, row in rows:
+        try:
+            v = _lookup(row, field)
+        except KeyError:
+            continue
+        if v is None:
+            continue
+        if isinstance(v, (dict, list)):
+            raise InputError(f"{at}: field '{field}' holds a {type(v).__name__}; domain_field needs a string (or "
+                             f"number) naming the row's domain")
+        values.add(v)
+    return values
+
+
+def field_values(spec, base_dir: str, data, label: str, check=lambda found: None) -> dict:
+    """{value: the splits it occurs in} of a group's `domain_field` (tandem.config.expand_groups), from one pass
+    over its sources; remembered in the cache folder by the sources' fingerprint, so the next load of the config
+    does not read a large corpus again. `check(found)` raises on values that cannot be domains, before anything is
+    remembered."""
+    from tandem.io import write_json
+
+    base = Path(base_dir)
+    layout = {None: spec.source} if spec.source is not None else {s: getattr(spec, s) for s in ("train", "valid", "test")
+                                                                  if getattr(spec, s) is not None}
+    paths = {s: expand_sources(v, base, f"{label}.{s or 'source'}") for s, v in layout.items()}
+    key = hashlib.sha256(json.dumps([spec.domain_field, spec.format, spec.where, sorted(
+        (str(s), fingerprint_sources(p, data.source_hash)) for s, p in paths.items())]).encode()).hexdigest()[:32]
+    cache_dir = Path(data.cache_dir).expanduser()
+    memo = (cache_dir if cache_dir.is_absolute() else base / cache_dir) / "domain_values.json"
+    try:
+        known = json.loads(memo.read_text(encoding="utf-8")) if memo.is_file() else {}
+    except (OSError, ValueError):
+        known = {}  # an unreadable memo is only a cache: scan again
+    if isinstance(known.get(key), list):
+        return {v: splits for v, splits in known[key]}
+    keep = row_filter(spec.where, f"{label}.where")
+    found: dict = {}
+    for split, p in paths.items():
+        rows = ((at, row) for at, row in read_records(p, spec.format, split) if keep(row, at))
+        for v in _scan_values_of(rows, spec.domain_field):
+            found.setdefault(v, []).append(split or "all")
+    if not found:
+        srcs = ", ".join(str(x) for p in paths.values() for x in p)
+        raise InputError(f"{label}.domain_field: no row of {srcs} has the field '{spec.domain_field}'"
+                         + (f" among those matching {spec.where}" if spec.where else ""))
+    order = sorted(found, key=str)
+    check(order)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        write_json(memo, {**known, key: [[v, found[v]] for v in order]})
+    except OSError:
+        pass  # an unwritable cache folder only costs the next load a scan
+    return {v: found[v] for v in order}
+
+
 def text_of(row: dict, at: str, field: str) -> str:
     """The text of a structured row (empty strings and nulls give '')."""
     try:
@@ -266,6 +326,10 @@ def _read_documents(path: Path, fmt: str, field: str, split: str | None) -> Iter
     kind = detect_format(path, fmt)
     if kind == "jsonl":
         yield from read_jsonl(path, field)
+    elif kind == "csv":
+        for where, row in _csv_records(path):
+            if text := text_of(row, where, field):
+                yield text
     elif kind == "parquet":
         yield from read_parquet(path, field)
     elif kind == "hf":
@@ -319,6 +383,25 @@ def _jsonl_records(path: Path) -> Iterator[tuple[str, dict]]:
         raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
+def _csv_records(path: Path) -> Iterator[tuple[str, dict]]:
+    """Rows of a csv (or tab-separated .tsv) file with a header line; quoted fields may span lines."""
+    import csv
+
+    with _open_text(path) as f:
+        delimiter = "\t" if _plain_name(path).endswith(".tsv") else ","
+        reader = csv.DictReader(f, delimiter=delimiter)
+        if reader.fieldnames is None:
+            raise InputError(f"{path}: empty csv file; expected a header line naming the columns")
+        try:
+            for row in reader:
+                if None in row:  # more fields than the header names
+                    raise InputError(f"{path}:{reader.line_num}: more fields than the header's "
+                                     f"{len(reader.fieldnames)} ({', '.join(reader.fieldnames)})")
+                yield f"{path}:{reader.line_num}", row
+        except csv.Error as err:
+            raise InputError(f"{path}:{reader.line_num}: invalid csv ({err})") from None
+
+
 def _parquet_records(path: Path) -> Iterator[tuple[str, dict]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -353,13 +436,15 @@ def _read_records(path: Path, fmt: str, split: str | None) -> Iterator[tuple[str
     kind = detect_format(path, fmt)
     if kind == "jsonl":
         yield from _jsonl_records(path)
+    elif kind == "csv":
+        yield from _csv_records(path)
     elif kind == "parquet":
         yield from _parquet_records(path)
     elif kind == "hf":
         yield from _hf_records(path, split)
     else:
-        raise InputError(f"{path}: SFT rows, and rows selected with `where`, must be jsonl, parquet or a datasets "
-                         f"folder, not plain text")
+        raise InputError(f"{path}: SFT rows, and rows selected with `where` or `domain_field`, must be jsonl, "
+                         f"csv, parquet or a datasets folder, not plain text")
 
 
 SAMPLE_CHUNKS = 16  # chunks of SAMPLE_BYTES hashed per large file by the default (sampled) fingerprint

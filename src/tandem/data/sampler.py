@@ -137,22 +137,25 @@ class MixtureSampler:
                 counts = a.supervised_counts(seq_len)
                 self._examples[i] = np.nonzero(counts > 0)[0]
                 self._supervised[i] = counts[self._examples[i]]
-                if len(self._examples[i]) == 0:
+                if len(self._examples[i]) == 0 and a.num_examples > 0:
                     raise InputError(
                         f"domain {self.names[i]}: none of its {a.num_examples} {split} example(s) has a response token "
                         f"within train.seq_len + 1 = {seq_len + 1} tokens; raise train.seq_len or shorten the prompts"
                     )
         self.n_windows = np.array([len(self._examples[i]) if i in self._examples else (len(a) - 1) // seq_len
                                    for i, a in enumerate(arrays)], dtype=np.int64)
-        for name, n, a in zip(self.names, self.n_windows, arrays):
-            if n < 1:
+        # A domain with no text at all in this split (a target-only domain's train split) is never drawn: its weight
+        # must be 0. One with some text, but less than a sequence, is an input error.
+        self.empty = np.array([(a.num_examples if isinstance(a, SFTExamples) else len(a)) == 0 for a in arrays])
+        for name, n, a, empty in zip(self.names, self.n_windows, arrays, self.empty):
+            if n < 1 and not empty:
                 raise InputError(
                     f"domain {name}: its {split} split has {len(a)} tokens, fewer than one sequence of "
                     f"train.seq_len + 1 = {seq_len + 1}; lower train.seq_len or add text"
                 )
         # Mean supervised tokens of one row: seq_len for text, the mean (truncated) response for an SFT domain.
-        self.tokens_per_row = np.array([float(self._supervised[i].mean()) if i in self._supervised else float(seq_len)
-                                        for i in range(len(arrays))])
+        self.tokens_per_row = np.array([float(self._supervised[i].mean()) if len(self._supervised.get(i, ())) else
+                                        float(seq_len) for i in range(len(arrays))])
         # Name keys and the canonical (by name) order of domains: see "Order of domains" above.
         self._keys = [zlib.crc32(n.encode("utf-8")) for n in self.names]
         self._canon = np.array(sorted(range(len(arrays)), key=lambda i: (self.names[i], i)), dtype=np.int64)
@@ -197,6 +200,9 @@ class MixtureSampler:
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (self.num_domains,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise ValueError(f"sampler weights must be {self.num_domains} finite non-negative numbers, got {w}")
+        if np.any(w[self.empty] > 0):
+            raise ValueError(f"sampler weights {w} draw from domain(s) with no text in this split: "
+                             f"{[n for n, e in zip(self.names, self.empty) if e]}")
         w = w / w.sum() if rows else row_shares(w, self.tokens_per_row)
         counts = systematic_counts(w[self._canon], batch_size, self.rng)
         domains = np.repeat(self._canon, counts)
@@ -209,7 +215,7 @@ class MixtureSampler:
 
     def epochs(self) -> np.ndarray:
         """Epochs consumed of each domain (fractional)."""
-        return self.epoch + self.pos / self.n_windows
+        return self.epoch + self.pos / np.maximum(self.n_windows, 1)
 
     def tokens_seen(self) -> np.ndarray:
         """Training tokens (targets) drawn from each domain; for SFT domains only the supervised ones."""

@@ -88,7 +88,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> 
     return TextTokenizer(tok, tok.token_to_id(EOS_TOKEN))
 
 
-def _eos_from(tok: Tokenizer, label: str) -> int:
+def find_eos_id(tok: Tokenizer, label: str) -> int:
     for name in (EOS_TOKEN, "</s>", "<|im_end|>", "<eos>", "<|end_of_text|>"):
         tid = tok.token_to_id(name)
         if tid is not None:
@@ -103,7 +103,7 @@ def load_tokenizer_file(path: Path) -> TextTokenizer:
         tok = Tokenizer.from_file(str(path))
     except Exception as err:  # tokenizers raises a bare Exception on malformed files
         raise InputError(f"tokenizer.path: {path} is not a valid tokenizer.json ({str(err).splitlines()[0]})") from None
-    return TextTokenizer(tok, _eos_from(tok, str(path)))
+    return TextTokenizer(tok, find_eos_id(tok, str(path)))
 
 
 def load_hf_tokenizer(path: Path) -> TextTokenizer:
@@ -122,7 +122,7 @@ def load_hf_tokenizer(path: Path) -> TextTokenizer:
     backend = getattr(hf, "backend_tokenizer", None)
     if backend is None:
         raise InputError(f"tokenizer.path: {path} has no fast tokenizer (tokenizer.json)")
-    eos = hf.eos_token_id if hf.eos_token_id is not None else _eos_from(backend, str(path))
+    eos = hf.eos_token_id if hf.eos_token_id is not None else find_eos_id(backend, str(path))
     return TextTokenizer(backend, eos, getattr(hf, "chat_template", None), getattr(hf, "bos_token", None))
 
 

@@ -1,4 +1,5 @@
-"""TANDEM inside an existing Hugging Face `Trainer` run: a sampling dataset and a callback that steers it.
+"""TANDEM (or DoReMi, DoGE) inside an existing Hugging Face `Trainer` run: a sampling dataset and a callback that
+steers it.
 
 The Trainer's model plays the proxy u and keeps training as the Trainer says. The callback holds the
 reference twin w (a `Learner` on a copy of the model) and runs the episodes of `tandem.mixing.loop` on
@@ -11,7 +12,7 @@ the Trainer's clock:
                                            the dataset draws by the new alpha from its next draw on
     E more Trainer steps (free steps), then the next episode
 
-Batches, Delta and the update are the same code as `tandem optimize` (LMProblem, measure_delta, next_mixture).
+Batches, Delta and the update are the same code as `tandem optimize` (LMProblem, update_alpha).
 One difference: the proxy's batches come from the Trainer's data loader, so the reference's train rows are
 drawn from the same mixture but are not the proxy's rows (in `tandem optimize` they are a subset of them).
 
@@ -20,6 +21,18 @@ drawn from the same mixture but are not the proxy's rows (in `tandem optimize` t
     tandem = TandemCallback(cfg, data, dataset, out_dir="runs/hf-mix")
     Trainer(model=model, args=args, train_dataset=dataset, callbacks=[tandem]).train()
     tandem.interleave_probabilities()   # for datasets.interleave_datasets(probabilities=...)
+
+Your own per-domain `datasets` objects instead of a config's files (a domain with only a validation split is
+target-only: never drawn, usable as mixer.target):
+
+    data = token_data({"web": web, "code": code, "target": {"validation": target}}, tokenizer)
+    dataset = MixtureDataset(data, seq_len=512, draw_size=per_device_batch)
+    tandem = TandemCallback({"mixer": {"method": "tandem", "target": ["target"]}, "train": {"seq_len": 512}},
+                            data, dataset)
+
+Loop methods only: `tandem` and `doge` probe with a twin synchronised to the Trainer's model; `doremi` trains its
+frozen reference first (mixer.reference_steps, default the Trainer's max_steps) on mixer.reference_mixture. The
+online peers (odm, aioli, skillit, ado) schedule their own proxy's steps and run in `tandem optimize`.
 """
 
 from __future__ import annotations
@@ -35,12 +48,13 @@ import torch
 from transformers import TrainerCallback
 
 from tandem.config import Config
-from tandem.data.cache import PreparedData, natural_weights
+from tandem.data.cache import PreparedData, check_trainable, natural_weights
+from tandem.data.objects import token_data  # noqa: F401  (your own datasets -> the data this module reads)
 from tandem.data.sampler import MixtureSampler
 from tandem.errors import InputError
 from tandem.mixing import methods
 from tandem.mixing.lm import LMProblem, target_weights
-from tandem.mixing.loop import EpisodeRecord, LoopState, measure_delta, next_mixture
+from tandem.mixing.loop import LoopState, update_alpha
 from tandem.models import HFCausalLM
 from tandem.training.learner import Learner, OptimConfig
 
@@ -67,7 +81,9 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         self.draw_size = draw_size
         self.record_draws = record_draws
         self.draws: list[tuple[np.ndarray, np.ndarray]] = []
-        self._weights = torch.full((len(self.names),), 1.0 / len(self.names), dtype=torch.float64).share_memory_()
+        self._data = data
+        uniform = torch.from_numpy(data.trainable / data.trainable.sum())  # target-only domains are never drawn
+        self._weights = uniform.to(torch.float64).share_memory_()
         self._sampler: MixtureSampler | None = None
         # For resuming (main process, num_workers=0): the sampler's state and the weights before each recent draw,
         # so a checkpoint can record where the Trainer's consumed rows end, whatever the loader prefetched.
@@ -92,6 +108,7 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         if w.shape != (len(self.names),) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise InputError(f"MixtureDataset.set_weights: expected {len(self.names)} finite non-negative weights "
                              f"with a positive sum, got {w}")
+        check_trainable(w, self._data, "MixtureDataset.set_weights")
         self._weights.copy_(torch.from_numpy(w / w.sum()))
 
     def state_at(self, rows: int) -> dict:
@@ -138,6 +155,27 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             offset = 0
 
 
+def callback_config(settings: dict | str | Path, data: PreparedData) -> Config:
+    """The Config TandemCallback reads, for data that comes from your own datasets (tandem.data.objects.token_data)
+    rather than a config's `data`: the sections of `settings` (a dict, or a YAML file: mixer, train, eval, seed)
+    with one domain per domain of `data`."""
+    from tandem.config import config_from_dict, parse_yaml
+
+    label = str(settings) if isinstance(settings, (str, Path)) else "TandemCallback settings"
+    if isinstance(settings, (str, Path)):
+        if not Path(settings).is_file():
+            raise InputError(f"{settings}: config file not found")
+        settings = parse_yaml(Path(settings).read_text(encoding="utf-8")) or {}
+    if not isinstance(settings, dict):
+        raise InputError(f"{label}: expected a mapping of sections (mixer, train, eval, seed)")
+    if "data" in settings:
+        raise InputError(f"{label}: leave out `data`; the domains are those of the datasets given")
+    # Stand-ins that are never read: the tokens are already in `data`; only the domains' names and which of them
+    # have a train split matter to the settings' checks (mixer.target, mixer.weights, the floor).
+    domains = {d: {"train" if t else "valid": "<datasets>"} for d, t in zip(data.domains, data.trainable)}
+    return config_from_dict({**settings, "data": {"domains": domains}}, source=label)
+
+
 class _Recorded:
     """Per-domain losses measured earlier on given held sets, answered as a model would (for measure_delta)."""
 
@@ -164,18 +202,22 @@ class TandemCallback(TrainerCallback):
     weights.png), so `tandem export` and `tandem report` read it; None writes nothing.
     """
 
-    def __init__(self, cfg: Config, data: PreparedData, dataset: MixtureDataset, out_dir: str | Path | None = None):
+    def __init__(self, cfg: Config | dict | str | Path, data: PreparedData, dataset: MixtureDataset,
+                 out_dir: str | Path | None = None):
+        cfg = cfg if isinstance(cfg, Config) else callback_config(cfg, data)
         mc = methods.effective(cfg.mixer)
-        if mc.method not in ("tandem", "doge"):
-            raise InputError(f"mixer.method: the Trainer callback runs the twin methods tandem and doge (DoReMi needs "
-                             f"a reference trained beforehand; the online peers run in `tandem optimize`), got "
-                             f"{mc.method!r}")
+        if mc.method not in methods.LOOP_METHODS:
+            raise InputError(f"mixer.method: the Trainer callback runs the loop methods {', '.join(methods.LOOP_METHODS)}"
+                             f"; {mc.method!r} trains its own proxy on its own schedule (run it with `tandem "
+                             f"optimize` and train on its weights)")
         if dataset.names != list(data.domains) or dataset.seq_len != cfg.train.seq_len:
             raise InputError(f"TandemCallback: the dataset must draw the config's domains {data.domains} with "
                              f"train.seq_len={cfg.train.seq_len} tokens per row")
         self.cfg, self.data, self.dataset = cfg, data, dataset
         self.mc = mc
-        self.spec = replace(methods.loop_spec(mc), on_nonfinite=mc.on_nonfinite)
+        # The Trainer's data loader draws every method's mixture (mixer.sampling=reweight has no say here).
+        self.spec = replace(methods.loop_spec(mc), on_nonfinite=mc.on_nonfinite,
+                            trainable=None if data.trainable.all() else tuple(bool(t) for t in data.trainable))
         self.names = list(data.domains)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.state = LoopState(alpha=methods.initial_weights(mc, self.names, natural_weights(data)))
@@ -228,7 +270,14 @@ class TandemCallback(TrainerCallback):
         self._model = model
         if state.global_step > 0:
             self._restore(args, state)
-        elif self.out_dir is not None:
+            return
+        if self.spec.reference == "frozen":  # DoReMi: the reference is trained once, on the reference mixture
+            from tandem.mixing.optimize import pretrain_reference
+
+            pretrain_reference(self.cfg, self.data, self.reference, batch, self.mc.reference_steps or args.max_steps,
+                               natural_weights(self.data), progress=False)
+            self._model.train()
+        if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
 
@@ -249,7 +298,8 @@ class TandemCallback(TrainerCallback):
               "warmed_up": self.state.warmed_up, "history": [_record_to_json(r, self.names) for r in self.state.history],
               "probe_left": self._probe_left, "reference_failed": self._reference_failed,
               "problem": self.problem.state_dict(), "dataset": self.dataset.state_at(rows)}
-        if self._probe_left > 0:  # mid-probe: the twin's own parameters, moments, learning rate and clock
+        # mid-probe, the twin's own parameters, moments, learning rate and clock; DoReMi's frozen reference always
+        if self._probe_left > 0 or self.spec.reference == "frozen":
             ref = self.reference
             with atomic_path(folder / "tandem_reference.safetensors") as tmp:
                 # clones: tied weights (an embedding shared with the output layer) are stored once per name
@@ -294,7 +344,7 @@ class TandemCallback(TrainerCallback):
         if (self._probe_left == 0 and self.state.episode < spec.episodes and since >= 0
                 and since % (spec.probe_steps + spec.free_steps) == 0):
             self.state.warmed_up = True
-            if spec.sync or self.state.episode == 0:
+            if spec.reference != "frozen" and (spec.sync or self.state.episode == 0):
                 self._sync(optimizer, lr_scheduler, state.global_step)
             self._probe_left = spec.probe_steps
             if spec.reference == "valid":
@@ -314,7 +364,7 @@ class TandemCallback(TrainerCallback):
         # same mixture (not the proxy's own rows, as in `tandem optimize`): Delta is noisier through the callback.
         # tandem: the twin steps on train rows and validation rows; doge: a plain step on validation rows alone
         parts = [problem.train_part(self.state.alpha)] if spec.reference == "twin" else []
-        if not self._reference_failed:
+        if spec.reference in ("twin", "valid") and not self._reference_failed:  # DoReMi's reference stays frozen
             try:
                 self.reference.step(parts, valid=[problem.valid_part()], valid_scale=1.0 / spec.gamma)
             except FloatingPointError:
@@ -377,23 +427,13 @@ class TandemCallback(TrainerCallback):
         if spec.reference == "valid":
             held, start = self._held, _Recorded(self._held, self._base)
         else:
-            held, start = self.problem.held_batches(), self.proxy
-        delta, delta_se, lu, lw = measure_delta(spec, held, start, self.reference)
-        self._model.train()  # domain_losses leaves the model in eval mode
-        if self._reference_failed:
-            delta = np.full_like(delta, np.nan)
-        skipped = not np.all(np.isfinite(delta))
-        if skipped and spec.on_nonfinite == "stop":
-            raise FloatingPointError(f"non-finite Delta at episode {self.state.episode}: {delta}")
-        distance = self.reference.distance(self.proxy)
-        if not skipped:
-            self.state.alpha = next_mixture(spec, self.state.alpha, delta,
-                                            [r.delta for r in self.state.history if not r.skipped])
-            self.dataset.set_weights(self.state.alpha)
-        rec = EpisodeRecord(self.state.episode, step, self.state.alpha.copy(), delta, distance, lu, lw, skipped=skipped,
-                            delta_se=delta_se)
-        self.state.history.append(rec)
-        self.state.episode += 1
+            held, start = self.problem.held_batches(), None
+        try:
+            rec = update_alpha(spec, self.state, held, self.proxy, self.reference, step=step,
+                               reference_failed=self._reference_failed, start=start)
+        finally:
+            self._model.train()  # domain_losses leaves the model in eval mode
+        self.dataset.set_weights(self.state.alpha)
         if self.out_dir is not None:
             from tandem.mixing.optimize import _record_to_json
             from tandem.tracking import append_metrics

@@ -18,19 +18,28 @@ import numpy as np
 from tandem.mixing.loop import EpisodeRecord, LoopSpec, next_mixture
 
 
-def _deltas(history: list[EpisodeRecord]) -> np.ndarray:
-    rows = [r.delta for r in history if not r.skipped and np.all(np.isfinite(r.delta))]
-    return np.array(rows, dtype=np.float64)
+def _deltas(history: list[EpisodeRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """The Delta of the episodes that updated the mixture (rows), and which domains they measured: a domain without
+    a train split (target-only) has no Delta in any episode."""
+    rows = np.array([r.delta for r in history if not r.skipped], dtype=np.float64)
+    if len(rows) == 0:
+        return rows, np.zeros(0, dtype=bool)
+    measured = np.all(np.isfinite(rows), axis=0)
+    return rows[np.all(np.isfinite(rows[:, measured]), axis=1)], measured
 
 
 def episode_statistics(history: list[EpisodeRecord]) -> dict[str, np.ndarray]:
-    """Per-domain mean, standard error and t of the centred Delta over the (not skipped) episodes."""
-    d = _deltas(history)
-    if len(d) == 0:
+    """Per-domain mean, standard error and t of the centred Delta over the (not skipped) episodes; NaN for a domain
+    whose Delta was never measured."""
+    rows, on = _deltas(history)
+    if len(rows) == 0:
         return {}
-    d = d - d.mean(axis=1, keepdims=True)
-    mean = d.mean(axis=0)
-    se = d.std(axis=0, ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.full_like(mean, np.nan)
+    d = rows[:, on] - rows[:, on].mean(axis=1, keepdims=True)
+    mean = np.full(rows.shape[1], np.nan)
+    se = np.full(rows.shape[1], np.nan)
+    mean[on] = d.mean(axis=0)
+    if len(d) > 1:
+        se[on] = d.std(axis=0, ddof=1) / np.sqrt(len(d))
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(se > 0, mean / se, np.nan)
     return {"mean": mean, "se": se, "t": t, "episodes": np.array(len(d))}
@@ -52,7 +61,7 @@ def weight_intervals(spec: LoopSpec, alpha0: np.ndarray, history: list[EpisodeRe
     """Bootstrap interval (central `level`) of each recommended weight, and whether its move is within noise.
 
     None when fewer than 3 episodes ran (too few to resample)."""
-    d = _deltas(history)
+    d, _ = _deltas(history)
     if len(d) < 3:
         return None
     rng = np.random.default_rng([seed, 0xB007])

@@ -33,6 +33,8 @@ def target_weights(target, names: list[str]) -> np.ndarray:
 def hold_out(a, fraction: float, seq_len: int, name: str):
     """Split one domain's train split into (kept for training, held out for Delta): the last `fraction` of its
     tokens, or of its examples for an SFT domain, so the two never share a window."""
+    if (a.num_examples if isinstance(a, SFTExamples) else len(a)) == 0:
+        return a, a  # no train split (a target-only domain): nothing to train on or to hold out
     if isinstance(a, SFTExamples):
         n = a.num_examples
         k = n - max(1, int(round(fraction * n)))
@@ -96,6 +98,10 @@ class LMProblem:
                             for a, w in zip(train_arrays, whole)]
             if mc.held_out_fraction == 0:  # Delta on the windows the proxy trains on, as without horizon matching
                 held_arrays = train_arrays
+        # Domains without a train split (target-only) are never drawn for training or for Delta; their valid split
+        # can still be (part of) the target.
+        self.trainable = data.trainable
+        self.uniform = self.trainable / self.trainable.sum()
         self.train = MixtureSampler(train_arrays, seq_len, cfg.seed, names)
         self.held = MixtureSampler(held_arrays, seq_len, cfg.seed + 7919, names)
         self.target = target_weights(mc.target, names)
@@ -109,7 +115,7 @@ class LMProblem:
         )
         self.valid_rows = max(1, int(round(mc.valid_fraction * batch_size)))
         self.eval_sequences = mc.eval_sequences
-        self._alpha = np.full(self.num_domains, 1.0 / self.num_domains)
+        self._alpha = self.uniform
 
     def _coef(self, batch: Batch, alpha: np.ndarray | None) -> torch.Tensor:
         counts = domain_token_counts(batch.y, batch.domain, self.num_domains)
@@ -122,7 +128,7 @@ class LMProblem:
             batch = self.train.sample(self._alpha, self.batch_size, rows=rows)
             return batch, self._coef(batch, None)
         # reweight: a fixed uniform draw, the mixture enters only through the loss weights
-        batch = self.train.sample(np.full(self.num_domains, 1.0 / self.num_domains), self.batch_size)
+        batch = self.train.sample(self.uniform, self.batch_size)
         return batch, self._coef(batch, self._alpha)
 
     def valid_part(self):
@@ -134,9 +140,8 @@ class LMProblem:
         """Two independent halves of eval_sequences windows per domain (at least one each): their Delta's
         difference is the episode's standard error."""
         per_half = max(1, -(-self.eval_sequences // 2))
-        uniform = np.full(self.num_domains, 1.0 / self.num_domains)
-        return [self.held.sample(uniform, per_half * self.num_domains, rows=True).split(self.batch_size)
-                for _ in range(2)]
+        rows = per_half * int(self.trainable.sum())
+        return [self.held.sample(self.uniform, rows, rows=True).split(self.batch_size) for _ in range(2)]
 
     def state_dict(self) -> dict:
         return {"train": self.train.state_dict(), "held": self.held.state_dict(), "valid": self.valid.state_dict()}

@@ -6,7 +6,8 @@ One episode:
                      takes a separate step on a validation batch (Learner.step(valid=...), size 1/gamma)
     Delta_i = gamma (L_i(w) - L_i(u))        on held batches of each domain's train split, in two independent
                                              halves, so each episode also measures Delta's standard error
-    alpha <- update(alpha, Delta)            (tandem.mixing.updates; the only place alpha changes)
+    alpha <- update(alpha, Delta)            (`update_alpha`: the only place alpha changes, here and in the
+                                             Trainer callback)
     E free steps of u on the new alpha
 
 Common random numbers: the twins differ only by the validation data, which is what Delta is meant to
@@ -45,6 +46,8 @@ class Problem(Protocol):
 
 
 class Twin(Protocol):
+    step_count: int  # optimizer steps taken
+
     def step(self, parts: list[Part], valid: list[Part] | None = None, valid_scale: float = 1.0) -> Any:
         """One step on `parts`; `valid` parts add a separate step of size valid_scale (the reference's)."""
 
@@ -83,6 +86,13 @@ class LoopSpec:
     # A non-finite Delta, or a reference step refused for a non-finite gradient: `stop` raises FloatingPointError,
     # `skip` keeps the episode's mixture (the record says so) and goes on.
     on_nonfinite: Literal["stop", "skip"] = "stop"
+    # Which domains the mixture may weight (None: all). The others have no train split (target-only domains: only
+    # their validation data enters, as part of the target); their weight stays 0 and their Delta is not measured.
+    trainable: tuple[bool, ...] | None = None
+
+    def mixed(self, num_domains: int) -> np.ndarray:
+        """Boolean mask of the domains the mixture weights."""
+        return np.ones(num_domains, dtype=bool) if self.trainable is None else np.array(self.trainable, dtype=bool)
 
 
 @dataclass
@@ -140,10 +150,39 @@ def measure_delta(spec: LoopSpec, sets: list, proxy: Twin, reference: Twin):
 
 def next_mixture(spec: LoopSpec, alpha: np.ndarray, delta: np.ndarray, past: list[np.ndarray]) -> np.ndarray:
     """The mixture after one episode's Delta (`past`: the Delta of earlier, not skipped, episodes). Every caller
-    (this loop, the Trainer callback, the bootstrap in tandem.mixing.evidence) goes through here."""
-    return update_mixture(alpha, delta, spec.update, spec.eta_alpha, spec.smoothing, spec.floor,
-                          past=np.array(past) if past else None, memory=spec.memory, threshold=spec.threshold,
-                          max_step=spec.max_step)
+    (update_alpha, the bootstrap in tandem.mixing.evidence) goes through here. The update, smoothing and floor act
+    on the trainable domains only; the others keep weight 0."""
+    on = spec.mixed(len(alpha))
+    new = np.zeros(len(alpha), dtype=np.float64)
+    new[on] = update_mixture(np.asarray(alpha, dtype=np.float64)[on], np.asarray(delta, dtype=np.float64)[on],
+                             spec.update, spec.eta_alpha, spec.smoothing, spec.floor,
+                             past=np.array(past)[:, on] if past else None, memory=spec.memory,
+                             threshold=spec.threshold, max_step=spec.max_step)
+    return new
+
+
+def update_alpha(spec: LoopSpec, state: LoopState, held: list, proxy: Twin, reference: Twin, *, step: int,
+                 reference_failed: bool = False, start: Any = None) -> EpisodeRecord:
+    """The end of an episode: Delta on the held sets, the guard against a non-finite Delta, alpha <- update(alpha,
+    Delta), and the episode's record appended to `state`. The loop and the Trainer callback both end their
+    episodes here. `step`: the proxy's step count the record is filed under; `reference_failed`: a reference step
+    was refused for a non-finite gradient (on_nonfinite=skip), so this episode's Delta is void; `start`: what the
+    reference is compared with instead of the proxy (the callback's DoGE: the proxy's losses when the probe began)."""
+    delta, delta_se, lu, lw = measure_delta(spec, held, proxy if start is None else start, reference)
+    # after the measurement: under FSDP, distance() reshards both twins, as a checkpoint that follows expects
+    distance = reference.distance(proxy)
+    if reference_failed:
+        delta = np.full_like(delta, np.nan)  # the reference's probe is void, so is the gap it measured
+    skipped = not np.all(np.isfinite(delta[spec.mixed(len(delta))]))
+    if skipped and spec.on_nonfinite == "stop":
+        raise FloatingPointError(f"non-finite Delta at episode {state.episode}: {delta}")
+    if not skipped:
+        state.alpha = next_mixture(spec, state.alpha, delta, [r.delta for r in state.history if not r.skipped])
+    rec = EpisodeRecord(state.episode, step, state.alpha.copy(), delta, distance, lu, lw, skipped=skipped,
+                        delta_se=delta_se)
+    state.history.append(rec)
+    state.episode += 1
+    return rec
 
 
 def run_loop(
@@ -192,20 +231,10 @@ def run_loop(
                 proxy.step([part])
         if spec.probe_proxy and proxy_steps is not None:
             proxy_steps(spec.probe_steps)
-        delta, delta_se, lu, lw = measure_delta(spec, problem.held_batches(), proxy, reference)
-        if reference_failed:
-            delta = np.full_like(delta, np.nan)  # the reference's probe is void, so is the gap it measured
-        distance = reference.distance(proxy)
-        skipped = not np.all(np.isfinite(delta))
-        if skipped and spec.on_nonfinite == "stop":
-            raise FloatingPointError(f"non-finite Delta at episode {state.episode}: {delta}")
-        if not skipped:
-            state.alpha = next_mixture(spec, alpha, delta, [r.delta for r in state.history if not r.skipped])
+        # filed under the step the free steps end at, where the proxy stands when the next episode begins
+        rec = update_alpha(spec, state, problem.held_batches(), proxy, reference,
+                           step=proxy.step_count + spec.free_steps, reference_failed=reference_failed)
         free(spec.free_steps, state.alpha)
-        rec = EpisodeRecord(state.episode, getattr(proxy, "step_count", 0), state.alpha.copy(), delta, distance, lu, lw,
-                            skipped=skipped, delta_se=delta_se)
-        state.history.append(rec)
-        state.episode += 1
         if on_episode is not None:
             on_episode(state, rec)
     return state

@@ -104,9 +104,11 @@ def loop_spec(mc: MixerConfig) -> LoopSpec:
 
 
 def mixture_array(spec: str | dict[str, float], names: list[str], natural: dict[str, float]) -> np.ndarray:
-    """`uniform`, `natural` or a {domain: weight} map, as an array in the order of `names`."""
+    """`uniform`, `natural` or a {domain: weight} map, as an array in the order of `names`. Uniform is over the
+    domains with a train split (natural weight > 0): a target-only domain is never trained on."""
     if spec == "uniform":
-        return np.full(len(names), 1.0 / len(names))
+        on = np.array([natural[d] > 0 for d in names])
+        return on / on.sum()
     source = natural if spec == "natural" else spec
     return np.array([source[d] for d in names])
 

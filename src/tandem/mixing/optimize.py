@@ -141,7 +141,11 @@ def epoch_fields(cfg: Config, data: PreparedData, mixtures: dict[str, np.ndarray
     from tandem.data.sampler import row_shares
 
     rows, budget, per_row = epochs or target_epochs(cfg, data)
-    return {"epochs": {label: {d: float(x) for d, x in zip(data.domains, row_shares(w, per_row) * budget / rows)}
+
+    def epochs_of(w: np.ndarray) -> np.ndarray:  # a domain without a train split (weight 0) sees 0 epochs
+        return np.divide(row_shares(w, per_row) * budget, rows, out=np.zeros(len(rows)), where=rows > 0)
+
+    return {"epochs": {label: {d: float(x) for d, x in zip(data.domains, epochs_of(w))}
                        for label, w in mixtures.items()},
             "target_rows": int(budget), "rows_per_document": rows_per_document(data, cfg.train.seq_len, per_row)}
 
@@ -163,7 +167,8 @@ def apply_caps(cfg: Config, data: PreparedData, mc, recommended: np.ndarray, log
     """The recommendation projected onto mixer.max_epochs' caps, and what weights.json records about it."""
     names = data.domains
     natural = natural_weights(data)
-    baselines = {"uniform": np.full(len(names), 1.0 / len(names)), "natural": np.array([natural[d] for d in names])}
+    baselines = {"uniform": methods.mixture_array("uniform", names, natural),
+                 "natural": np.array([natural[d] for d in names])}
     epochs = target_epochs(cfg, data)
     limits = epoch_limits(mc, names)
     if limits is None:
@@ -410,15 +415,21 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     if mc.method in methods.STATIC_METHODS:
         w = methods.static_weights(mc, names, natural)
         write_weights(out_dir, names, w, w, w, mc.method,
-                      epoch_fields(cfg, data, {"recommended": w, "uniform": np.full(len(names), 1.0 / len(names)),
+                      epoch_fields(cfg, data, {"recommended": w, "uniform": methods.mixture_array("uniform", names, natural),
                                                "natural": np.array([natural[d] for d in names])}))
         return OptimizeResult(names, w, w, w, [], time.perf_counter() - t0, 0, 0)
+    if not data.trainable.all() and mc.method not in methods.LOOP_METHODS:
+        only = [d for d, t in zip(names, data.trainable) if not t]
+        raise InputError(f"mixer.method={mc.method}: data.domains.{only[0]} has no train split (a target-only "
+                         f"domain); {mc.method} mixes every domain it is given, so use tandem, doremi, doge or a "
+                         f"static method, or give the domain a train split")
     if mc.method in methods.SEARCH_METHODS:
         return search(cfg, mc, data, out_dir, natural, progress, log, t0)
     if mc.method in online.ONLINE_METHODS:
         return optimize_online(cfg, mc, data, out_dir, resume, progress, log, t0)
 
-    spec = dataclasses.replace(methods.loop_spec(mc), on_nonfinite=mc.on_nonfinite)
+    spec = dataclasses.replace(methods.loop_spec(mc), on_nonfinite=mc.on_nonfinite,
+                               trainable=None if data.trainable.all() else tuple(bool(t) for t in data.trainable))
     device = setup_torch(cfg.train)
     batch_size = mc.batch_size or cfg.train.batch_size
     total = spec.warmup_steps + spec.episodes * ((spec.probe_steps if spec.probe_proxy else 0) + spec.free_steps)

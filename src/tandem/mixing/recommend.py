@@ -16,7 +16,8 @@ import time
 import numpy as np
 
 from tandem.config import Config
-from tandem.data.cache import PreparedData
+from tandem.data.cache import PreparedData, natural_weights
+from tandem.mixing.methods import mixture_array
 
 
 def score(cfg: Config, data: PreparedData, weights: np.ndarray, seed: int, steps: int) -> float:
@@ -41,7 +42,7 @@ def check_candidates(cfg: Config, data: PreparedData, candidates: dict[str, np.n
     """Score every candidate on the same seeds; returns the report (JSON-able)."""
     names = data.domains
     if "uniform" not in candidates:
-        candidates = {**candidates, "uniform": np.full(len(names), 1.0 / len(names))}
+        candidates = {**candidates, "uniform": mixture_array("uniform", names, natural_weights(data))}
     t0 = time.perf_counter()
     losses: dict[str, list[float]] = {k: [] for k in candidates}
     # Candidates with the same weights (a learned mixture that stayed uniform) share one training per seed.

@@ -50,9 +50,13 @@ def read_weights_file(path: Path | str, names: list[str]) -> dict[str, float]:
 
 
 def resolve_weights(spec: str, names: list[str], natural: dict[str, float] | None = None) -> dict[str, float]:
-    """`uniform`, `natural` (token-proportional; needs the train token counts) or a weights file path."""
+    """`uniform`, `natural` (token-proportional; needs the train token counts) or a weights file path. With the
+    natural weights at hand, uniform leaves out the domains without a train split (target-only)."""
     if spec == "uniform":
-        return uniform(names)
+        if natural is None:
+            return uniform(names)
+        k = sum(natural[d] > 0 for d in names)
+        return {d: (1.0 / k if natural[d] > 0 else 0.0) for d in names}
     if spec == "natural":
         if natural is None:
             raise ValueError("natural weights need the prepared data")

@@ -132,7 +132,7 @@ def check_mixtures(cfg, data, res, out: Path) -> dict[str, np.ndarray]:
     candidates = {cfg.mixer.method: res.recommended}
     if "uncapped" in w and not np.allclose([w["uncapped"][d] for d in names], res.recommended):
         candidates[f"{cfg.mixer.method} (uncapped)"] = np.array([w["uncapped"][d] for d in names])
-    candidates["uniform"] = np.full(len(names), 1.0 / len(names))
+    candidates["uniform"] = np.array([nat[d] > 0 for d in names]) / sum(nat[d] > 0 for d in names)  # trainable ones
     candidates["natural"] = np.array([nat[d] for d in names])
     if cfg.mixer.max_epochs is None:  # whether repeating a small domain helps depends on the target: try caps too
         epochs = target_epochs(cfg, data)

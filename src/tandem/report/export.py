@@ -135,15 +135,23 @@ def datasets_probabilities(weights: dict[str, float], order: list[str] | None = 
     `interleave_datasets` draws documents, while a weight is a share of training rows (sequences of train.seq_len
     tokens, or SFT examples): a domain's document probability is its weight divided by its rows per document,
     renormalised. Without rows_per_document the conversion cannot be made, and that is an error, not a guess."""
-    names = _order(weights, order, source)
-    if rows_per_document is None or any(d not in rows_per_document for d in names):
+    if rows_per_document is None or any(d not in rows_per_document for d in weights):
         raise InputError(f"{source}: --format datasets needs each domain's rows_per_document (interleave_datasets "
                          f"samples documents, the weights are shares of tokens); export a weights.json written by "
                          f"tandem optimize or run")
+    # A domain without a train split (target-only: weight 0, no documents to draw) has no dataset to interleave.
+    absent = [d for d in weights if float(rows_per_document[d]) == 0 and float(weights[d]) == 0]
+    names = _order({d: w for d, w in weights.items() if d not in absent},
+                   None if order is None else [d for d in order if d not in absent], source)
     per_doc = [float(weights[d]) / float(rows_per_document[d]) for d in names]
-    return {"domains": names, "probabilities": exact_probabilities(per_doc),
-            "weights": [float(weights[d]) for d in names],
-            "note": "probabilities are per document (interleave_datasets); weights are the mixture's token shares"}
+    out = {"domains": names, "probabilities": exact_probabilities(per_doc),
+           "weights": [float(weights[d]) for d in names],
+           "note": "probabilities are per document (interleave_datasets): each domain's weight divided by its mean "
+                   "document length in training rows (rows_per_document), renormalised; weights are the mixture's "
+                   "token shares"}
+    if absent:
+        out["left_out"] = {d: "no train split (a target-only domain)" for d in absent}
+    return out
 
 
 def plain_yaml(weights: dict[str, float], order: list[str] | None = None) -> str:

@@ -178,7 +178,8 @@ def _optimize_sections(page: _Page, folder: Path, label: str = "") -> None:
         lw = np.array([[r["reference_loss"][d] for d in names] for r in records], dtype=float)
         last = records[-1]
         page.table(["domain", "proxy loss (last)", "reference loss (last)", "Delta (last)"],
-                   [[d, float(lu[-1, j]), float(lw[-1, j]), float(last["delta"][d])] for j, d in enumerate(names)])
+                   [[d, float(lu[-1, j]), float(lw[-1, j]), float("nan") if last["delta"][d] is None
+                     else float(last["delta"][d])] for j, d in enumerate(names)])
 
 
 def _eval_section(page: _Page, evals: dict[str, dict]) -> None:

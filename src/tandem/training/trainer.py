@@ -91,7 +91,10 @@ def train(
     log: Callable[[str], None] = print,
 ) -> TrainOutcome:
     """Train `model_cfg` (default: the target, cfg.model) for cfg.train.steps on the mixture `weights`."""
+    from tandem.data.cache import check_trainable
+
     tc = cfg.train
+    check_trainable(weights, data)
     device = setup_torch(tc)
     names = data.domains
     model = build_model(model_cfg or cfg.model, data.vocab_size, tc.seq_len, cfg.seed, cfg.base_dir)
