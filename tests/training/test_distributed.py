@@ -79,9 +79,12 @@ def test_two_ranks_equal_one_rank(mode, one_rank, shared_cfg, tmp_path):
             assert [a[key][d] for d in names] == pytest.approx([b[key][d] for d in names], abs=1e-5)
     # One writer: one printed summary, no scratch files left beside the outputs.
     assert proc.stdout.count("wrote ") == 1
-    # (OUT/.lock is the folder's lock file, kept: tandem.runs)
-    assert not [p for p in out.rglob("*") if p.name != ".lock" and (p.name.startswith(".") or p.name.endswith(".tmp"))]
-    # Checkpoints and the saved model hold whole tensors, gathered from the shards under FSDP.
+    # (OUT/.lock is the folder's lock file, kept: tandem.runs; checkpoint/.metadata is DCP's index)
+    assert not [p for p in out.rglob("*") if p.name not in (".lock", ".metadata")
+                and (p.name.startswith(".") or p.name.endswith(".tmp"))]
+    # The saved model holds whole tensors, gathered from the shards under FSDP; the checkpoint, written by every
+    # rank through DCP, holds the same values.
+    ckpt = _dcp_tensors(out / "checkpoint", tmp_path)
     from safetensors.torch import load_file
 
     from tandem.models.gpt import GPTConfig
@@ -89,10 +92,21 @@ def test_two_ranks_equal_one_rank(mode, one_rank, shared_cfg, tmp_path):
 
     gpt = json.loads((out / "model" / "tandem_model.json").read_text())["config"]
     saved = from_gpt2(load_file(out / "model" / "model.safetensors"), GPTConfig(**gpt), "model")  # GPT-2 layout
-    ckpt = load_file(out / "checkpoint" / "model.safetensors")
-    assert all(torch.equal(saved[k], ckpt[k]) for k in ckpt) and set(ckpt) <= set(saved)
+    assert set(ckpt["model"]) <= set(saved) and "wte.weight" in ckpt["model"]
+    assert all(torch.equal(saved[k], v) for k, v in ckpt["model"].items())
     assert tuple(saved["wte.weight"].shape) == (gpt["vocab_size"], gpt["n_embd"])
-    assert (out / "optimize" / "checkpoint" / "proxy_opt.pt").is_file()
+    twins = _dcp_tensors(out / "optimize" / "checkpoint", tmp_path)
+    assert {"proxy", "reference", "proxy_opt", "reference_opt", "rng"} <= set(twins)
+
+
+def _dcp_tensors(folder: Path, scratch: Path) -> dict:
+    """A DCP checkpoint folder as one whole state dict (DCP's own converter)."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    assert (folder / ".metadata").is_file() and (folder / "COMPLETE").is_file()
+    whole = scratch / f"{folder.parent.name}_{folder.name}.pt"
+    dcp_to_torch_save(folder, whole)
+    return torch.load(whole, weights_only=False)
 
 
 def test_bad_input_under_torchrun_says_it_once(shared_cfg, tmp_path):
