@@ -140,22 +140,39 @@ def uninterrupted(shared_cfg, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def killed(shared_cfg, tmp_path_factory):
-    out = tmp_path_factory.mktemp("killed") / "run"
-    proc = _launch(str(KILLED_AFTER), *_train_argv(shared_cfg, out), program=(str(KILLER),))
-    assert proc.returncode != 0 and "exitcode  : 75" in proc.stderr, proc.stderr[-3000:]
-    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 4
-    assert (out / "checkpoint" / ".metadata").is_file() and not (out / "model").exists()
-    return out
+    """A run killed after step 6, by the number of ranks that ran it (2: a DCP checkpoint; 1: safetensors)."""
+    runs = {}
+
+    def on(ranks: int) -> Path:
+        if ranks not in runs:
+            out = tmp_path_factory.mktemp(f"killed{ranks}") / "run"
+            argv = [str(KILLED_AFTER), *_train_argv(shared_cfg, out)]
+            if ranks == 2:
+                proc = _launch(*argv, program=(str(KILLER),))
+                assert proc.returncode != 0 and "exitcode  : 75" in proc.stderr, proc.stderr[-3000:]
+            else:
+                env = {**os.environ, "OMP_NUM_THREADS": "1"}
+                proc = subprocess.run([sys.executable, str(KILLER), *argv], env=env, capture_output=True, text=True,
+                                      timeout=180)
+                assert proc.returncode == 75, proc.stderr[-3000:]
+            assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 4
+            assert (out / "checkpoint" / ".metadata").is_file() == (ranks == 2) and not (out / "model").exists()
+            runs[ranks] = out
+        return runs[ranks]
+
+    return on
 
 
-@pytest.mark.parametrize("ranks", [1, 2])
-def test_sharded_checkpoint_resumes_on_one_or_two_ranks(ranks, killed, uninterrupted, shared_cfg, tmp_path):
+@pytest.mark.parametrize(("written", "resumed"), [(2, 1), (2, 2), (1, 2)])
+def test_checkpoint_resumes_on_another_number_of_ranks(written, resumed, killed, uninterrupted, shared_cfg, tmp_path):
+    """A sharded (DCP) checkpoint of 2 ranks resumes on 1 or 2; a one-process checkpoint resumes on 2 sharded ranks;
+    each to the uninterrupted run's model and log."""
     import shutil
 
     out = tmp_path / "run"
-    shutil.copytree(killed, out)
+    shutil.copytree(killed(written), out)
     argv = [*_train_argv(shared_cfg, out), "--resume"]
-    if ranks == 1:
+    if resumed == 1:
         from tandem.cli.main import main
 
         assert main(argv) == 0
