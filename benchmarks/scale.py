@@ -311,7 +311,8 @@ def main(argv: list[str]) -> int:
     q.add_argument("--num-proc", type=int, action="append", help="datasets.map num_proc (repeatable; default 1, 2)")
     q.add_argument("--scratch", default="/tmp", help="folder for the corpus and caches (default /tmp)")
     q.add_argument("--keep", action="store_true", help="keep the corpus and caches")
-    q.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/scale_prepare_<size>gb.json)")
+    q.add_argument("--out", type=Path, default=None,
+                   help="results JSON (default benchmarks/results/scale_prepare_<size>gb.json)")
     args = p.parse_args(argv)
     for k in ("batch_size", "seq_len", "steps", "rounds", "size_gb"):
         if getattr(args, k, 1) <= 0:

@@ -94,8 +94,8 @@ def _corpus_config(root, tokenizer, documents: list[str], size: int):
                 if written >= size:
                     break
     cfg = root / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"data": {"domains": {"corpus": {"train": str(path)}}, "cache_dir": str(root / "cache")},
-                                   "tokenizer": {"kind": "file", "path": str(tokenizer)}}))
+    data = {"domains": {"corpus": {"train": str(path)}}, "cache_dir": str(root / "cache")}
+    cfg.write_text(yaml.safe_dump({"data": data, "tokenizer": {"kind": "file", "path": str(tokenizer)}}))
     return cfg, path.stat().st_size, lines
 
 

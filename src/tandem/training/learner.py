@@ -84,7 +84,8 @@ def _full(t: torch.Tensor) -> torch.Tensor:
 
 class Learner:
     """A model and its optimizer. Under torchrun every rank holds the same global batches and runs its own rows
-    of them; gradients and per-domain sums are summed across ranks, so every method sees one big batch.
+    of them; gradients (through DistributedDataParallel, or FSDP) and per-domain sums are summed across ranks, so
+    every method sees one big batch.
 
     fsdp: shard parameters, gradients and optimizer state across ranks (FSDP2) for models too large for one
     device; `compile`: torch.compile the model's forward.
@@ -102,9 +103,7 @@ class Learner:
             model = model.to(device)
         self.module = model  # the uncompiled module: parameters, state dicts and saving go through it
         self.model = torch.compile(model) if compile else model  # evaluation's forward (no gradient all-reduce)
-        # Training's forward: under DDP the backward pass all-reduces gradients bucket by bucket as they are ready.
-        replicated = distributed.active() and not self.fsdp
-        self._train_model = distributed.data_parallel(self.model, device) if replicated else self.model
+        self._ddp: nn.Module | None = None  # training's forward under torchrun without FSDP (see _train_model)
         self.oc = oc
         self.num_domains = num_domains
         self.device = device
@@ -179,10 +178,12 @@ class Learner:
         """Accumulate the gradients of all parts, summed over ranks; the first part's per-domain losses go to
         `meter`."""
         # Coefficients come from the global batch, so summing the ranks' gradients gives the global objective.
-        work = [(j, coef.to(self.device, torch.float32), mb) for j, (batch, coef) in enumerate(parts)
+        coefs = [coef.to(self.device, torch.float32) for _, coef in parts]
+        # Every rank runs as many backward passes (DDP and FSDP reduce in each synchronised one).
+        work = [(j, mb) for j, (batch, _) in enumerate(parts)
                 for mb in self._micro_batches(batch, equal_count=distributed.active())]
-        for k, (j, coef, mb) in enumerate(work):
-            mb = mb.to(self.device)
+        for k, (j, mb) in enumerate(work):
+            coef, mb = coefs[j], mb.to(self.device)
             with self._sync(last=k == len(work) - 1):
                 with self.autocast():
                     logits = self._train_model(mb.x)
@@ -193,6 +194,17 @@ class Learner:
                 meter.add(*domain_sums(loss.detach(), mask, mb.domain, self.num_domains))
         if meter is not None:
             distributed.all_reduce_meter(meter)
+
+    @property
+    def _train_model(self) -> nn.Module:
+        """The forward of training steps. Under torchrun without FSDP, DistributedDataParallel over the model, whose
+        backward pass all-reduces gradient buckets as they are ready. Built at the first step: a learner that only
+        measures losses (the Trainer callback's proxy, whose model the Trainer trains) gets no gradient hooks."""
+        if not distributed.active() or self.fsdp:
+            return self.model
+        if self._ddp is None:
+            self._ddp = distributed.data_parallel(self.model, self.device)
+        return self._ddp
 
     def _sync(self, last: bool):
         """DDP all-reduces during the last backward pass of a step only; earlier micro-batches accumulate locally."""
