@@ -18,7 +18,7 @@ from tandem.training import distributed
 # gets none), the reference's train part 7 (4 and 3), the last held batch one.
 SETTINGS = [
     "mixer.episodes=2", "mixer.probe_steps=2", "mixer.free_steps=1", "mixer.eval_sequences=3",
-    "mixer.valid_fraction=0.1", "train.steps=8", "train.log_interval=4",
+    "mixer.valid_fraction=0.1", "train.steps=8", "train.log_interval=4", "train.eval_interval=4",
 ]
 # Per mode: data parallel with 3-row micro-batches (4 local rows split unevenly); FSDP with whole local batches.
 MODES = {"ddp": ["train.micro_batch_size=3"], "fsdp": ["train.fsdp=true"]}
@@ -45,7 +45,8 @@ def _results(out: Path) -> dict:
     episodes = [json.loads(line) for line in (out / "optimize" / "metrics.jsonl").read_text().splitlines()]
     return {
         "weights": json.loads((out / "weights.json").read_text())["domain_weights"],
-        "train_loss": [m["loss"] for m in metrics],
+        "train_loss": [m["loss"] for m in metrics if "loss" in m],
+        "valid_loss": [m["valid_loss"] for m in metrics if "valid_loss" in m],  # periodic, split across ranks
         "test_loss": json.loads((out / "eval.json").read_text())["test_loss"]["per_domain"],
         "episodes": episodes,
     }
@@ -73,6 +74,9 @@ def test_two_ranks_equal_one_rank(mode, one_rank, shared_cfg, tmp_path):
     # Every record of both stages, not just the last: per-domain losses are all-reduced before they are formed.
     assert len(two["train_loss"]) == len(one_rank["train_loss"]) == 2
     assert two["train_loss"] == pytest.approx(one_rank["train_loss"], abs=1e-5)
+    assert len(two["valid_loss"]) == len(one_rank["valid_loss"]) == 2
+    for a, b in zip(two["valid_loss"], one_rank["valid_loss"]):
+        assert [a[d] for d in names] == pytest.approx([b[d] for d in names], abs=1e-5)
     assert len(two["episodes"]) == len(one_rank["episodes"]) == 2
     for a, b in zip(two["episodes"], one_rank["episodes"]):
         for key in ("alpha", "delta", "proxy_loss", "reference_loss"):
@@ -235,6 +239,17 @@ def test_one_process_is_untouched():
     assert torch.equal(torch.cat([p.domain for p in parts]), b.domain)
     with distributed.main_first():
         pass
+
+
+@pytest.mark.parametrize("equal_count", [False, True])
+def test_ranks_share_the_evaluation_batches(monkeypatch, equal_count):
+    """Each batch is scored by one rank; a sharded model's ranks forward equally often (None: an empty batch)."""
+    shares = []
+    for r in (0, 1):
+        monkeypatch.setattr(distributed, "world_size", lambda: 2)
+        monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+        shares.append(distributed.share(list("abcde"), equal_count=equal_count))
+    assert shares == ([["a", "c", "e"], ["b", "d", None]] if equal_count else [["a", "c", "e"], ["b", "d"]])
 
 
 def test_one_process_imports_no_distributed_machinery(tmp_path):
