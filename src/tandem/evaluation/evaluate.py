@@ -51,7 +51,7 @@ def domain_split_losses(
     meter = DomainLossMeter(len(arrays))
     for item in distributed.share(_eval_batches(arrays, seq_len, max_tokens, batch_size),
                                   equal_count=distributed.is_sharded(model)):
-        i, x, y = item if item is not None else (0, np.zeros((0, seq_len), np.int64), np.zeros((0, seq_len), np.int64))
+        i, x, y = _stacked(*(item or (0, [], False)), seq_len)
         x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
         dom = torch.full((len(x),), i, dtype=torch.long, device=device)
         with autocast():
@@ -63,9 +63,9 @@ def domain_split_losses(
 
 
 def _eval_batches(arrays: list[np.ndarray | SFTExamples], seq_len: int, max_tokens: int | None,
-                  batch_size: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """(domain index, inputs, targets) of every evaluation batch, in a fixed order: full windows in batches, each
-    shorter tail window alone, SFT examples trimmed of their common padding."""
+                  batch_size: int) -> list[tuple[int, list, bool]]:
+    """(domain index, rows, whether SFT) of every evaluation batch, in a fixed order: full windows in batches, each
+    shorter tail window alone. Rows stay views of the token files until their batch is stacked."""
     out = []
     for i, arr in enumerate(arrays):
         if isinstance(arr, SFTExamples):
@@ -78,12 +78,17 @@ def _eval_batches(arrays: list[np.ndarray | SFTExamples], seq_len: int, max_toke
             for x, y in eval_windows(arr, seq_len, max_tokens):
                 (full if len(x) == seq_len else tail).append((x, y))
             groups = [full[j : j + batch_size] for j in range(0, len(full), batch_size)] + [[t] for t in tail]
-        for g in groups:
-            x, y = np.stack([a for a, _ in g]), np.stack([b for _, b in g])
-            if isinstance(arr, SFTExamples):
-                x, y = trim_padding(x, y)
-            out.append((i, x, y))
+        out += [(i, g, isinstance(arr, SFTExamples)) for g in groups]
     return out
+
+
+def _stacked(i: int, rows: list, sft: bool, seq_len: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """A batch's inputs and targets as arrays (SFT examples trimmed of their common padding); no rows: an empty
+    batch, which a sharded model still forwards with the other ranks."""
+    if not rows:
+        return i, np.zeros((0, seq_len), np.int64), np.zeros((0, seq_len), np.int64)
+    x, y = np.stack([a for a, _ in rows]), np.stack([b for _, b in rows])
+    return (i, *trim_padding(x, y)) if sft else (i, x, y)
 
 
 def evaluate(model: nn.Module, data: PreparedData, seq_len: int, max_tokens: int | None, batch_size: int,

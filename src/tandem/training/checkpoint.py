@@ -174,7 +174,8 @@ def _set_whole(learner, model_state: dict, optimizer_state: dict) -> None:
                               for g in optimizer_state["param_groups"]]}
     full = StateDictOptions(full_state_dict=True)
     set_model_state_dict(learner.module, model_state, options=full)
-    set_optimizer_state_dict(learner.module, learner.optimizer, named, options=full)
+    if named["state"]:  # an optimizer that had not stepped stays fresh
+        set_optimizer_state_dict(learner.module, learner.optimizer, named, options=full)
 
 
 def _load_sharded(d: Path, learners: Learners) -> tuple[torch.Tensor, dict]:
