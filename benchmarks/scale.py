@@ -261,8 +261,6 @@ def _prepare_datasets(corpus: Path, scratch: Path, num_proc: int) -> dict:
 
 
 def bench_prepare(args) -> dict:
-    if not TOKENIZER.is_file():
-        raise SystemExit(f"error: {TOKENIZER} not found: run `tandem prepare configs/default.yaml` first")
     scratch = Path(tempfile.mkdtemp(prefix="tandem_prepare_", dir=args.scratch))
     corpus = scratch / f"corpus_{args.size_gb:g}gb.jsonl"
     try:
@@ -321,6 +319,9 @@ def main(argv: list[str]) -> int:
             p.error(f"--{k.replace('_', '-')} must be > 0")
     if args.bench == "ddp":
         res = bench_ddp(args)
+    elif not TOKENIZER.is_file():
+        print(f"error: {TOKENIZER} not found: run `tandem prepare configs/default.yaml` first", file=sys.stderr)
+        return 2
     else:
         args.num_proc = args.num_proc or [1, 2]
         args.out = args.out or REPO / "benchmarks" / "results" / f"scale_prepare_{args.size_gb:g}gb.json"
