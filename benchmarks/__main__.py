@@ -1,4 +1,4 @@
-"""Entry point: `python -m benchmarks speed|scenarios|signal [...]` (run from the repository root)."""
+"""Entry point: `python -m benchmarks speed|scenarios|signal|scale [...]` (run from the repository root)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import transfer
 
         return transfer.main(argv[1:])
+    if argv[:1] == ["scale"]:  # its own options (benchmarks/scale.py)
+        from benchmarks import scale
+
+        return scale.main(argv[1:])
     if argv[:1] == ["signal"]:  # its own options (benchmarks/signal.py)
         from benchmarks import signal
 

@@ -258,7 +258,8 @@ class TrainConfig(_Section):
     fsdp: bool = Field(
         False,
         description="Under torchrun, shard parameters, gradients and optimizer state across ranks (FSDP2) instead of "
-        "replicating them; for models too large for one device. Checkpoints hold the gathered whole model.",
+        "replicating them; for models too large for one device. Checkpoints hold the shards (DCP); only the final "
+        "model is gathered.",
     )
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
     report_to: list[Literal["none", "tensorboard", "wandb"]] = Field(

@@ -22,8 +22,8 @@ from tandem.errors import InputError
 # mixer.on_nonfinite only decides what happens after a fault, and switching it to `skip` to get past one is the
 # documented way to continue a stopped run.
 NOT_IDENTITY = ("train.log_interval", "train.checkpoint_interval", "train.report_to", "train.threads",
-                "train.device", "train.compile", "train.micro_batch_size", "mixer.checkpoint_interval",
-                "mixer.compile", "mixer.on_nonfinite", "eval.", "methods.")
+                "train.device", "train.compile", "train.micro_batch_size", "train.fsdp", "mixer.checkpoint_interval",
+                "mixer.compile", "mixer.fsdp", "mixer.on_nonfinite", "eval.", "methods.")
 
 _held: dict[str, object] = {}  # folder -> its open lock file, until release() (the end of the command)
 

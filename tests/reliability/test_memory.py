@@ -51,3 +51,73 @@ def test_training_on_a_corpus_larger_than_the_memory_cap(tmp_path):
     # natural weights put nearly all of the batch on the huge domain, so it was really sampled from
     assert ev["weights"]["prose"] > 0.99 and ev["tokens_seen"]["prose"] > 0
     assert ev["epochs"]["prose"] < 1e-5
+
+
+# `tandem prepare` in a subprocess that reports its address-space peak (VmPeak) when done.
+_PREPARE = """
+import sys
+from tandem.cli.main import main
+rc = main(sys.argv[1:])
+print("VmPeak", *[line.split()[1] for line in open("/proc/self/status") if line.startswith("VmPeak:")], file=sys.stderr)
+sys.exit(rc)
+"""
+HEADROOM = 3 * 2**20  # address space allowed beyond what preparing a tiny corpus needs
+
+
+def _prepare(config, limit: int | None = None) -> tuple[int, int, str]:
+    """(exit code, VmPeak in bytes, stderr) of `tandem prepare config`, its address space capped at `limit`."""
+    # glibc reserves 64 MiB of address space per malloc arena, and how many arenas threads get varies from run to
+    # run; fixing their number makes the baseline repeatable (reserved space, not memory).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", "PYTHONWARNINGS": "ignore"}
+    cap = (lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))) if limit else None
+    p = subprocess.run([sys.executable, "-c", _PREPARE, "prepare", str(config)], env=env, preexec_fn=cap,
+                       capture_output=True, text=True, timeout=300)
+    peak = [int(line.split()[1]) * 1024 for line in p.stderr.splitlines() if line.startswith("VmPeak ")]
+    return p.returncode, (peak[0] if peak else -1), p.stderr
+
+
+def _corpus_config(root, tokenizer, documents: list[str], size: int):
+    """A one-domain config over a jsonl of about `size` bytes: `documents` repeated, each pass in a new order."""
+    import random
+
+    import yaml
+
+    rng, written, lines = random.Random(0), 0, 0
+    path = root / "corpus.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        while written < size:
+            rng.shuffle(documents)
+            for d in documents:
+                line = json.dumps({"text": d}) + "\n"
+                f.write(line)
+                written, lines = written + len(line.encode()), lines + 1
+                if written >= size:
+                    break
+    cfg = root / "config.yaml"
+    data = {"domains": {"corpus": {"train": str(path)}}, "cache_dir": str(root / "cache")}
+    cfg.write_text(yaml.safe_dump({"data": data, "tokenizer": {"kind": "file", "path": str(tokenizer)}}))
+    return cfg, path.stat().st_size, lines
+
+
+def test_prepare_of_a_corpus_larger_than_the_address_space_cap(tmp_path):
+    """Tokenizing streams the corpus: with the address space capped at what a tiny corpus needs plus HEADROOM,
+    a corpus four times HEADROOM and more is prepared whole (a command that held the corpus in memory would fail).
+    The cap is relative: importing torch alone maps hundreds of MiB."""
+    from conftest import make_domains
+
+    small = tiny_config(tmp_path / "tok")
+    tokenizer = prepare_data(load_config(small)).cache_dir / "tokenizer.json"  # a BPE trained on the tiny domains
+    documents = [d for docs in make_domains(tmp_path).values() for d in docs]
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "big").mkdir()
+    tiny, _, _ = _corpus_config(tmp_path / "tiny", tokenizer, documents, 200_000)
+    rc, baseline, err = _prepare(tiny)
+    assert rc == 0 and baseline > 0, err[-2000:]
+    big, size, lines = _corpus_config(tmp_path / "big", tokenizer, documents, 4 * HEADROOM + 2**20)
+    assert size > 4 * HEADROOM
+    rc, peak, err = _prepare(big, limit=baseline + HEADROOM)
+    assert rc == 0, err[-2000:]
+    assert peak <= baseline + HEADROOM
+    entry = json.loads((tmp_path / "big" / "cache" / "index.json").read_text())["entries"]["corpus/train"]
+    assert entry["documents"] == lines  # every document was tokenized
+    assert entry["tokens"] * 2 > size / 4  # (a few bytes of text per token)

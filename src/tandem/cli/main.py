@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except FloatingPointError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if distributed.is_main():  # the ranks agree on a refused step (tandem.training.learner); one line says it
+            print(f"error: {err}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0

@@ -12,6 +12,7 @@ import torch.nn as nn
 from tandem.data.cache import PreparedData
 from tandem.data.sampler import eval_windows
 from tandem.data.sft import SFTExamples, eval_rows, trim_padding
+from tandem.training import distributed
 from tandem.training.learner import autocast_for
 from tandem.training.loss import DomainLossMeter, domain_sums, token_losses
 
@@ -41,11 +42,31 @@ def domain_split_losses(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token-mean loss and token count per array, scoring every (capped) target token once.
 
-    SFT examples are scored one per row with the training rows' masking: only response tokens count.
+    SFT examples are scored one per row with the training rows' masking: only response tokens count. Under torchrun
+    each rank scores a share of the batches and the per-domain sums are added over ranks (a collective: every rank
+    calls it); a sharded model is forwarded equally often on every rank, with empty batches where a share is short.
     """
     model.eval()
     autocast = autocast_for(device, precision)
     meter = DomainLossMeter(len(arrays))
+    for item in distributed.share(_eval_batches(arrays, seq_len, max_tokens, batch_size),
+                                  equal_count=distributed.is_sharded(model)):
+        i, x, y = _stacked(*(item or (0, [], False)), seq_len)
+        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        dom = torch.full((len(x),), i, dtype=torch.long, device=device)
+        with autocast():
+            logits = model(x)
+        loss, mask = token_losses(logits, y)
+        meter.add(*domain_sums(loss, mask, dom, len(arrays)))
+    distributed.all_reduce_meter(meter)
+    return meter.losses(), meter.counts
+
+
+def _eval_batches(arrays: list[np.ndarray | SFTExamples], seq_len: int, max_tokens: int | None,
+                  batch_size: int) -> list[tuple[int, list, bool]]:
+    """(domain index, rows, whether SFT) of every evaluation batch, in a fixed order: full windows in batches, each
+    shorter tail window alone. Rows stay views of the token files until their batch is stacked."""
+    out = []
     for i, arr in enumerate(arrays):
         if isinstance(arr, SFTExamples):
             rows = list(eval_rows(arr, seq_len, max_tokens))
@@ -57,17 +78,17 @@ def domain_split_losses(
             for x, y in eval_windows(arr, seq_len, max_tokens):
                 (full if len(x) == seq_len else tail).append((x, y))
             groups = [full[j : j + batch_size] for j in range(0, len(full), batch_size)] + [[t] for t in tail]
-        for g in groups:
-            x, y = np.stack([a for a, _ in g]), np.stack([b for _, b in g])
-            if isinstance(arr, SFTExamples):
-                x, y = trim_padding(x, y)
-            x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-            dom = torch.full((len(g),), i, dtype=torch.long, device=device)
-            with autocast():
-                logits = model(x)
-            loss, mask = token_losses(logits, y)
-            meter.add(*domain_sums(loss, mask, dom, len(arrays)))
-    return meter.losses(), meter.counts
+        out += [(i, g, isinstance(arr, SFTExamples)) for g in groups]
+    return out
+
+
+def _stacked(i: int, rows: list, sft: bool, seq_len: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """A batch's inputs and targets as arrays (SFT examples trimmed of their common padding); no rows: an empty
+    batch, which a sharded model still forwards with the other ranks."""
+    if not rows:
+        return i, np.zeros((0, seq_len), np.int64), np.zeros((0, seq_len), np.int64)
+    x, y = np.stack([a for a, _ in rows]), np.stack([b for _, b in rows])
+    return (i, *trim_padding(x, y)) if sft else (i, x, y)
 
 
 def evaluate(model: nn.Module, data: PreparedData, seq_len: int, max_tokens: int | None, batch_size: int,

@@ -25,7 +25,7 @@ from tandem.mixing.updates import project_capped_simplex
 from tandem.mixing.lm import LMProblem, target_weights
 from tandem.mixing.loop import EpisodeRecord, LoopState, run_loop
 from tandem.models import build_model
-from tandem.training.checkpoint import load_checkpoint, save_checkpoint
+from tandem.training.checkpoint import load_learners, save_learners
 from tandem.training.distributed import is_main
 from tandem.training.learner import Learner, OptimConfig
 from tandem.training.trainer import refuse_nonfinite_updates, setup_torch, truncate_metrics
@@ -347,12 +347,13 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
     policy = online.POLICIES[mc.method](mc, len(names), alpha0)
     alpha, started, history = alpha0, False, []
     ckpt_dir, metrics_path = out_dir / "checkpoint", out_dir / "metrics.jsonl"
-    loaded = load_checkpoint(ckpt_dir, {"proxy": proxy.loadable()}, ["proxy_opt", "rng"], log=log) if resume else None
+    learners = {"proxy": (proxy, "proxy_opt")}
+    loaded = load_learners(ckpt_dir, learners, log=log) if resume else None
     if loaded is not None:
-        tensors, st = loaded
-        proxy.load_state_dict({"optimizer": tensors["proxy_opt"], "step": st["proxy_step"]})
+        rng, st = loaded
+        proxy.step_count = int(st["proxy_step"])
         problem.load_state_dict(st["samplers"])
-        torch.set_rng_state(tensors["rng"])
+        torch.set_rng_state(rng)
         ctx.rng.bit_generator.state = st["policy_rng"]
         ctx.steps = st["steps"]
         policy.load_state_dict(st["policy"])
@@ -363,12 +364,9 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
     elif metrics_path.exists() and is_main():
         metrics_path.unlink()
 
-    def checkpoint() -> None:
-        model, opt = proxy.checkpoint_state()
-        if not is_main():
-            return
-        save_checkpoint(ckpt_dir, {"proxy": model}, {"proxy_opt": opt, "rng": torch.get_rng_state()},
-                        {"alpha": alpha.tolist(), "started": started, "proxy_step": proxy.step_count,
+    def checkpoint() -> None:  # under torchrun every rank writes its part
+        save_learners(ckpt_dir, learners, torch.get_rng_state(),
+                      {"alpha": alpha.tolist(), "started": started, "proxy_step": proxy.step_count,
                          "steps": ctx.steps, "samplers": problem.state_dict(), "policy": policy.state_dict(),
                          "policy_rng": ctx.rng.bit_generator.state,
                          "history": [_record_to_json(h, names) for h in history]})
@@ -442,15 +440,14 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     ckpt_dir = out_dir / "checkpoint"
     metrics_path = out_dir / "metrics.jsonl"
     loaded = None
+    twins = {"proxy": (proxy, "proxy_opt"), "reference": (reference, "reference_opt")}
     if resume:
-        loaded = load_checkpoint(ckpt_dir, {"proxy": proxy.loadable(), "reference": reference.loadable()},
-                                 ["proxy_opt", "reference_opt", "rng"], log=log)
+        loaded = load_learners(ckpt_dir, twins, log=log)
         if loaded is not None:
-            tensors, st = loaded
-            proxy.load_state_dict({"optimizer": tensors["proxy_opt"], "step": st["proxy_step"]})
-            reference.load_state_dict({"optimizer": tensors["reference_opt"], "step": st["reference_step"]})
+            rng, st = loaded
+            proxy.step_count, reference.step_count = int(st["proxy_step"]), int(st["reference_step"])
             problem.load_state_dict(st["samplers"])
-            torch.set_rng_state(tensors["rng"])
+            torch.set_rng_state(rng)
             state = LoopState(alpha=np.array(st["alpha"]), episode=st["episode"], warmed_up=st["warmed_up"],
                               history=[_record_from_json(h, names) for h in st["history"]])
             truncate_metrics(metrics_path, state.episode - 1, key="episode")
@@ -463,17 +460,11 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
 
     saved_episode = state.episode if loaded is not None else None
 
-    def checkpoint() -> None:
+    def checkpoint() -> None:  # under torchrun every rank writes its part
         nonlocal saved_episode
-        proxy_model, proxy_opt = proxy.checkpoint_state()  # under FSDP every rank takes part in gathering
-        reference_model, reference_opt = reference.checkpoint_state()
-        if not is_main():  # rank 0 saves
-            return
         saved_episode = state.episode
-        save_checkpoint(
-            ckpt_dir, {"proxy": proxy_model, "reference": reference_model},
-            {"proxy_opt": proxy_opt, "reference_opt": reference_opt,
-             "rng": torch.get_rng_state()},
+        save_learners(
+            ckpt_dir, twins, torch.get_rng_state(),
             {"episode": state.episode, "warmed_up": state.warmed_up, "alpha": state.alpha.tolist(),
              "proxy_step": proxy.step_count, "reference_step": reference.step_count,
              "samplers": problem.state_dict(), "history": [_record_to_json(h, names) for h in state.history]},

@@ -5,27 +5,26 @@ coefficients from it, so they are global; each rank then runs only its own rows
 (`local_rows`), gradients are summed across ranks, and per-domain token-loss sums and
 counts are summed before losses are formed. The result equals one process with the same
 global batch up to float reduction order. Without torchrun's environment (WORLD_SIZE
-unset or 1) every function here is a no-op that does not even import torch (the CLI and
+unset or 1) every function here is a no-op that imports nothing beyond torch itself (the CLI and
 tandem.io ask `is_main()` on every write).
 
 Only rank 0 writes outputs: tandem.io's writers are silent on other ranks.
 
-With FSDP (`shard_model`, FSDP2's `fully_shard`) the same holds, with parameters, gradients and
-optimizer state sharded instead of replicated: gradients are reduce-scattered as sums.
+Replicated models are wrapped in PyTorch's `DistributedDataParallel` (`data_parallel`), whose
+gradient all-reduce overlaps the backward pass; a communication hook makes it sum instead of average.
+With FSDP (`shard_model`, FSDP2's `fully_shard`) parameters, gradients and optimizer state are
+sharded instead of replicated, and gradients are reduce-scattered as sums.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
     import torch
     import torch.nn as nn
-
-# Largest gradient bucket (elements) flattened for one all-reduce: bounds the extra memory on big models.
-_BUCKET_ELEMENTS = 1 << 25
 
 
 def launched_world_size() -> int:
@@ -139,6 +138,16 @@ def _rows(batch, index):
                                          if hasattr(getattr(batch, f.name), "shape")})
 
 
+def share(items: list, equal_count: bool) -> list:
+    """This rank's share of a list of work items (items rank, rank + W, ...). With `equal_count` the shares are
+    padded with None to the same length on every rank, as sharded models need (each forward is a collective)."""
+    w = world_size()
+    if w == 1:
+        return items
+    mine = items[rank()::w]
+    return mine + [None] * (-(-len(items) // w) - len(mine)) if equal_count else mine
+
+
 def micro_batches(batch, global_rows: int, micro: int | None, equal_count: bool) -> list:
     """Split this rank's rows into micro-batches of at most `micro` rows.
 
@@ -177,33 +186,37 @@ def all_reduce_meter(meter) -> None:
     meter.counts = both[n:].numpy().copy()
 
 
-def all_reduce_grads(params: Iterable[nn.Parameter]) -> None:
-    """Sum gradients over ranks in a few flat buckets (a rank whose rows were all empty contributes zeros)."""
+def all_agree(flag: bool) -> bool:
+    """True on every rank when `flag` is true on every rank (one all-reduce of a 0/1 flag), so that all ranks take
+    the same branch after a test of their own shard."""
     if not active():
-        return
+        return flag
     import torch
     import torch.distributed as dist
 
-    params = [p for p in params if p.requires_grad]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    buckets: dict[tuple, list[list]] = {}
-    for p in params:
-        key = (p.grad.dtype, p.grad.device)
-        groups = buckets.setdefault(key, [[]])
-        if groups[-1] and sum(q.numel() for q in groups[-1]) + p.numel() > _BUCKET_ELEMENTS:
-            groups.append([])
-        groups[-1].append(p)
-    for groups in buckets.values():
-        for group in groups:
-            flat = torch.cat([p.grad.reshape(-1) for p in group])
-            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-            offset = 0
-            for p in group:
-                n = p.numel()
-                p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
-                offset += n
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def _sum_hook(_state, bucket):
+    """DDP communication hook: sum a gradient bucket over ranks (DDP's own hook averages; the objective's
+    coefficients already normalise over the global batch, so a sum equals one process)."""
+    import torch.distributed as dist
+
+    return dist.all_reduce(bucket.buffer(), async_op=True).get_future().then(lambda fut: fut.value()[0])
+
+
+def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """`DistributedDataParallel` over `model`, summing gradients during the backward pass. It copies rank 0's
+    parameters to every rank. Buffers are not broadcast at each forward: evaluation forwards the model unwrapped,
+    a different number of times on each rank."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                  broadcast_buffers=False)
+    ddp.register_comm_hook(None, _sum_hook)
+    return ddp
 
 
 def broadcast_params(model: nn.Module) -> None:
@@ -221,7 +234,9 @@ def broadcast_params(model: nn.Module) -> None:
 def shard_model(model: nn.Module) -> nn.Module:
     """FSDP2: shard every block of every nn.ModuleList (transformer layers), then the rest at the root.
 
-    Gradients are reduce-scattered as sums, not means: the objective's coefficients already normalise
+    The model comes in whole on the CPU (built there from the seed, the same on every rank): sharding moves one
+    block at a time to the device and keeps only this rank's shard of it, so the whole model never sits on a
+    device. Gradients are reduce-scattered as sums, not means: the objective's coefficients already normalise
     over the global batch.
     """
     import torch.nn as nn
@@ -249,6 +264,42 @@ def reshard(model: nn.Module) -> None:
 def local_tensor(t: torch.Tensor) -> torch.Tensor:
     """This rank's shard of a sharded (DTensor) parameter, or the tensor itself."""
     return t.to_local() if hasattr(t, "to_local") else t
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """The model's forward is an FSDP collective: every rank must run it the same number of times."""
+    return any(hasattr(m, "unshard") and hasattr(m, "reshard") for m in model.modules())
+
+
+def skeleton(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose parameters live on the meta device (no memory), tied weights still tied; buffers
+    are copied. `materialise` fills it later."""
+    import copy
+
+    import torch
+    import torch.nn as nn
+
+    memo = {id(p): nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+            for p in model.parameters()}
+    return copy.deepcopy(model, memo)
+
+
+def materialise(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """Give a `skeleton` real parameters from a whole state dict: one tensor per parameter, set in every module
+    that shares it (Module.to_empty would untie tied weights)."""
+    import torch.nn as nn
+
+    real: dict[int, nn.Parameter] = {}
+    for prefix, m in model.named_modules():
+        for key, p in list(m.named_parameters(recurse=False)):
+            if id(p) not in real:
+                real[id(p)] = nn.Parameter(state[f"{prefix}.{key}" if prefix else key].detach().clone(),
+                                           requires_grad=p.requires_grad)
+            setattr(m, key, real[id(p)])
+    for name, b in model.named_buffers():
+        if name in state:
+            b.copy_(state[name])
+    return model
 
 
 def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -84,7 +84,8 @@ def _full(t: torch.Tensor) -> torch.Tensor:
 
 class Learner:
     """A model and its optimizer. Under torchrun every rank holds the same global batches and runs its own rows
-    of them; gradients and per-domain sums are summed across ranks, so every method sees one big batch.
+    of them; gradients (through DistributedDataParallel, or FSDP) and per-domain sums are summed across ranks, so
+    every method sees one big batch.
 
     fsdp: shard parameters, gradients and optimizer state across ranks (FSDP2) for models too large for one
     device; `compile`: torch.compile the model's forward.
@@ -92,16 +93,17 @@ class Learner:
 
     def __init__(self, model: nn.Module, oc: OptimConfig, num_domains: int, device: torch.device, precision: str = "auto",
                  compile: bool = False, fsdp: bool = False):
-        model = model.to(device)
-        distributed.broadcast_params(model)
         self.fsdp = fsdp and distributed.active()
-        self._plain = None
+        self._skeleton = None
         if self.fsdp:
-            # An unsharded copy, on the CPU until the end, to gather the shards into for saving and evaluation.
-            self._plain = copy.deepcopy(model).to("cpu")
-            distributed.shard_model(model)
+            distributed.broadcast_params(model)  # initialisation is seeded; this is the guard
+            self._skeleton = distributed.skeleton(model)  # the model's layout, filled only for the final export
+            distributed.shard_model(model)  # sharded before it reaches the device: only shards are moved there
+        else:
+            model = model.to(device)
         self.module = model  # the uncompiled module: parameters, state dicts and saving go through it
-        self.model = torch.compile(model) if compile else model
+        self.model = torch.compile(model) if compile else model  # evaluation's forward (no gradient all-reduce)
+        self._ddp: nn.Module | None = None  # training's forward under torchrun without FSDP (see _train_model)
         self.oc = oc
         self.num_domains = num_domains
         self.device = device
@@ -133,8 +135,7 @@ class Learner:
 
         Returns the per-domain losses of the first part, measured during the step (before the update).
         """
-        model = self.model
-        model.train()
+        self._train_model.train()
         lr = self.lr()
         for g in self.optimizer.param_groups:
             g["lr"] = lr
@@ -143,7 +144,7 @@ class Learner:
         if valid:
             self.optimizer.zero_grad(set_to_none=True)
             self._backward(valid, None)
-            self._reduce_and_check(params, what="validation gradient")
+            self._clip_and_check(params, what="validation gradient")
             g_val = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
         self.optimizer.zero_grad(set_to_none=True)
         meter = DomainLossMeter(self.num_domains)
@@ -151,7 +152,7 @@ class Learner:
         if parts:
             before = [p.detach().clone() for p in params] if g_val is not None else None
             self._backward(parts, meter)
-            self._reduce_and_check(params, what="gradient")
+            self._clip_and_check(params, what="gradient")
             self.optimizer.step()
             if before is not None:
                 moved = torch.nn.utils.get_total_norm([p.detach() - b for p, b in zip(params, before)])
@@ -174,26 +175,46 @@ class Learner:
         return meter
 
     def _backward(self, parts: list[tuple[Batch, torch.Tensor]], meter: DomainLossMeter | None) -> None:
-        """Accumulate the gradients of all parts; the first part's per-domain losses go to `meter`."""
-        for j, (batch, coef) in enumerate(parts):
-            # Coefficients come from the global batch, so summing the ranks' gradients gives the global objective.
-            coef = coef.to(self.device, torch.float32)
-            for mb in self._micro_batches(batch):
-                mb = mb.to(self.device)
+        """Accumulate the gradients of all parts, summed over ranks; the first part's per-domain losses go to
+        `meter`."""
+        # Coefficients come from the global batch, so summing the ranks' gradients gives the global objective.
+        coefs = [coef.to(self.device, torch.float32) for _, coef in parts]
+        # Every rank runs as many backward passes (DDP and FSDP reduce in each synchronised one).
+        work = [(j, mb) for j, (batch, _) in enumerate(parts)
+                for mb in self._micro_batches(batch, equal_count=distributed.active())]
+        for k, (j, mb) in enumerate(work):
+            coef, mb = coefs[j], mb.to(self.device)
+            with self._sync(last=k == len(work) - 1):
                 with self.autocast():
-                    logits = self.model(mb.x)
+                    logits = self._train_model(mb.x)
                 loss, mask = token_losses(logits, mb.y)
                 weighted = (loss * mask * coef[mb.domain][:, None]).sum()
                 weighted.backward()
-                if j == 0 and meter is not None:
-                    meter.add(*domain_sums(loss.detach(), mask, mb.domain, self.num_domains))
+            if j == 0 and meter is not None:
+                meter.add(*domain_sums(loss.detach(), mask, mb.domain, self.num_domains))
         if meter is not None:
             distributed.all_reduce_meter(meter)
 
-    def _reduce_and_check(self, params: list[nn.Parameter], what: str) -> None:
-        """Sum the gradients over ranks, clip them, and refuse non-finite ones before anything moves."""
-        if not self.fsdp:
-            distributed.all_reduce_grads(params)  # FSDP reduce-scatters its own (as sums)
+    @property
+    def _train_model(self) -> nn.Module:
+        """The forward of training steps. Under torchrun without FSDP, DistributedDataParallel over the model, whose
+        backward pass all-reduces gradient buckets as they are ready. Built at the first step: a learner that only
+        measures losses (the Trainer callback's proxy, whose model the Trainer trains) gets no gradient hooks."""
+        if not distributed.active() or self.fsdp:
+            return self.model
+        if self._ddp is None:
+            self._ddp = distributed.data_parallel(self.model, self.device)
+        return self._ddp
+
+    def _sync(self, last: bool):
+        """DDP all-reduces during the last backward pass of a step only; earlier micro-batches accumulate locally."""
+        if last or not hasattr(self._train_model, "no_sync"):
+            return contextlib.nullcontext()
+        return self._train_model.no_sync()
+
+    def _clip_and_check(self, params: list[nn.Parameter], what: str) -> None:
+        """Clip the gradients (already summed over ranks by DDP or FSDP) and refuse non-finite ones before anything
+        moves."""
         norm = None
         if self.oc.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(params, self.oc.grad_clip)
@@ -202,12 +223,15 @@ class Learner:
             # the same number, so the gradients are reduced once.
             if norm is None:
                 norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-            if not bool(torch.isfinite(norm)):
+            finite = bool(torch.isfinite(distributed.local_tensor(norm)))
+            if self.fsdp:  # each rank holds a shard of the gradient: a NaN in any shard refuses the step on all
+                finite = distributed.all_agree(finite)
+            if not finite:
                 raise FloatingPointError(f"non-finite {what} in the {self.refuse_nonfinite} at step {self.step_count + 1}")
 
-    def _micro_batches(self, batch: Batch) -> list[Batch]:
+    def _micro_batches(self, batch: Batch, equal_count: bool) -> list[Batch]:
         return distributed.micro_batches(distributed.local_rows(batch), len(batch), self.oc.micro_batch_size,
-                                         equal_count=self.fsdp)
+                                         equal_count=equal_count)
 
     @torch.no_grad()
     def _domain_means(self, batches: list[Batch], per_token) -> np.ndarray:
@@ -215,7 +239,7 @@ class Learner:
         self.model.eval()
         meter = DomainLossMeter(self.num_domains)
         for batch in batches:
-            for mb in self._micro_batches(batch):
+            for mb in self._micro_batches(batch, equal_count=self.fsdp):
                 mb = mb.to(self.device)
                 with self.autocast():
                     values, mask = per_token(mb)
@@ -265,47 +289,9 @@ class Learner:
         return float(torch.sqrt(sq))
 
     def full_module(self) -> nn.Module:
-        """The model with all of its parameters, uncompiled, for saving and evaluation (under FSDP a collective
-        that gathers the shards into a plain copy on every rank)."""
+        """The model with all of its parameters, uncompiled, for the final export (under FSDP a collective that
+        gathers the shards into a plain model on every rank: once, at the end; checkpoints and evaluation work on
+        the shards)."""
         if not self.fsdp:
             return self.module
-        self._plain.to(self.device).load_state_dict(distributed.full_state_dict(self.module))
-        return self._plain
-
-    def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "step": self.step_count}
-
-    def checkpoint_state(self) -> tuple[nn.Module, dict]:
-        """What a checkpoint saves: a module holding all of the parameters, and the optimizer state. Under FSDP a
-        collective (every rank calls it) that gathers both; the optimizer state then comes whole to rank 0 only,
-        keyed by parameter name."""
-        if not self.fsdp:
-            return self.module, self.optimizer.state_dict()
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-        optim = get_optimizer_state_dict(self.module, self.optimizer,
-                                         options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        return self.full_module(), optim
-
-    def loadable(self) -> nn.Module:
-        """The module a checkpoint's parameters are loaded into; `load_state_dict` then hands them to the shards."""
-        return self._plain if self.fsdp else self.module
-
-    def load_state_dict(self, state: dict) -> None:
-        from tandem.errors import InputError
-
-        # FSDP's whole optimizer state names its parameters; a plain one numbers them.
-        by_name = any(isinstance(p, str) for g in state["optimizer"].get("param_groups", []) for p in g["params"])
-        if by_name != self.fsdp:
-            raise InputError(f"the checkpoint was written {'with' if by_name else 'without'} FSDP; resume with the "
-                             f"same train.fsdp / mixer.fsdp setting")
-        if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                                 set_optimizer_state_dict)
-
-            full = StateDictOptions(full_state_dict=True)
-            set_model_state_dict(self.module, self._plain.state_dict(), options=full)
-            set_optimizer_state_dict(self.module, self.optimizer, state["optimizer"], options=full)
-        else:
-            self.optimizer.load_state_dict(state["optimizer"])
-        self.step_count = int(state["step"])
+        return distributed.materialise(self._skeleton, distributed.full_state_dict(self.module))

@@ -18,7 +18,7 @@ from tandem.data.sampler import MixtureSampler
 from tandem.errors import InputError
 from tandem.tracking import append_metrics
 from tandem.models import build_model
-from tandem.training.checkpoint import load_checkpoint, save_checkpoint
+from tandem.training.checkpoint import load_learners, save_learners
 from tandem.training.distributed import is_main
 from tandem.training.learner import Learner, OptimConfig, resolve_device
 from tandem.training.loss import domain_token_counts, objective_coefficients
@@ -55,8 +55,6 @@ def setup_torch(tc: TrainConfig) -> torch.device:
 def refuse_nonfinite_updates(learner: Learner, what: str) -> None:
     """Make the learner's optimizer step raise FloatingPointError on a NaN or infinite gradient, before anything
     moves: the model and its optimizer state stay at the last good step, so a checkpoint taken then resumes."""
-    if learner.fsdp:  # each rank holds only a shard of the gradient; they could disagree on whether to raise
-        return
     learner.refuse_nonfinite = what
 
 
@@ -106,34 +104,28 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / "checkpoint"
     metrics_path = out_dir / "metrics.jsonl"
+    learners = {"model": (learner, "optimizer")}
     if resume:
-        loaded = load_checkpoint(ckpt_dir, {"model": learner.loadable()}, ["optimizer", "rng"], log=log)
+        loaded = load_learners(ckpt_dir, learners, log=log)
         if loaded is not None:
-            tensors, state = loaded
+            rng, state = loaded
             saved = state.get("weights")
             if saved is not None and (len(saved) != len(weights) or not np.allclose(saved, weights, rtol=0, atol=1e-9)):
                 raise InputError(
                     f"{ckpt_dir}: the checkpoint was trained on weights {dict(zip(names, saved))}, not "
                     f"{dict(zip(names, weights.tolist()))}; resume with the same weights or use another --out"
                 )
-            learner.load_state_dict({"optimizer": tensors["optimizer"], "step": state["step"]})
+            learner.step_count = int(state["step"])
             sampler.load_state_dict(state["sampler"])
-            torch.set_rng_state(tensors["rng"])
+            torch.set_rng_state(rng)
             truncate_metrics(metrics_path, learner.step_count)
             log(f"resumed from step {learner.step_count}")
     if learner.step_count == 0 and metrics_path.exists() and is_main():
         metrics_path.unlink()
 
-    def checkpoint() -> None:
-        module, optimizer_state = learner.checkpoint_state()  # under FSDP every rank takes part in gathering
-        if not is_main():  # rank 0 saves
-            return
-        save_checkpoint(
-            ckpt_dir,
-            {"model": module},
-            {"optimizer": optimizer_state, "rng": torch.get_rng_state()},
-            {"step": learner.step_count, "sampler": sampler.state_dict(), "weights": weights.tolist()},
-        )
+    def checkpoint() -> None:  # under torchrun every rank writes its part
+        save_learners(ckpt_dir, learners, torch.get_rng_state(),
+                      {"step": learner.step_count, "sampler": sampler.state_dict(), "weights": weights.tolist()})
 
     from tqdm import tqdm
 
@@ -176,9 +168,10 @@ def train(
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}")
         if tc.eval_interval and (step % tc.eval_interval == 0 or step == tc.steps):
             # Periodic validation: deterministic windows, no sampler or RNG touched, so a resumed run is unchanged.
+            # Under torchrun each rank scores a share of the windows (on its shards under FSDP).
             from tandem.evaluation.evaluate import domain_split_losses
 
-            per, _ = domain_split_losses(learner.full_module(), data.split_arrays("valid"), tc.seq_len,
+            per, _ = domain_split_losses(learner.model, data.split_arrays("valid"), tc.seq_len,
                                          cfg.eval.max_tokens, cfg.eval.batch_size, learner.device, tc.precision)
             append_metrics(metrics_path, {"step": step, "valid_loss": {d: (None if np.isnan(v) else float(v))
                                                                         for d, v in zip(names, per)},
