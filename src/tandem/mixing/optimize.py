@@ -28,7 +28,7 @@ from tandem.models import build_model
 from tandem.training.checkpoint import load_learners, save_learners
 from tandem.training.distributed import is_main
 from tandem.training.learner import Learner, OptimConfig
-from tandem.training.trainer import refuse_nonfinite_updates, setup_torch, truncate_metrics
+from tandem.training.trainer import fixed_mixture_step, refuse_nonfinite_updates, setup_torch, truncate_metrics
 
 
 @dataclass
@@ -241,7 +241,6 @@ def pretrain_reference(cfg: Config, data: PreparedData, reference: Learner, batc
     from tqdm import tqdm
 
     from tandem.data.sampler import MixtureSampler
-    from tandem.training.loss import domain_token_counts, objective_coefficients
 
     mc = cfg.mixer
     steps = mc.reference_steps or proxy_total
@@ -250,8 +249,7 @@ def pretrain_reference(cfg: Config, data: PreparedData, reference: Learner, batc
     w = methods.mixture_array(mc.reference_mixture, names, natural)
     sampler = MixtureSampler(data.split_arrays("train"), cfg.train.seq_len, cfg.seed + 31, names)
     for _ in tqdm(range(steps), desc="reference (frozen)", unit="step", disable=not progress, leave=False):
-        batch = sampler.sample(w, batch_size)
-        reference.step([(batch, objective_coefficients(domain_token_counts(batch.y, batch.domain, len(names))))])
+        fixed_mixture_step(reference, sampler, w, batch_size)
     return steps
 
 
@@ -262,7 +260,6 @@ def mixture_valid_loss(cfg: Config, data: PreparedData, weights: np.ndarray, mod
     as many epochs as a run 1/horizon times longer on the whole split)."""
     from tandem.data.sampler import MixtureSampler
     from tandem.evaluation.evaluate import domain_split_losses
-    from tandem.training.loss import domain_token_counts, objective_coefficients
 
     device = setup_torch(cfg.train)
     names = data.domains
@@ -274,8 +271,7 @@ def mixture_valid_loss(cfg: Config, data: PreparedData, weights: np.ndarray, mod
     arrays = [match_horizon(a, horizon, cfg.train.seq_len) for a in data.split_arrays("train")]
     sampler = MixtureSampler(arrays, cfg.train.seq_len, cfg.seed, names)
     for _ in range(steps):
-        b = sampler.sample(weights, batch_size)
-        learner.step([(b, objective_coefficients(domain_token_counts(b.y, b.domain, len(names))))])
+        fixed_mixture_step(learner, sampler, weights, batch_size)
     target = target_weights(cfg.mixer.target, names)
     losses, _ = domain_split_losses(learner.model, data.split_arrays("valid"), cfg.train.seq_len, cfg.eval.max_tokens,
                                     cfg.eval.batch_size, device, cfg.train.precision)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tandem.evaluation.evaluate import evaluate, finished_eval
+from tandem.evaluation.evaluate import domain_split_losses, evaluate, finished_eval
 from tandem.evaluation.generate import sft_outcome
 from tandem.io import write_json
 from tandem.mixing.weights import as_array
@@ -47,10 +47,21 @@ def _model_meta(cfg, data) -> dict:
     return {"tokenizer_fingerprint": data.tokenizer.fingerprint, "seq_len": cfg.train.seq_len, "domains": data.domains}
 
 
+def periodic_validation(cfg, data):
+    """What the trainer logs every train.eval_interval steps: each domain's validation loss (under torchrun each rank
+    scores a share of the windows, on its shards under FSDP)."""
+    def validate(learner):
+        per, _ = domain_split_losses(learner.model, data.split_arrays("valid"), cfg.train.seq_len, cfg.eval.max_tokens,
+                                     cfg.eval.batch_size, learner.device, cfg.train.precision)
+        return per
+    return validate
+
+
 def train_and_evaluate(cfg, data, weights: dict, out: Path, resume: bool, quiet: bool, model_cfg=None) -> dict:
     """Stage two: train on `weights`, save the model, evaluate, write eval.json; returns the eval dict."""
     log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    outcome = train(cfg, data, as_array(weights, data.domains), out, model_cfg=model_cfg, resume=resume, progress=not quiet, log=log)
+    outcome = train(cfg, data, as_array(weights, data.domains), out, model_cfg=model_cfg, resume=resume,
+                    progress=not quiet, log=log, validate=periodic_validation(cfg, data))
     if is_main():
         save_model(outcome.model, out / "model", extra=_model_meta(cfg, data))
         data.tokenizer.save_pretrained(out / "model", cfg.train.seq_len)

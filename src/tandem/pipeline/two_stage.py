@@ -40,8 +40,8 @@ from tandem.io import write_json, write_text
 from tandem.mixing.optimize import optimize
 from tandem.mixing.weights import as_array, resolve_weights
 from tandem.training.learner import Learner
-from tandem.training.loss import domain_token_counts, objective_coefficients
-from tandem.training.trainer import optim_config, train
+from tandem.pipeline.stage_two import periodic_validation
+from tandem.training.trainer import fixed_mixture_step, optim_config, train
 
 
 def check_stages(cfg: Config) -> None:
@@ -129,8 +129,7 @@ def fine_tune(cfg: Config, data: PreparedData, model: torch.nn.Module, device: t
     learner = Learner(model, oc, len(names), device, tc.precision)
     sampler = MixtureSampler(data.split_arrays("train"), tc.seq_len, cfg.seed + 2, names)
     for _ in tqdm(range(st.sft_steps), desc="fine-tune", unit="step", disable=not progress, leave=False):
-        batch = sampler.sample(weights, tc.batch_size)
-        learner.step([(batch, objective_coefficients(domain_token_counts(batch.y, batch.domain, len(names))))])
+        fixed_mixture_step(learner, sampler, weights, tc.batch_size)
     return learner.model, {d: int(t) for d, t in zip(names, sampler.tokens_seen())}
 
 
@@ -142,8 +141,9 @@ def two_stage_target(cfg: Config, data: PreparedData, weights: dict[str, float],
     if kept is not None:
         return kept
     t0 = time.perf_counter()
-    pre = train(cfg, subset(data, st.pretrain), as_array(weights, st.pretrain), out / "pretrain", resume=resume,
-                progress=progress, log=log)
+    pretrain = subset(data, st.pretrain)
+    pre = train(cfg, pretrain, as_array(weights, st.pretrain), out / "pretrain", resume=resume, progress=progress,
+                log=log, validate=periodic_validation(cfg, pretrain))
     model, sft_seen = fine_tune(cfg, subset(data, st.sft), pre.model, pre.learner.device, progress)
     res = evaluate(model, data, cfg.train.seq_len, cfg.eval.max_tokens, cfg.eval.batch_size, pre.learner.device,
                    cfg.train.precision)

@@ -78,6 +78,15 @@ def truncate_metrics(path: Path, last: int, key: str = "step") -> None:
     write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
+def fixed_mixture_step(learner: Learner, sampler: MixtureSampler, weights, batch_size: int):
+    """One optimizer step on a batch drawn from the fixed mixture `weights`, each domain's loss weighted by its
+    share of the batch's supervised tokens (the mixture objective). The one such step for every caller: the
+    target's trainer, DoReMi's reference, a search's or check's short training, fine-tuning."""
+    batch = sampler.sample(weights, batch_size)
+    return learner.step([(batch, objective_coefficients(domain_token_counts(batch.y, batch.domain,
+                                                                               len(sampler.names))))]), batch
+
+
 def train(
     cfg: Config,
     data: PreparedData,
@@ -87,8 +96,14 @@ def train(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    validate: Callable[[Learner], np.ndarray] | None = None,
 ) -> TrainOutcome:
-    """Train `model_cfg` (default: the target, cfg.model) for cfg.train.steps on the mixture `weights`."""
+    """Train `model_cfg` (default: the target, cfg.model) for cfg.train.steps on the mixture `weights`.
+
+    `validate(learner)`: per-domain validation losses of the learner's model, logged every train.eval_interval steps (the pipeline passes
+    tandem.evaluation's; training itself does not evaluate)."""
+    from tqdm import tqdm
+
     from tandem.data.cache import check_trainable
 
     tc = cfg.train
@@ -100,26 +115,11 @@ def train(
     refuse_nonfinite_updates(learner, "model")
     sampler = MixtureSampler(data.split_arrays("train"), tc.seq_len, cfg.seed, names)
     weights = np.asarray(weights, dtype=np.float64)
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = out_dir / "checkpoint"
-    metrics_path = out_dir / "metrics.jsonl"
+    ckpt_dir, metrics_path = out_dir / "checkpoint", out_dir / "metrics.jsonl"
     learners = {"model": (learner, "optimizer")}
     if resume:
-        loaded = load_learners(ckpt_dir, learners, log=log)
-        if loaded is not None:
-            rng, state = loaded
-            saved = state.get("weights")
-            if saved is not None and (len(saved) != len(weights) or not np.allclose(saved, weights, rtol=0, atol=1e-9)):
-                raise InputError(
-                    f"{ckpt_dir}: the checkpoint was trained on weights {dict(zip(names, saved))}, not "
-                    f"{dict(zip(names, weights.tolist()))}; resume with the same weights or use another --out"
-                )
-            learner.step_count = int(state["step"])
-            sampler.load_state_dict(state["sampler"])
-            torch.set_rng_state(rng)
-            truncate_metrics(metrics_path, learner.step_count)
-            log(f"resumed from step {learner.step_count}")
+        _resume(ckpt_dir, learners, sampler, weights, names, metrics_path, log)
     if learner.step_count == 0 and metrics_path.exists() and is_main():
         metrics_path.unlink()
 
@@ -127,59 +127,78 @@ def train(
         save_learners(ckpt_dir, learners, torch.get_rng_state(),
                       {"step": learner.step_count, "sampler": sampler.state_dict(), "weights": weights.tolist()})
 
-    from tqdm import tqdm
-
-    bar = tqdm(total=tc.steps, initial=learner.step_count, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
-    t0 = time.perf_counter()
-    tokens_since, t_last = 0, t0
     def stop(problem: str) -> None:
         checkpoint()
         where = f"checkpoint of step {learner.step_count} saved in {ckpt_dir}" if is_main() else "no checkpoint"
         raise FloatingPointError(f"{problem}; stopped with a {where}: continue with --resume, or start over "
                                  f"with a lower train.lr (--force)")
 
+    bar = tqdm(total=tc.steps, initial=learner.step_count, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    log_window = [0, t0]  # tokens since the last log line, and its time
     while learner.step_count < tc.steps:
         # Sampler and RNG as they were before this step: a refused step is saved as not yet taken.
         before = (sampler.state_dict(), torch.get_rng_state())
-        batch = sampler.sample(weights, tc.batch_size)
-        coef = objective_coefficients(domain_token_counts(batch.y, batch.domain, len(names)))
         lr = learner.lr()  # the rate this step uses (learner.lr() afterwards is the next step's)
         try:
-            meter = learner.step([(batch, coef)])
+            meter, batch = fixed_mixture_step(learner, sampler, weights, tc.batch_size)
         except FloatingPointError as err:
             sampler.load_state_dict(before[0])
             torch.set_rng_state(before[1])
             stop(str(err))
-        loss = meter.mean()
-        if not np.isfinite(loss):
+        if not np.isfinite(meter.mean()):
             stop(f"non-finite training loss at step {learner.step_count}")
-        tokens_since += batch.x.numel()
-        step = learner.step_count
-        if step % tc.log_interval == 0 or step == tc.steps:
-            now = time.perf_counter()
-            tps = tokens_since / max(now - t_last, 1e-9)
-            tokens_since, t_last = 0, now
-            per = meter.losses()
-            append_metrics(metrics_path, {
-                "step": step, "loss": loss, "lr": lr, "tokens_per_s": tps,
-                "domain_loss": {d: (None if np.isnan(v) else float(v)) for d, v in zip(names, per)},
-                "epochs": {d: float(e) for d, e in zip(names, sampler.epochs())},
-            }, tc.report_to)
-            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}")
-        if tc.eval_interval and (step % tc.eval_interval == 0 or step == tc.steps):
+        log_window[0] += batch.x.numel()
+        _log_step(tc, learner.step_count, meter, lr, sampler, names, metrics_path, log_window, bar)
+        if validate is not None and tc.eval_interval and (learner.step_count % tc.eval_interval == 0
+                                                          or learner.step_count == tc.steps):
             # Periodic validation: deterministic windows, no sampler or RNG touched, so a resumed run is unchanged.
-            # Under torchrun each rank scores a share of the windows (on its shards under FSDP).
-            from tandem.evaluation.evaluate import domain_split_losses
-
-            per, _ = domain_split_losses(learner.model, data.split_arrays("valid"), tc.seq_len,
-                                         cfg.eval.max_tokens, cfg.eval.batch_size, learner.device, tc.precision)
-            append_metrics(metrics_path, {"step": step, "valid_loss": {d: (None if np.isnan(v) else float(v))
-                                                                        for d, v in zip(names, per)},
-                                          "valid_average": float(np.nanmean(per))}, tc.report_to)
+            per = validate(learner)
+            append_metrics(metrics_path, {"step": learner.step_count, "valid_loss": {
+                d: (None if np.isnan(v) else float(v)) for d, v in zip(names, per)},
+                "valid_average": float(np.nanmean(per))}, tc.report_to)
         bar.update(1)
-        if tc.checkpoint_interval and step % tc.checkpoint_interval == 0 and step < tc.steps:
+        if tc.checkpoint_interval and learner.step_count % tc.checkpoint_interval == 0 and learner.step_count < tc.steps:
             checkpoint()
     bar.close()
     checkpoint()
     return TrainOutcome(model=learner.full_module(), learner=learner, sampler=sampler,
                         wall_time=time.perf_counter() - t0)
+
+
+def _resume(ckpt_dir: Path, learners: dict, sampler: MixtureSampler, weights: np.ndarray, names: list[str],
+            metrics_path: Path, log) -> None:
+    """Continue from OUT/checkpoint, which must have been trained on the same weights."""
+    learner = learners["model"][0]
+    loaded = load_learners(ckpt_dir, learners, log=log)
+    if loaded is None:
+        return
+    rng, state = loaded
+    saved = state.get("weights")
+    if saved is not None and (len(saved) != len(weights) or not np.allclose(saved, weights, rtol=0, atol=1e-9)):
+        raise InputError(
+            f"{ckpt_dir}: the checkpoint was trained on weights {dict(zip(names, saved))}, not "
+            f"{dict(zip(names, weights.tolist()))}; resume with the same weights or use another --out"
+        )
+    learner.step_count = int(state["step"])
+    sampler.load_state_dict(state["sampler"])
+    torch.set_rng_state(rng)
+    truncate_metrics(metrics_path, learner.step_count)
+    log(f"resumed from step {learner.step_count}")
+
+
+def _log_step(tc: TrainConfig, step: int, meter, lr: float, sampler: MixtureSampler, names: list[str],
+              metrics_path: Path, window: list, bar) -> None:
+    """Every train.log_interval steps (and the last): loss, per-domain losses, epochs and speed to metrics.jsonl."""
+    if step % tc.log_interval and step != tc.steps:
+        return
+    now = time.perf_counter()
+    tps = window[0] / max(now - window[1], 1e-9)
+    window[:] = [0, now]
+    loss = meter.mean()
+    append_metrics(metrics_path, {
+        "step": step, "loss": loss, "lr": lr, "tokens_per_s": tps,
+        "domain_loss": {d: (None if np.isnan(v) else float(v)) for d, v in zip(names, meter.losses())},
+        "epochs": {d: float(e) for d, e in zip(names, sampler.epochs())},
+    }, tc.report_to)
+    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}")
