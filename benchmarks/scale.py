@@ -270,7 +270,7 @@ def bench_prepare(args) -> dict:
         log(f"corpus: {size / MB:,.0f} MB, {docs:,} documents ({time.perf_counter() - t0:.0f} s to write)")
         runs = {"tandem prepare": _prepare_tandem(corpus, scratch)}
         log(f"tandem prepare: {runs['tandem prepare']}")
-        for n in args.num_proc:
+        for n in (n for n in args.num_proc if n > 0):
             runs[f"datasets.map num_proc={n}"] = _prepare_datasets(corpus, scratch, n)
             log(f"datasets.map num_proc={n}: {runs[f'datasets.map num_proc={n}']}")
     finally:
@@ -308,7 +308,8 @@ def main(argv: list[str]) -> int:
     d.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale_ddp.json")
     q = sub.add_parser("prepare", help="`tandem prepare` throughput and memory against datasets.map")
     q.add_argument("--size-gb", type=float, default=1.0, help="corpus size in GB (default 1)")
-    q.add_argument("--num-proc", type=int, action="append", help="datasets.map num_proc (repeatable; default 1, 2)")
+    q.add_argument("--num-proc", type=int, action="append",
+                   help="datasets.map num_proc (repeatable; default 1, 2; 0 alone: tandem prepare only)")
     q.add_argument("--scratch", default="/tmp", help="folder for the corpus and caches (default /tmp)")
     q.add_argument("--keep", action="store_true", help="keep the corpus and caches")
     q.add_argument("--out", type=Path, default=None,
