@@ -23,7 +23,7 @@ from tandem.mixing import methods, online
 from tandem.mixing.evidence import episode_statistics, weight_intervals
 from tandem.mixing.updates import project_capped_simplex
 from tandem.mixing.lm import LMProblem, target_weights
-from tandem.mixing.loop import EpisodeRecord, LoopState, run_loop
+from tandem.mixing.loop import EpisodeRecord, LoopSpec, LoopState, run_loop
 from tandem.models import build_model
 from tandem.training.checkpoint import load_learners, save_learners
 from tandem.training.distributed import is_main
@@ -316,18 +316,15 @@ def search(cfg: Config, mc, data: PreparedData, out_dir: Path, natural: dict, pr
     return OptimizeResult(names, best, best, recommended, [], wall, len(points) * steps, tokens)
 
 
-def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: bool, progress: bool, log,
-                    t0: float) -> OptimizeResult:
-    """ODM, Aioli, Skill-It, ADO (tandem.mixing.online): one proxy, warm-up steps at the initial mixture, the
-    method's one-time work, then its rounds; checkpointed every checkpoint_interval rounds, resumable."""
-    from tqdm import tqdm
-
-    device = setup_torch(cfg.train)
-    names = data.domains
-    batch_size = mc.batch_size or cfg.train.batch_size
+def online_context(cfg: Config, mc, data: PreparedData):
+    """An online method's proxy (and Skill-It's scratch copy), LM problem, fixed validation sets, target, prior
+    and policy; returns (context, policy, initial mixture, batch size)."""
     if mc.sampling == "reweight":
         raise InputError(f"mixer.sampling: {mc.method} draws its batches by its mixture; sampling=reweight applies "
                          f"to the loop methods only")
+    device = setup_torch(cfg.train)
+    names = data.domains
+    batch_size = mc.batch_size or cfg.train.batch_size
     total = online.schedule_steps(mc, len(names))
     oc = twin_optim_config(cfg, total)
     proxy = proxy_learner(cfg, mc, data, oc, device, "proxy")
@@ -335,13 +332,23 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
                if mc.method == "skillit" and mc.skillit.graph is None else None)
     problem = LMProblem(cfg, data, batch_size, horizon_rows=total * batch_size)
     natural = natural_weights(data)
-    prior = np.array([natural[d] for d in names])
     alpha0 = methods.initial_weights(mc, names, natural)
     ctx = online.Context(proxy, problem, online.fixed_valid_sets(problem, mc.eval_sequences),
-                         target_weights(mc.target, names), prior, np.random.default_rng([cfg.seed, 0x0A11]),
-                         scratch=scratch)
-    policy = online.POLICIES[mc.method](mc, len(names), alpha0)
-    alpha, started, history = alpha0, False, []
+                         target_weights(mc.target, names), np.array([natural[d] for d in names]),
+                         np.random.default_rng([cfg.seed, 0x0A11]), scratch=scratch)
+    return ctx, online.POLICIES[mc.method](mc, len(names), alpha0), alpha0, batch_size
+
+
+def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: bool, progress: bool, log,
+                    t0: float) -> OptimizeResult:
+    """ODM, Aioli, Skill-It, ADO (tandem.mixing.online): one proxy, warm-up steps at the initial mixture, the
+    method's one-time work, then its rounds; checkpointed every checkpoint_interval rounds, resumable."""
+    from tqdm import tqdm
+
+    names = data.domains
+    ctx, policy, alpha, batch_size = online_context(cfg, mc, data)
+    proxy, problem = ctx.proxy, ctx.problem
+    started, history = False, []
     ckpt_dir, metrics_path = out_dir / "checkpoint", out_dir / "metrics.jsonl"
     learners = {"proxy": (proxy, "proxy_opt")}
     loaded = load_learners(ckpt_dir, learners, log=log) if resume else None
@@ -386,7 +393,13 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
     bar.close()
     if mc.checkpoint_interval:
         checkpoint()
-    wall = time.perf_counter() - t0
+    return write_online_outputs(cfg, mc, data, ctx, alpha, history, batch_size, out_dir, time.perf_counter() - t0,
+                                log)
+
+
+def write_online_outputs(cfg: Config, mc, data: PreparedData, ctx, alpha: np.ndarray, history: list, batch_size: int,
+                         out_dir: Path, wall: float, log) -> OptimizeResult:
+    names = data.domains
     average = np.mean([r.alpha for r in history], axis=0) if history else alpha
     learned = average if mc.report == "average" else alpha
     recommended, capped = apply_caps(cfg, data, mc, learned, log)
@@ -400,6 +413,8 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
 
 def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = False, progress: bool = True,
              log: Callable[[str], None] = print) -> OptimizeResult:
+    """Stage one: learn the mixture with mixer.method and write OUT/weights.json (and, for learned methods,
+    trajectory.csv, metrics.jsonl, weights.png and a checkpoint)."""
     methods.check_method(cfg.mixer.method)
     mc = methods.effective(cfg.mixer)
     names = data.domains
@@ -421,54 +436,88 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
         return search(cfg, mc, data, out_dir, natural, progress, log, t0)
     if mc.method in online.ONLINE_METHODS:
         return optimize_online(cfg, mc, data, out_dir, resume, progress, log, t0)
+    return optimize_loop(cfg, mc, data, out_dir, resume, progress, log, t0, natural)
 
+
+@dataclass
+class LoopRun:
+    """A loop method's stage one in progress: its settings, the twins, the LM problem and the loop's state."""
+
+    spec: LoopSpec
+    proxy: Learner
+    reference: Learner
+    problem: LMProblem
+    state: LoopState
+    batch_size: int
+    total: int  # the proxy's steps: warm-up plus every episode's probe and free steps
+    twins: dict = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        self.twins = {"proxy": (self.proxy, "proxy_opt"), "reference": (self.reference, "reference_opt")}
+
+
+def build_twins(cfg: Config, mc, data: PreparedData, natural: dict) -> LoopRun:
+    """The proxy and the reference (same initialisation), the LM problem on the target's horizon, the initial state."""
     spec = dataclasses.replace(methods.loop_spec(mc), on_nonfinite=mc.on_nonfinite,
                                trainable=None if data.trainable.all() else tuple(bool(t) for t in data.trainable))
     device = setup_torch(cfg.train)
     batch_size = mc.batch_size or cfg.train.batch_size
     total = spec.warmup_steps + spec.episodes * ((spec.probe_steps if spec.probe_proxy else 0) + spec.free_steps)
     oc = twin_optim_config(cfg, total)
-    proxy = proxy_learner(cfg, mc, data, oc, device, "proxy")
-    reference = proxy_learner(cfg, mc, data, oc, device, "reference")
-    problem = LMProblem(cfg, data, batch_size, horizon_rows=total * batch_size)
-    state = LoopState(alpha=methods.initial_weights(mc, names, natural))
+    return LoopRun(spec, proxy_learner(cfg, mc, data, oc, device, "proxy"),
+                   proxy_learner(cfg, mc, data, oc, device, "reference"),
+                   LMProblem(cfg, data, batch_size, horizon_rows=total * batch_size),
+                   LoopState(alpha=methods.initial_weights(mc, data.domains, natural)), batch_size, total)
 
-    ckpt_dir = out_dir / "checkpoint"
-    metrics_path = out_dir / "metrics.jsonl"
-    loaded = None
-    twins = {"proxy": (proxy, "proxy_opt"), "reference": (reference, "reference_opt")}
-    if resume:
-        loaded = load_learners(ckpt_dir, twins, log=log)
-        if loaded is not None:
-            rng, st = loaded
-            proxy.step_count, reference.step_count = int(st["proxy_step"]), int(st["reference_step"])
-            problem.load_state_dict(st["samplers"])
-            torch.set_rng_state(rng)
-            state = LoopState(alpha=np.array(st["alpha"]), episode=st["episode"], warmed_up=st["warmed_up"],
-                              history=[_record_from_json(h, names) for h in st["history"]])
-            truncate_metrics(metrics_path, state.episode - 1, key="episode")
-            log(f"resumed at episode {state.episode}")
-    if state.episode == 0 and not state.warmed_up and metrics_path.exists() and is_main():
+
+def resume_twins(run: LoopRun, ckpt_dir: Path, names: list[str], metrics_path: Path, log) -> bool:
+    """Continue from OUT/checkpoint when there is one: twins, samplers, RNG and the loop's state; True if resumed."""
+    loaded = load_learners(ckpt_dir, run.twins, log=log)
+    if loaded is None:
+        return False
+    rng, st = loaded
+    run.proxy.step_count, run.reference.step_count = int(st["proxy_step"]), int(st["reference_step"])
+    run.problem.load_state_dict(st["samplers"])
+    torch.set_rng_state(rng)
+    run.state = LoopState(alpha=np.array(st["alpha"]), episode=st["episode"], warmed_up=st["warmed_up"],
+                          history=[_record_from_json(h, names) for h in st["history"]])
+    truncate_metrics(metrics_path, run.state.episode - 1, key="episode")
+    log(f"resumed at episode {run.state.episode}")
+    return True
+
+
+def optimize_loop(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: bool, progress: bool, log, t0: float,
+                  natural: dict) -> OptimizeResult:
+    """A loop method (tandem, doremi, doge): the twins, resumable episodes, then the outputs."""
+    names = data.domains
+    run = build_twins(cfg, mc, data, natural)
+    ckpt_dir, metrics_path = out_dir / "checkpoint", out_dir / "metrics.jsonl"
+    resumed = resume and resume_twins(run, ckpt_dir, names, metrics_path, log)
+    if run.state.episode == 0 and not run.state.warmed_up and metrics_path.exists() and is_main():
         metrics_path.unlink()
-    ref_steps_pre = 0
-    if spec.reference == "frozen" and loaded is None:
-        ref_steps_pre = pretrain_reference(cfg, data, reference, batch_size, total, natural, progress)
+    if run.spec.reference == "frozen" and not resumed:
+        pretrain_reference(cfg, data, run.reference, run.batch_size, run.total, natural, progress)
+    run_episodes(cfg, mc, run, names, ckpt_dir, metrics_path, resumed, progress, log)
+    return write_loop_outputs(cfg, mc, data, run, out_dir, natural, time.perf_counter() - t0, log)
 
-    saved_episode = state.episode if loaded is not None else None
+
+def run_episodes(cfg: Config, mc, run: LoopRun, names: list[str], ckpt_dir: Path, metrics_path: Path, resumed: bool,
+                 progress: bool, log) -> None:
+    """The episodes (tandem.mixing.loop.run_loop), each logged, checkpointed every mixer.checkpoint_interval; a
+    non-finite Delta or gradient stops with one line saying what is kept for --resume."""
+    from tqdm import tqdm
+
+    saved_episode = run.state.episode if resumed else None
 
     def checkpoint() -> None:  # under torchrun every rank writes its part
         nonlocal saved_episode
-        saved_episode = state.episode
-        save_learners(
-            ckpt_dir, twins, torch.get_rng_state(),
-            {"episode": state.episode, "warmed_up": state.warmed_up, "alpha": state.alpha.tolist(),
-             "proxy_step": proxy.step_count, "reference_step": reference.step_count,
-             "samplers": problem.state_dict(), "history": [_record_to_json(h, names) for h in state.history]},
-        )
+        saved_episode = run.state.episode
+        save_learners(ckpt_dir, run.twins, torch.get_rng_state(), {
+            "episode": run.state.episode, "warmed_up": run.state.warmed_up, "alpha": run.state.alpha.tolist(),
+            "proxy_step": run.proxy.step_count, "reference_step": run.reference.step_count,
+            "samplers": run.problem.state_dict(), "history": [_record_to_json(h, names) for h in run.state.history]})
 
-    from tqdm import tqdm
-
-    bar = tqdm(total=spec.episodes, initial=state.episode, desc=f"optimize ({mc.method})", unit="episode",
+    bar = tqdm(total=run.spec.episodes, initial=run.state.episode, desc=f"optimize ({mc.method})", unit="episode",
                disable=not progress, dynamic_ncols=True)
 
     def on_episode(st: LoopState, rec: EpisodeRecord) -> None:
@@ -482,7 +531,7 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
             checkpoint()
 
     try:
-        state = run_loop(spec, problem, proxy, reference, state, on_episode=on_episode)
+        run.state = run_loop(run.spec, run.problem, run.proxy, run.reference, run.state, on_episode=on_episode)
     except FloatingPointError as err:
         bar.close()
         kept = ("no checkpoint yet (a rerun starts from the beginning)" if saved_episode is None
@@ -493,24 +542,29 @@ def optimize(cfg: Config, data: PreparedData, out_dir: Path, resume: bool = Fals
     bar.close()
     if mc.checkpoint_interval:
         checkpoint()
-    wall = time.perf_counter() - t0
+
+
+def write_loop_outputs(cfg: Config, mc, data: PreparedData, run: LoopRun, out_dir: Path, natural: dict, wall: float,
+                       log) -> OptimizeResult:
+    """weights.json (the learned, average and recommended mixtures, their evidence, the tokens spent) and the
+    trajectory; the result."""
+    names, spec, state = data.domains, run.spec, run.state
     final, average = state.alpha, state.average
     learned = average if mc.report == "average" else final
     recommended, capped = apply_caps(cfg, data, mc, learned, log)
     alpha0 = methods.initial_weights(mc, names, natural)
-    seq_tokens = cfg.train.seq_len
     # A reference probe step runs the proxy's rows plus the validation rows (twin), or the validation rows only.
-    valid_share = problem.valid_rows / batch_size
+    valid_share = run.problem.valid_rows / run.batch_size
     ref_steps = {"twin": spec.episodes * spec.probe_steps * (1 + valid_share),
                  "valid": spec.episodes * spec.probe_steps * valid_share,
-                 "frozen": mc.reference_steps or total, "none": 0}[spec.reference]
-    tokens = int(round((proxy.step_count + ref_steps) * batch_size * seq_tokens))
+                 "frozen": mc.reference_steps or run.total, "none": 0}[spec.reference]
+    tokens = int(round((run.proxy.step_count + ref_steps) * run.batch_size * cfg.train.seq_len))
     write_weights(out_dir, names, final, average, recommended, mc.method, {
         "target": {d: float(x) for d, x in zip(names, target_weights(mc.target, names))},
         "episodes": spec.episodes, "probe_steps": spec.probe_steps, "free_steps": spec.free_steps,
         "gamma": spec.gamma, "eta_alpha": spec.eta_alpha, "update": spec.update, "sync": spec.sync,
-        "proxy_steps": proxy.step_count, "train_tokens": tokens, "wall_time_s": wall,
+        "proxy_steps": run.proxy.step_count, "train_tokens": tokens, "wall_time_s": wall,
         **evidence_fields(spec, alpha0, state.history, names, mc.report, cfg.seed), **capped,
     })
     write_trajectory(out_dir, state.history, names, f"{mc.method}: domain weights per episode", distance=True)
-    return OptimizeResult(names, final, average, recommended, state.history, wall, proxy.step_count, tokens)
+    return OptimizeResult(names, final, average, recommended, state.history, wall, run.proxy.step_count, tokens)
