@@ -333,8 +333,8 @@ def prepare_data(cfg: Config, log: Callable[[str], None] = lambda s: None, progr
         return _prepare_locked(cfg, cache_dir, log, progress)
 
 
-def _prepare_locked(cfg: Config, cache_dir: Path, log: Callable[[str], None], progress: bool) -> PreparedData:
-    index_path = cache_dir / "index.json"
+def _read_index(index_path: Path, log: Callable[[str], None]) -> dict:
+    """The cache's index; an unreadable or older one is started afresh (its entries are rebuilt as needed)."""
     index: dict = {}
     if index_path.is_file():
         try:
@@ -342,19 +342,22 @@ def _prepare_locked(cfg: Config, cache_dir: Path, log: Callable[[str], None], pr
         except (json.JSONDecodeError, UnicodeDecodeError):
             log(f"{index_path}: unreadable cache index, rebuilding")
             index = {}
-    if index.get("version") != INDEX_VERSION:
-        index = {"version": INDEX_VERSION}
+    return index if index.get("version") == INDEX_VERSION else {"version": INDEX_VERSION}
+
+
+def _prepare_locked(cfg: Config, cache_dir: Path, log: Callable[[str], None], progress: bool) -> PreparedData:
+    index_path = cache_dir / "index.json"
+    index = _read_index(index_path, log)
     domains = resolve_domains(cfg)
     tok = load_tokenizer(cfg, domains, cache_dir, index, log)
-    tok_fp = tok.fingerprint
     dtype = np.dtype(np.uint16 if tok.vocab_size <= 65536 else np.uint32)
-    index["tokenizer"] = {**index.get("tokenizer", {}), "fingerprint": tok_fp, "vocab_size": tok.vocab_size, "eos_id": tok.eos_id}
+    index["tokenizer"] = {**index.get("tokenizer", {}), "fingerprint": tok.fingerprint, "vocab_size": tok.vocab_size,
+                          "eos_id": tok.eos_id}
     index["dtype"] = dtype.name
     entries = index.setdefault("entries", {})
     chat = None
     if any(d.spec.kind == "sft" for d in domains):
         chat = ChatRenderer(tok, resolve_template(cfg.data.chat_template, tok, cfg.base_dir))
-
     todo = [(d, s) for d in domains for s in SPLITS]
     bar = None
     if progress:
@@ -364,46 +367,11 @@ def _prepare_locked(cfg: Config, cache_dir: Path, log: Callable[[str], None], pr
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for ds, split in todo:
         name = f"{ds.name}/{split}"
-        sft = ds.spec.kind == "sft"
-        key = _entry_key(ds, split, cfg, tok_fp, chat)
-        rel = f"{ds.name}/{split}.bin"
-        path = cache_dir / rel
-        e = entries.get(name)
-        fresh = e is not None and e.get("key") == key and e.get("dtype") == dtype.name and (
-            _sft_fresh(cache_dir, e, dtype) if sft
-            else (path.is_file() and path.stat().st_size == e["tokens"] * dtype.itemsize)
-        )
-        if not fresh:
-            docs = _documents(ds, split, cfg)
-            if docs is None:
-                e = {"key": key, "file": None, "tokens": 0, "documents": 0, "dtype": dtype.name}
-            else:
-                srcs = ", ".join(str(p) for p in ds.paths[split])
-                empty = f"data.domains.{ds.name}.{split}: no text found in {srcs}"
-                if sft:
-                    if not docs:
-                        raise InputError(empty)
-                    log(f"tokenizing {name} ({len(docs)} examples)")
-                    n, n_docs = _write_sft(docs, chat, _sft_paths(cache_dir, rel), dtype), len(docs)
-                else:
-                    log(f"tokenizing {name}")
-                    n, n_docs = _write_tokens(docs, tok, path, dtype, cfg.data.append_eos, empty)
-                e = {"key": key, "file": rel, "tokens": n, "documents": n_docs, "dtype": dtype.name,
-                     "sources": [str(p) for p in ds.paths[split]]}
-                if sft:
-                    e["kind"] = "sft"
+        e = _split_entry(cfg, ds, split, cache_dir, entries.get(name), tok, dtype, chat, log)
+        if e is not entries.get(name):
             entries[name] = e
             write_json(index_path, index)  # after every shard, so an interrupted prepare keeps its finished work
-        if sft:
-            arr = (_open_sft(cache_dir, e, dtype, tok.eos_id) if e["file"] is not None
-                   else SFTExamples(np.zeros(0, dtype), np.zeros(0, np.uint8), np.zeros(1, np.int64), tok.eos_id))
-            if "supervised" not in e:
-                e["supervised"] = len(arr)
-        elif e["file"] is None or e["tokens"] == 0:
-            arr = np.zeros(0, dtype=dtype)
-        else:
-            arr = np.memmap(path, dtype=dtype, mode="r", shape=(e["tokens"],))
-        arrays.setdefault(ds.name, {})[split] = arr
+        arrays.setdefault(ds.name, {})[split] = _open_split(cache_dir, e, ds.spec.kind == "sft", dtype, tok.eos_id)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -411,6 +379,53 @@ def _prepare_locked(cfg: Config, cache_dir: Path, log: Callable[[str], None], pr
     write_json(index_path, index)
     return PreparedData(domains=[d.name for d in domains], tokenizer=tok, cache_dir=cache_dir, index=index, arrays=arrays,
                         chat=chat)
+
+
+def _split_entry(cfg: Config, ds: DomainSplits, split: str, cache_dir: Path, e: dict | None, tok: TextTokenizer,
+                 dtype: np.dtype, chat: ChatRenderer | None, log) -> dict:
+    """The index entry of one domain's split: the cached one while its sources, tokenizer and template are
+    unchanged and its files complete, otherwise a new one written by tokenizing the split."""
+    name, sft = f"{ds.name}/{split}", ds.spec.kind == "sft"
+    key = _entry_key(ds, split, cfg, tok.fingerprint, chat)
+    rel = f"{ds.name}/{split}.bin"
+    path = cache_dir / rel
+    fresh = e is not None and e.get("key") == key and e.get("dtype") == dtype.name and (
+        _sft_fresh(cache_dir, e, dtype) if sft
+        else (path.is_file() and path.stat().st_size == e["tokens"] * dtype.itemsize)
+    )
+    if fresh:
+        return e
+    docs = _documents(ds, split, cfg)
+    if docs is None:
+        return {"key": key, "file": None, "tokens": 0, "documents": 0, "dtype": dtype.name}
+    srcs = ", ".join(str(p) for p in ds.paths[split])
+    empty = f"data.domains.{ds.name}.{split}: no text found in {srcs}"
+    if sft:
+        if not docs:
+            raise InputError(empty)
+        log(f"tokenizing {name} ({len(docs)} examples)")
+        n, n_docs = _write_sft(docs, chat, _sft_paths(cache_dir, rel), dtype), len(docs)
+    else:
+        log(f"tokenizing {name}")
+        n, n_docs = _write_tokens(docs, tok, path, dtype, cfg.data.append_eos, empty)
+    e = {"key": key, "file": rel, "tokens": n, "documents": n_docs, "dtype": dtype.name,
+         "sources": [str(p) for p in ds.paths[split]]}
+    if sft:
+        e["kind"] = "sft"
+    return e
+
+
+def _open_split(cache_dir: Path, e: dict, sft: bool, dtype: np.dtype, pad_id: int):
+    """A cached split: SFTExamples for an SFT domain, a read-only memory map of tokens for text."""
+    if sft:
+        arr = (_open_sft(cache_dir, e, dtype, pad_id) if e["file"] is not None
+               else SFTExamples(np.zeros(0, dtype), np.zeros(0, np.uint8), np.zeros(1, np.int64), pad_id))
+        if "supervised" not in e:
+            e["supervised"] = len(arr)
+        return arr
+    if e["file"] is None or e["tokens"] == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(cache_dir / e["file"], dtype=dtype, mode="r", shape=(e["tokens"],))
 
 
 def natural_weights(data: PreparedData) -> dict[str, float]:
