@@ -117,7 +117,38 @@ def claim(out: Path, cfg, data, command: str, resume: bool, force: bool) -> None
 
     from tandem.training import distributed
 
-    # Under torchrun rank 0 takes the lock and every rank must agree on the outcome before any of them goes on.
+    _lock_on_every_rank(out)
+    now = identity(cfg, data)
+    path = out / "run.json"
+    before = None
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            before = None
+    distributed.barrier()  # every rank has read run.json before rank 0 rewrites it below
+    if before is not None:
+        _check_same_run(out, before, now, command, resume, force)
+    if distributed.is_main():  # only the writer touches the folder (the other ranks have read run.json already)
+        if resume:  # scratch files of writes a killed process never finished (we hold the lock: nobody else writes)
+            for tmp in out.rglob(".*.tmp"):
+                if tmp.is_file():
+                    tmp.unlink(missing_ok=True)
+        elif before is not None:  # --force: the old run goes, checkpoints included, so no later --resume finds them
+            import shutil
+
+            for child in out.iterdir():
+                if child.name != ".lock":
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    distributed.barrier()
+    write_json(path, {"command": command, "identity": now})
+    write_text(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
+
+
+def _lock_on_every_rank(out: Path) -> None:
+    """Under torchrun rank 0 takes the lock and every rank must agree on the outcome before any of them goes on."""
+    from tandem.training import distributed
+
     problem = None
     if distributed.is_main():
         try:
@@ -134,45 +165,26 @@ def claim(out: Path, cfg, data, command: str, resume: bool, force: bool) -> None
         problem = box[0]
     if problem is not None:
         raise InputError(problem)
-    now = identity(cfg, data)
-    path = out / "run.json"
-    before = None
-    if path.is_file():
-        try:
-            before = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            before = None
-    distributed.barrier()  # every rank has read run.json before rank 0 rewrites it below
-    if before is not None:
-        if resume:
-            old = before.get("identity", {})
-            # Settings first, then what follows from them (content hashes change with the tokenizer).
-            derived = lambda k: k.endswith(".content") or k == "tokenizer.fingerprint"  # noqa: E731
-            changed = sorted((k for k in set(old) | set(now) if old.get(k) != now.get(k)), key=lambda k: (derived(k), k))
-            if before.get("command") != command:
-                raise InputError(f"--resume: {out} holds a `tandem {before.get('command')}` run, not `tandem "
-                                 f"{command}`; use another --out")
-            if changed:
-                short = lambda v: v if v is None or len(v) <= 40 else v[:37] + "..."  # noqa: E731
-                shown = ", ".join(f"{k} ({short(old.get(k, 'unset'))} -> {short(now.get(k, 'unset'))})"
-                                  for k in changed[:4])
-                more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
-                raise InputError(f"--resume: {out} holds a different run: {shown}{more} changed; resume with the "
-                                 f"same settings, use another --out, or start over with --force (without --resume)")
-        elif not force:
+
+
+def _check_same_run(out: Path, before: dict, now: dict, command: str, resume: bool, force: bool) -> None:
+    """A folder that holds a run: --resume continues only the same command with the same identity; otherwise
+    --force replaces it, and without either the run is refused."""
+    if not resume:
+        if not force:
             raise InputError(f"{out}: already holds a `tandem {before.get('command')}` run; add --resume to "
                              f"continue it, --force to replace it, or use another --out")
-    if distributed.is_main():  # only the writer touches the folder (the other ranks have read run.json already)
-        if resume:  # scratch files of writes a killed process never finished (we hold the lock: nobody else writes)
-            for tmp in out.rglob(".*.tmp"):
-                if tmp.is_file():
-                    tmp.unlink(missing_ok=True)
-        elif before is not None:  # --force: the old run goes, checkpoints included, so no later --resume finds them
-            import shutil
-
-            for child in out.iterdir():
-                if child.name != ".lock":
-                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-    distributed.barrier()
-    write_json(path, {"command": command, "identity": now})
-    write_text(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
+        return
+    old = before.get("identity", {})
+    # Settings first, then what follows from them (content hashes change with the tokenizer).
+    derived = lambda k: k.endswith(".content") or k == "tokenizer.fingerprint"  # noqa: E731
+    changed = sorted((k for k in set(old) | set(now) if old.get(k) != now.get(k)), key=lambda k: (derived(k), k))
+    if before.get("command") != command:
+        raise InputError(f"--resume: {out} holds a `tandem {before.get('command')}` run, not `tandem "
+                         f"{command}`; use another --out")
+    if changed:
+        short = lambda v: v if v is None or len(v) <= 40 else v[:37] + "..."  # noqa: E731
+        shown = ", ".join(f"{k} ({short(old.get(k, 'unset'))} -> {short(now.get(k, 'unset'))})" for k in changed[:4])
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        raise InputError(f"--resume: {out} holds a different run: {shown}{more} changed; resume with the "
+                         f"same settings, use another --out, or start over with --force (without --resume)")

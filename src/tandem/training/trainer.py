@@ -100,6 +100,9 @@ def train(
 ) -> TrainOutcome:
     """Train `model_cfg` (default: the target, cfg.model) for cfg.train.steps on the mixture `weights`.
 
+    (About 75 lines: the step loop and its two closures, checkpoint and stop, share the learner, sampler and
+    paths; resuming and the log line are their own functions.)
+
     `validate(learner)`: per-domain validation losses of the learner's model, logged every train.eval_interval steps (the pipeline passes
     tandem.evaluation's; training itself does not evaluate)."""
     from tqdm import tqdm
