@@ -20,7 +20,9 @@ from tandem.training.loss import domain_token_counts, objective_coefficients
 
 
 def target_weights(target, names: list[str]) -> np.ndarray:
-    """The validation objective's weights over domains: uniform, a {domain: weight} map, or named domains."""
+    """The validation objective's weights over domains (mixer.target: uniform, a {domain: weight} map, or named
+    domains). Not a training mixture: it covers every domain, target-only ones included, and a list names the
+    domains to weight equally, so it is resolved here rather than by tandem.mixing.weights.resolve_weights."""
     if target == "uniform":
         return np.full(len(names), 1.0 / len(names))
     if isinstance(target, list):

@@ -22,6 +22,7 @@ import numpy as np
 from tandem.config import MixerConfig
 from tandem.errors import InputError
 from tandem.mixing.loop import LoopSpec
+from tandem.mixing.weights import as_array, resolve_weights
 
 STATIC_METHODS = ("uniform", "natural", "fixed")
 LOOP_METHODS = ("tandem", "doremi", "doge")
@@ -104,13 +105,9 @@ def loop_spec(mc: MixerConfig) -> LoopSpec:
 
 
 def mixture_array(spec: str | dict[str, float], names: list[str], natural: dict[str, float]) -> np.ndarray:
-    """`uniform`, `natural` or a {domain: weight} map, as an array in the order of `names`. Uniform is over the
-    domains with a train split (natural weight > 0): a target-only domain is never trained on."""
-    if spec == "uniform":
-        on = np.array([natural[d] > 0 for d in names])
-        return on / on.sum()
-    source = natural if spec == "natural" else spec
-    return np.array([source[d] for d in names])
+    """`uniform`, `natural` or a {domain: weight} map, as an array in the order of `names`
+    (tandem.mixing.weights.resolve_weights: uniform is over the domains with a train split)."""
+    return as_array(resolve_weights(spec, names, natural), names)
 
 
 def static_weights(mc: MixerConfig, names: list[str], natural: dict[str, float]) -> np.ndarray:

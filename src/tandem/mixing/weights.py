@@ -49,9 +49,13 @@ def read_weights_file(path: Path | str, names: list[str]) -> dict[str, float]:
     return {d: w[d] for d in names}
 
 
-def resolve_weights(spec: str, names: list[str], natural: dict[str, float] | None = None) -> dict[str, float]:
-    """`uniform`, `natural` (token-proportional; needs the train token counts) or a weights file path. With the
+def resolve_weights(spec: str | dict[str, float], names: list[str],
+                    natural: dict[str, float] | None = None) -> dict[str, float]:
+    """The one resolver of a mixture: `uniform`, `natural` (token-proportional; needs the train token counts), a
+    weights file path, or a {domain: weight} map (already validated; a domain it leaves out gets 0). With the
     natural weights at hand, uniform leaves out the domains without a train split (target-only)."""
+    if isinstance(spec, dict):
+        return {d: float(spec.get(d, 0.0)) for d in names}
     if spec == "uniform":
         if natural is None:
             return uniform(names)
