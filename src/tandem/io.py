@@ -65,6 +65,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The records of a JSON-lines log (metrics.jsonl, a search's points); a torn last line (a killed writer) and
+    a missing file give what there is."""
+    out = []
+    path = Path(path)
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Append one line; a log, so a torn last line on kill is acceptable and skipped by readers."""
     if not _writes():

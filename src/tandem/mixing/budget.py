@@ -25,7 +25,7 @@ def stage_one_rows(mc, num_domains: int, batch_size: int) -> float:
     if mc.method in methods.ONLINE_METHODS:
         return float(online.proxy_steps(mc, num_domains) * b)
     spec = methods.loop_spec(mc)
-    proxy_steps = spec.warmup_steps + spec.episodes * ((spec.probe_steps if spec.probe_proxy else 0) + spec.free_steps)
+    proxy_steps = spec.proxy_steps
     valid_rows = max(1, int(round(mc.valid_fraction * b)))
     reference = {"twin": spec.episodes * spec.probe_steps * (b + valid_rows),
                  "valid": spec.episodes * spec.probe_steps * valid_rows,

@@ -90,6 +90,12 @@ class LoopSpec:
     # their validation data enters, as part of the target); their weight stays 0 and their Delta is not measured.
     trainable: tuple[bool, ...] | None = None
 
+    @property
+    def proxy_steps(self) -> int:
+        """The proxy's optimizer steps: warm-up, then every episode's probe steps (when the proxy probes) and free
+        steps. Stage one's step budget, as the LR schedule, the horizon and tandem.mixing.budget count it."""
+        return self.warmup_steps + self.episodes * ((self.probe_steps if self.probe_proxy else 0) + self.free_steps)
+
     def mixed(self, num_domains: int) -> np.ndarray:
         """Boolean mask of the domains the mixture weights."""
         return np.ones(num_domains, dtype=bool) if self.trainable is None else np.array(self.trainable, dtype=bool)

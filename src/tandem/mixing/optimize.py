@@ -462,7 +462,7 @@ def build_twins(cfg: Config, mc, data: PreparedData, natural: dict) -> LoopRun:
                                trainable=None if data.trainable.all() else tuple(bool(t) for t in data.trainable))
     device = setup_torch(cfg.train)
     batch_size = mc.batch_size or cfg.train.batch_size
-    total = spec.warmup_steps + spec.episodes * ((spec.probe_steps if spec.probe_proxy else 0) + spec.free_steps)
+    total = spec.proxy_steps
     oc = twin_optim_config(cfg, total)
     return LoopRun(spec, proxy_learner(cfg, mc, data, oc, device, "proxy"),
                    proxy_learner(cfg, mc, data, oc, device, "reference"),

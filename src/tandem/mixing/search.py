@@ -10,13 +10,12 @@ Both are resumable: each finished point is appended to `points.jsonl` and skippe
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from tandem.io import append_jsonl
+from tandem.io import append_jsonl, read_jsonl
 
 
 def simplex_grid(num_domains: int, resolution: int) -> np.ndarray:
@@ -33,13 +32,9 @@ def evaluate_points(points: np.ndarray, objective: Callable[[np.ndarray], float]
                     on_point: Callable[[int, np.ndarray, float], None] | None = None) -> np.ndarray:
     """objective(w) for every point, reusing values already in log_path (one JSON line per finished point)."""
     done: dict[str, float] = {}
-    if log_path is not None and log_path.is_file():
-        for line in log_path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-                done[_key(np.array(rec["weights"]))] = float(rec["loss"])
-            except (json.JSONDecodeError, KeyError):
-                continue  # a torn last line from a killed run
+    for rec in read_jsonl(log_path) if log_path is not None else []:  # a torn last line is skipped
+        if "weights" in rec and "loss" in rec:
+            done[_key(np.array(rec["weights"]))] = float(rec["loss"])
     values = np.empty(len(points))
     for i, w in enumerate(points):
         k = _key(w)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tandem.evaluation.evaluate import domain_split_losses, evaluate, finished_eval
 from tandem.evaluation.generate import sft_outcome
-from tandem.io import write_json
+from tandem.io import read_jsonl, write_json
 from tandem.mixing.weights import as_array
 from tandem.models import save_model
 from tandem.report.plots import plot_training
@@ -19,15 +19,7 @@ from tandem.training.trainer import train
 
 def _plot_training(out) -> None:
     """OUT/training.png: the target's training (and periodic validation) curves from OUT/metrics.jsonl."""
-    path = out / "metrics.jsonl"
-    if not path.is_file():
-        return
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+    records = read_jsonl(out / "metrics.jsonl")
     if records:
         plot_training(records, out / "training.png")
 

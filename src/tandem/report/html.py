@@ -52,9 +52,9 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    from tandem.training.trainer import read_metrics
+    from tandem.io import read_jsonl
 
-    return read_metrics(path)
+    return read_jsonl(path)
 
 
 def _trajectory(path: Path) -> tuple[list[str], list[int], np.ndarray, np.ndarray, np.ndarray] | None:

@@ -16,6 +16,7 @@ from tandem.config import Config, ModelConfig, TrainConfig
 from tandem.data.cache import PreparedData
 from tandem.data.sampler import MixtureSampler
 from tandem.errors import InputError
+from tandem.io import read_jsonl
 from tandem.tracking import append_metrics
 from tandem.models import build_model
 from tandem.training.checkpoint import load_learners, save_learners
@@ -60,14 +61,7 @@ def refuse_nonfinite_updates(learner: Learner, what: str) -> None:
 
 def read_metrics(path: Path) -> list[dict]:
     """Records of a metrics.jsonl; a torn last line (killed writer) is skipped."""
-    out = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
+    return read_jsonl(path)
 
 
 def truncate_metrics(path: Path, last: int, key: str = "step") -> None:
