@@ -23,13 +23,20 @@ from tandem.mixing.optimize import optimize
 GOLDEN = Path(__file__).parent / "assets" / "golden"
 REGENERATE = os.environ.get("TANDEM_REGENERATE_GOLDEN") == "1"
 MIXER = {"episodes": 5, "probe_steps": 2, "free_steps": 3, "warmup_steps": 4, "eval_sequences": 2, "batch_size": 8}
-# (name, mixer settings): TANDEM as shipped (its evidence gate), TANDEM with a step that always moves, and the
-# methods TANDEM generalises, so a change to any branch of the one loop shows.
+# (name, mixer settings, tolerances): TANDEM as shipped (its evidence gate), TANDEM with a step that always moves,
+# and the methods TANDEM generalises, so a change to any branch of the one loop shows.
+# Tolerances: (weights' absolute, Delta's relative), about ten times the largest difference measured between two
+# machines of this project for the same code: TANDEM and DoReMi differed by 7e-7 in a weight and 2e-4
+# relatively in Delta; DoGE by 6e-5 and 3e-3, because its Delta is a dot product of gradients (cancellation makes
+# the rounding of its sum relatively large) and its step 1/mu = 100 carries that into the weights. Small changes of
+# behaviour still fail: DoGE's step 100 -> 90 moved a weight by 7e-3, TANDEM's eta_alpha 20 -> 19 by 1e-2,
+# DoReMi's smoothing 1e-3 -> 2e-3 by 7e-5.
+EXACT, DOGE = (1e-5, 2e-3), (5e-4, 3e-2)
 CASES = [
-    ("tandem", {"method": "tandem"}),
-    ("tandem-eg", {"method": "tandem", "update": "eg", "eta_alpha": 20.0}),
-    ("doremi", {"method": "doremi"}),
-    ("doge", {"method": "doge"}),
+    ("tandem", {"method": "tandem"}, EXACT),
+    ("tandem-eg", {"method": "tandem", "update": "eg", "eta_alpha": 20.0}, EXACT),
+    ("doremi", {"method": "doremi"}, EXACT),
+    ("doge", {"method": "doge"}, DOGE),
 ]
 
 
@@ -50,8 +57,8 @@ def _trajectory(path: Path) -> tuple[list[str], np.ndarray]:
     return [rows[0][i] for i in keep], np.array([[float(r[i]) for i in keep] for r in rows[1:]])
 
 
-@pytest.mark.parametrize("name,mixer", CASES, ids=[c[0] for c in CASES])
-def test_stage_one_trajectory_is_pinned(problem, tmp_path, name, mixer):
+@pytest.mark.parametrize("name,mixer,tolerance", CASES, ids=[c[0] for c in CASES])
+def test_stage_one_trajectory_is_pinned(problem, tmp_path, name, mixer, tolerance):
     path, data = problem
     cfg = load_config(path, [f"mixer.{k}={v}" for k, v in mixer.items()])
     optimize(cfg, data, tmp_path / "run", progress=False, log=lambda s: None)
@@ -64,7 +71,8 @@ def test_stage_one_trajectory_is_pinned(problem, tmp_path, name, mixer):
     assert header == want_header
     assert got.shape == want.shape
     weights = np.array([h.startswith("weight_") for h in header])
-    np.testing.assert_allclose(got[:, weights], want[:, weights], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(got[:, ~weights], want[:, ~weights], rtol=1e-4, atol=1e-6)
+    weight_atol, delta_rtol = tolerance
+    np.testing.assert_allclose(got[:, weights], want[:, weights], rtol=0, atol=weight_atol)
+    np.testing.assert_allclose(got[:, ~weights], want[:, ~weights], rtol=delta_rtol, atol=1e-6)
     if name in ("tandem-eg", "doremi"):  # the pin would be vacuous if these never left the start
         assert np.abs(want[:, weights] - want[0, weights]).max() > 1e-3
