@@ -280,6 +280,9 @@ def test_bad_input_in_a_real_process(case, shared_cfg, tmp_path):
 
 def test_eval_bad_inputs(shared_cfg, tmp_path, cli):
     rc, _, err = cli("eval", shared_cfg, "--model", tmp_path / "nomodel", "--out", tmp_path / "e.json", "-q")
+    assert rc == 2 and "model folder not found" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "empty").mkdir()
+    rc, _, err = cli("eval", shared_cfg, "--model", tmp_path / "empty", "--out", tmp_path / "e.json", "-q")
     assert rc == 2 and "not a tandem model folder" in err and len(err.strip().splitlines()) == 1
     (tmp_path / "afile").write_text("x")
     rc, _, err = cli("eval", shared_cfg, "--model", tmp_path, "--out", tmp_path / "afile" / "e.json", "-q")
@@ -321,7 +324,7 @@ BAD_MIX = {
     "unknown baseline": (["run"], ["--baseline", "uniform,flat"], ["--baseline", "flat"]),
     "zero seeds": (["compare"], ["--seeds", "0"], ["--seeds", ">= 1"]),
     "a method twice": (["compare"], ["--methods", "uniform,tandem,uniform"], ["--methods", "duplicate"]),
-    "unknown method in compare": (["compare"], ["--methods", "uniform,grok"], ["grok"]),
+    "unknown method in compare": (["compare"], ["--methods", "uniform,grok"], ["--methods", "grok"]),
     "bad per-method override": (["compare"], ["--set", "methods.doremi.eta_alpha=-1", "--methods", "doremi"],
                                 ["methods.doremi", "eta_alpha"]),
     "unknown mixer key in a file": (["optimize", _config_text("mixer: {episods: 3}\n")], [],

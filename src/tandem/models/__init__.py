@@ -131,6 +131,8 @@ def load_model(model_dir: Path | str) -> tuple[nn.Module, dict]:
 
     model_dir = Path(model_dir)
     meta_path = model_dir / META_FILE
+    if not model_dir.exists():
+        raise InputError(f"{model_dir}: model folder not found")
     if not meta_path.is_file():
         raise InputError(f"{model_dir}: not a tandem model folder (no {META_FILE})")
     try:

@@ -17,7 +17,7 @@ from tandem.errors import InputError
 from tandem.io import write_json
 from tandem.mixing import budget as B
 from tandem.mixing import methods
-from tandem.mixing.methods import STATIC_METHODS
+from tandem.mixing.methods import METHODS, STATIC_METHODS
 from tandem.mixing.optimize import optimize
 from tandem.pipeline.common import prepare, removed_on_input_error, write_config
 from tandem.pipeline.stage_two import stage_two
@@ -77,6 +77,9 @@ def check_plan(names_m: list[str], seeds: int) -> None:
         raise InputError("--methods: expected a comma-separated list, e.g. uniform,doremi,tandem")
     if len(set(names_m)) != len(names_m):
         raise InputError(f"--methods: duplicate method in {','.join(names_m)}")
+    unknown = [m for m in names_m if m not in METHODS]
+    if unknown:
+        raise InputError(f"--methods: unknown method {unknown[0]!r}; expected names from {', '.join(METHODS)}")
     if seeds < 1:
         raise InputError(f"--seeds: expected >= 1, got {seeds}")
 
