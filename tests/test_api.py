@@ -37,3 +37,20 @@ def test_compare_from_python(tmp_path):
     assert res == json.loads((tmp_path / "cmp" / "results.json").read_text())
     with pytest.raises(InputError, match="--methods"):
         tandem.compare(path, tmp_path / "cmp2", methods=["uniform", "uniform"])
+
+
+def test_a_config_given_as_a_dict_runs_as_its_file_does(tmp_path, monkeypatch):
+    import yaml
+
+    path = tiny_config(tmp_path, mixer=MIXER, train={"steps": 4})
+    from_file = tandem.optimize(path, tmp_path / "file", overrides=["mixer.episodes=2"])
+    raw = yaml.safe_load(path.read_text())
+    monkeypatch.chdir(path.parent)  # a dict's relative paths are read from the working directory
+    from_dict = tandem.optimize(raw, tmp_path / "dict", overrides=["mixer.episodes=2"])
+    assert from_dict["domain_weights"] == from_file["domain_weights"] and from_dict["episodes"] == 2
+    assert raw == yaml.safe_load(path.read_text())  # the caller's dict is not changed by the overrides
+    with pytest.raises(InputError, match="mixer.episods"):
+        tandem.optimize({**raw, "mixer": {"episods": 2}}, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(TypeError, match="expected a path, a dict"):
+        tandem.optimize(5, tmp_path / "bad")

@@ -1,4 +1,5 @@
-"""The Python API: the CLI's jobs as functions. Each takes a config (a path, or a `tandem.config.Config`) and an
+"""The Python API: the CLI's jobs as functions. Each takes a config (a path, a dict shaped like the YAML file, or a
+`tandem.config.Config`) and an
 output folder, and returns what the job wrote (the JSON it leaves in the folder), so a notebook or a pipeline gets
 the same results, files and checks as `tandem optimize`, `tandem train` and `tandem recommend`."""
 
@@ -9,16 +10,24 @@ import sys
 from pathlib import Path
 from typing import Union
 
-from tandem.config import Config, load_config
+from tandem.config import Config, apply_overrides, config_from_dict, load_config
 
-ConfigLike = Union[str, Path, Config]
+ConfigLike = Union[str, Path, dict, Config]
 
 
 def _config(config: ConfigLike, overrides: list[str] | None) -> Config:
     if isinstance(config, Config):
         if overrides:
-            raise ValueError("overrides apply to a config file; change a Config object with model_copy instead")
+            raise ValueError("overrides apply to a config file or dict; change a Config object with model_copy "
+                             "instead")
         return config
+    if isinstance(config, dict):
+        # Relative paths in a dict have no file to be relative to: they are read from the working directory.
+        import copy
+
+        return config_from_dict(apply_overrides(copy.deepcopy(config), overrides), base_dir=Path.cwd())
+    if not isinstance(config, (str, Path)):
+        raise TypeError(f"config: expected a path, a dict or a tandem.config.Config, got {type(config).__name__}")
     return load_config(config, overrides)
 
 
