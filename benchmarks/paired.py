@@ -91,12 +91,16 @@ def two_stage_table(folder: Path, base: str = "uniform") -> str:
 
 
 def main(argv: list[str]) -> int:
-    base = "uniform"
-    if "--base" in argv:
-        i = argv.index("--base")
-        base = argv[i + 1]
-        argv = argv[:i] + argv[i + 2:]
-    print(table(Path(argv[0]), base))
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks paired",
+                                description="Paired differences to a base method of a `tandem compare` folder.")
+    p.add_argument("folder", type=Path, help="a `tandem compare` output folder (holds results.json)")
+    p.add_argument("--base", default="uniform", help="the method every other is paired with (default uniform)")
+    args = p.parse_args(argv)
+    if not (args.folder / "results.json").is_file():
+        p.error(f"{args.folder}: no results.json; expected a finished `tandem compare` folder")
+    print(table(args.folder, args.base))
     return 0
 
 
