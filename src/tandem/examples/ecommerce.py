@@ -35,6 +35,7 @@ from typing import Mapping
 from tandem.io import write_json, write_text
 
 from tandem.config import SPLITS  # noqa: E402  (one definition of the split names)
+from tandem.examples import check_build_args
 TASKS = ("category", "attributes", "brand", "match")
 TASK_METRICS = {"category": "accuracy", "attributes": "exact_match_f1", "brand": "exact_match_f1", "match": "accuracy"}
 # Training rows per task at scale 1: a 30x spread between the largest and the smallest task.
@@ -525,11 +526,7 @@ def generate_task(task: str, sizes: Mapping[str, int], seed: int) -> dict[str, l
 
 def build_ecommerce(out: Path | str, seed: int = 0, scale: float = 1.0, tasks: tuple[str, ...] = TASKS) -> dict:
     """Write `<out>/<task>/{train,valid,test}.jsonl` and `<out>/manifest.json`; returns the manifest."""
-    if not scale > 0:
-        raise ValueError(f"--scale: expected a positive number, got {scale}")
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; expected some of {', '.join(TASKS)}")
+    check_build_args(scale, tasks, TASKS)
     out = Path(out)
     sizes = task_sizes(scale)
     manifest: dict = {"dataset": "ecommerce", "synthetic": True, "note": SYNTHETIC_NOTE, "seed": seed, "scale": scale,

@@ -33,6 +33,7 @@ from typing import Callable, Iterator, Mapping
 from tandem.examples.corpus import (STDLIB_EXCLUDED_DIRS, CorpusSourceError, _clean, _package_dir, _read_text_file,
                                     _sorted_files, _stdlib_dir, _strip_gutenberg)
 from tandem.io import write_json, write_text
+from tandem.examples import check_build_args
 
 # Training examples per task at scale 1, and the held-out examples (valid, test), fixed across scales.
 TRAIN_SIZES = {"next_line": 4000, "verse_book": 1500, "func_name": 800, "chat_reply": 400, "license_id": None}
@@ -150,11 +151,7 @@ def split_task(rows: list[dict], n_train: int | None, held_out: tuple[int, int],
 
 def build_tasks(out: Path | str, seed: int = 0, scale: float = 1.0, tasks: tuple[str, ...] = TASKS) -> dict:
     """Write `<out>/<task>/{train,valid,test}.jsonl` and `<out>/manifest.json`; returns the manifest."""
-    if not scale > 0:
-        raise ValueError(f"--scale: expected a positive number, got {scale}")
-    unknown = [t for t in tasks if t not in TASK_SOURCES]
-    if unknown:
-        raise ValueError(f"--tasks: unknown task(s) {unknown}; expected some of {', '.join(TASKS)}")
+    check_build_args(scale, tasks, TASKS)
     out = Path(out)
     manifest: dict = {"dataset": "tasks", "synthetic": False, "seed": seed, "scale": scale, "tasks": {}}
     for task in tasks:
