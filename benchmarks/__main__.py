@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import scale
 
         return scale.main(argv[1:])
+    if argv[:1] == ["power"]:  # TANDEM's step on synthetic Delta (benchmarks/power.py)
+        from benchmarks import power
+
+        return power.main(argv[1:])
     if argv[:1] == ["signal"]:  # its own options (benchmarks/signal.py)
         from benchmarks import signal
 
