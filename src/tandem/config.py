@@ -359,22 +359,17 @@ class MixerConfig(_Section):
     gamma: float = Field(1.0, gt=0, description="Penalty weight: the reference steps on grad L_val + gamma * grad L_train.")
     eta_alpha: Optional[float] = Field(
         None, gt=0,
-        description="Step size of the mixture update. update=normalized: change of a log-weight per standard error "
-        "of evidence beyond mixer.threshold (default 0.1); eg/projected: multiplies the raw Delta (default 1.0; "
-        "DoReMi and ODM: their published steps).",
+        description="Step size of the mixture update. update=standardized: the spread of a log-weight that pure noise "
+        "leaves after all episodes (a consistent signal moves it about eta_alpha times its t-statistic; default "
+        "0.08); eg/projected: multiplies the raw Delta (default 1.0; DoReMi and ODM: their published steps).",
     )
-    update: Literal["normalized", "eg", "projected"] = Field(
+    update: Literal["standardized", "eg", "projected"] = Field(
         "eg",
-        description="`normalized` (TANDEM's default): mirror descent on Delta's t-statistic over recent episodes, "
-        "so the step does not depend on Delta's scale and a domain within noise keeps its weight; `eg`: "
-        "exponentiated gradient on the raw Delta; `projected`: Euclidean projection onto the simplex.",
+        description="`standardized` (TANDEM's default): mirror descent on each episode's centred Delta divided by "
+        "its own root mean square over domains, step eta_alpha / sqrt(episodes), so the step does not depend on "
+        "Delta's scale and noise moves the mixture only as a random walk; `eg`: exponentiated gradient on the raw "
+        "Delta; `projected`: Euclidean projection onto the simplex.",
     )
-    memory: float = Field(0.95, gt=0, le=1, description="update=normalized: weight of each earlier episode's Delta "
-                          "in the evidence, per episode back (1: all episodes alike).")
-    threshold: float = Field(3.0, ge=0, description="update=normalized: standard errors of evidence that count as "
-                             "noise (a normal quantile, converted to Student's t for the episodes seen); only |t| "
-                             "beyond it moves a weight.")
-    max_step: float = Field(0.2, gt=0, description="update=normalized: largest change of any log-weight per episode.")
     smoothing: float = Field(0.0, ge=0, le=1, description="After each update mix toward uniform: alpha <- (1-c) alpha + c/M.")
     floor: float = Field(0.0, ge=0, description="Minimum weight per domain after each update (must be < 1/M).")
     sampling: Literal["resample", "reweight"] = Field(
@@ -388,8 +383,8 @@ class MixerConfig(_Section):
     held_out_fraction: float = Field(
         0.0, ge=0, lt=0.5,
         description="Share of each domain's train split kept out of stage one's training and used only to measure "
-        "Delta (0: Delta on windows the proxy also trains on). Default 0.15 for method=tandem, 0 for the others. "
-        "Stage two still trains on the whole split.",
+        "Delta (0, the default: Delta on the rows the proxy trains on, where the penalty's gradient is, see "
+        "ALGORITHM.md). Stage two still trains on the whole split.",
     )
     valid_fraction: float = Field(
         0.5, gt=0, lt=1,
@@ -412,8 +407,14 @@ class MixerConfig(_Section):
         "whole split (the proxy's own horizon). Loop and online methods.",
     )
     initial: Union[Literal["uniform", "natural"], dict[str, float]] = Field("uniform", description="Starting mixture.")
-    report: Literal["average", "final"] = Field("average", description="Which mixture `domain_weights` recommends.")
-    proxy: ModelConfig = Field(default_factory=lambda: ModelConfig(preset="tiny"), description="The proxy/reference model.")
+    report: Literal["average", "final"] = Field(
+        "average", description="Which mixture `domain_weights` recommends: the mean over episodes or the last one "
+        "(TANDEM's default: under its step the last mixture holds all the evidence, the mean only part of it).")
+    proxy: Union[Literal["target"], ModelConfig] = Field(
+        default_factory=lambda: ModelConfig(preset="tiny"),
+        description="The proxy/reference model, or `target`: the target's own architecture (`model`), so the proxy "
+        "memorises a small, repeated domain as the target will (with mixer.horizon=target it also repeats it as "
+        "often); costs stage one the target's step time.")
     lr: Optional[float] = Field(None, gt=0, description="Twins' learning rate (default: train.lr).")
     checkpoint_interval: int = Field(1, ge=0, description="Episodes between checkpoints of the twins (0 = never).")
     reference_mixture: Literal["uniform", "natural"] = Field(
@@ -503,6 +504,13 @@ class Config(_Section):
         # Before the cross checks, which name the domains a group makes.
         if any(d.domain_field is not None for d in self.data.domains.values()):
             self.data.domains = expand_groups(self.data.domains, self.base_dir, self.data)
+        return self
+
+    @model_validator(mode="after")
+    def _proxy(self) -> "Config":
+        # mixer.proxy: target is the target's own architecture, resolved once here so every job sees a model
+        if self.mixer.proxy == "target":
+            self.mixer.proxy = self.model.model_copy()
         return self
 
     @model_validator(mode="after")

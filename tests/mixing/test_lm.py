@@ -55,11 +55,13 @@ def test_twins_never_train_on_the_held_windows(shared_cfg):
             rows_on_side(b, False)
 
 
-def test_tandem_holds_out_by_default_and_the_peers_do_not():
+def test_delta_is_measured_on_the_rows_the_proxy_trains_on_by_default():
+    """The penalty's gradient (Danskin) is the gap on the rows the inner problem trains on: no method holds out
+    unless asked to."""
     from tandem.config import MixerConfig
     from tandem.mixing.methods import effective
 
-    assert effective(MixerConfig(method="tandem")).held_out_fraction == 0.15
-    assert effective(MixerConfig(method="tandem", held_out_fraction=0.0)).held_out_fraction == 0.0
+    assert effective(MixerConfig(method="tandem")).held_out_fraction == 0.0
+    assert effective(MixerConfig(method="tandem", held_out_fraction=0.15)).held_out_fraction == 0.15
     for m in ("doremi", "doge", "odm", "aioli", "skillit", "ado"):
         assert effective(MixerConfig(method=m)).held_out_fraction == 0.0

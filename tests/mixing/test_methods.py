@@ -153,9 +153,9 @@ def test_compare_respects_what_the_user_set_for_its_own_method(setup):
     from tandem.config import load_config
 
     path, _, _ = setup
-    cfg = load_config(path, ["mixer.held_out_fraction=0"])
-    assert method_config(cfg, "tandem", 0).mixer.held_out_fraction == 0.0
-    assert method_config(load_config(path), "tandem", 0).mixer.held_out_fraction == 0.15
+    cfg = load_config(path, ["mixer.held_out_fraction=0.15"])
+    assert method_config(cfg, "tandem", 0).mixer.held_out_fraction == 0.15
+    assert method_config(load_config(path), "tandem", 0).mixer.held_out_fraction == 0.0
 
 
 def test_compare_bad_method(setup, tmp_path, capsys):

@@ -149,7 +149,7 @@ def test_weights_carry_their_uncertainty_and_the_report_shows_it(shared_cfg, tmp
     assert rc == 0, err
     w = json.loads((out / "weights.json").read_text())
     names = list(w["domain_weights"])
-    assert w["update"] == "normalized"
+    assert w["update"] == "standardized"
     for d in names:
         lo, hi = w["interval"][d]
         assert 0 <= lo <= hi <= 1

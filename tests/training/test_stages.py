@@ -135,7 +135,7 @@ def test_stage_one_keeps_each_methods_defaults(prepared):
     _, cfg, data = prepared
     cfg1, _ = stage_one(cfg, data)
     assert cfg1.mixer.model_fields_set == cfg.mixer.model_fields_set
-    assert effective(cfg1.mixer).held_out_fraction == 0.15 and effective(cfg1.mixer).update == "normalized"
+    assert effective(cfg1.mixer).held_out_fraction == 0.0 and effective(cfg1.mixer).update == "standardized"
     doremi = cfg.model_copy(update={"mixer": cfg.mixer.model_copy(update={"method": "doremi"})})
     assert effective(stage_one(doremi, data)[0].mixer).smoothing == 1e-3
 

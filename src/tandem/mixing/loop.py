@@ -67,11 +67,6 @@ class LoopSpec:
     gamma: float = 1.0
     eta_alpha: float = 1.0
     update: str = "eg"
-    # update=normalized: how far back the evidence in Delta reaches, how many standard errors are noise, and
-    # the largest change of a log-weight per episode.
-    memory: float = 0.95
-    threshold: float = 3.0
-    max_step: float = 0.2
     smoothing: float = 0.0
     floor: float = 0.0
     # How the reference moves: `twin` (L_val + gamma L_train, TANDEM), `valid` (L_val only, DoGE's probe),
@@ -154,16 +149,13 @@ def measure_delta(spec: LoopSpec, sets: list, proxy: Twin, reference: Twin):
     return delta, delta_se, lu, lw
 
 
-def next_mixture(spec: LoopSpec, alpha: np.ndarray, delta: np.ndarray, past: list[np.ndarray]) -> np.ndarray:
-    """The mixture after one episode's Delta (`past`: the Delta of earlier, not skipped, episodes). Every caller
-    (update_alpha, the bootstrap in tandem.mixing.evidence) goes through here. The update, smoothing and floor act
-    on the trainable domains only; the others keep weight 0."""
+def next_mixture(spec: LoopSpec, alpha: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """The mixture after one episode's Delta. Every caller (update_alpha, the bootstrap in tandem.mixing.evidence)
+    goes through here. The update, smoothing and floor act on the trainable domains only; the others keep weight 0."""
     on = spec.mixed(len(alpha))
     new = np.zeros(len(alpha), dtype=np.float64)
     new[on] = update_mixture(np.asarray(alpha, dtype=np.float64)[on], np.asarray(delta, dtype=np.float64)[on],
-                             spec.update, spec.eta_alpha, spec.smoothing, spec.floor,
-                             past=np.array(past)[:, on] if past else None, memory=spec.memory,
-                             threshold=spec.threshold, max_step=spec.max_step)
+                             spec.update, spec.eta_alpha, spec.smoothing, spec.floor, episodes=spec.episodes)
     return new
 
 
@@ -183,7 +175,7 @@ def update_alpha(spec: LoopSpec, state: LoopState, held: list, proxy: Twin, refe
     if skipped and spec.on_nonfinite == "stop":
         raise FloatingPointError(f"non-finite Delta at episode {state.episode}: {delta}")
     if not skipped:
-        state.alpha = next_mixture(spec, state.alpha, delta, [r.delta for r in state.history if not r.skipped])
+        state.alpha = next_mixture(spec, state.alpha, delta)
     rec = EpisodeRecord(state.episode, step, state.alpha.copy(), delta, distance, lu, lw, skipped=skipped,
                         delta_se=delta_se)
     state.history.append(rec)

@@ -32,9 +32,9 @@ METHODS = STATIC_METHODS + LOOP_METHODS + ONLINE_METHODS + SEARCH_METHODS
 
 # Published defaults of each method, used for mixer fields the config does not set explicitly.
 METHOD_DEFAULTS = {
-    # Delta on train windows the twins never see: measured on the proxy's own (memorised) windows it pushes small,
-    # repeated domains down (BENCHMARKS.md, scenarios 2 and 4).
-    "tandem": {"held_out_fraction": 0.15, "update": "normalized"},
+    # Delta on the rows the proxy trains on (held_out_fraction 0, the field's default: the penalty's gradient,
+    # ALGORITHM.md), the standardised step, and the last mixture, which holds all the evidence under that step.
+    "tandem": {"update": "standardized", "report": "final"},
     # DoReMi's proxy minimises the alpha-reweighted per-domain losses (its minimax objective), not resampled batches.
     "doremi": {"probe_steps": 1, "free_steps": 0, "eta_alpha": 1.0, "smoothing": 1e-3, "gamma": 1.0,
                "sampling": "reweight"},
@@ -47,6 +47,11 @@ METHOD_DEFAULTS = {
     "skillit": {"eta_alpha": 0.2, "sampling": "resample"},  # eta 0.2, window 3
     "ado": {"initial": "natural", "report": "final", "sampling": "resample"},  # mu, the natural mixture, is ADO's start and prior
 }
+
+
+# update=standardized: the spread of a log-weight pure noise leaves (benchmarks/power.py chose it by a protocol
+# written before its runs; BENCHMARKS.md, "TANDEM's step").
+STANDARDIZED_ETA = 0.08
 
 
 def check_method(method: str) -> None:
@@ -72,6 +77,8 @@ def resolve_mixer(cfg, method: str | None = None) -> MixerConfig:
     own = cfg.methods.get(method, {})
     if not own and method == mc.method:
         return effective(mc)  # nothing to merge: the mixer as set, published defaults where it is silent
+    if own.get("proxy") == "target":  # as the config's own mixer.proxy: target (Config._proxy)
+        own = {**own, "proxy": cfg.model.model_dump()}
     try:
         return effective(MixerConfig(**{**mc.model_dump(), **update, **own}))
     except ValidationError as err:
@@ -83,7 +90,7 @@ def effective(mc: MixerConfig) -> MixerConfig:
     defaults = {k: v for k, v in METHOD_DEFAULTS.get(mc.method, {}).items() if k not in mc.model_fields_set}
     mc = mc.model_copy(update=defaults) if defaults else mc
     if mc.eta_alpha is None:  # its meaning depends on the rule: a step per standard error, or per unit of Delta
-        mc = mc.model_copy(update={"eta_alpha": 0.1 if mc.update == "normalized" else 1.0})
+        mc = mc.model_copy(update={"eta_alpha": STANDARDIZED_ETA if mc.update == "standardized" else 1.0})
     return mc
 
 
@@ -93,7 +100,6 @@ def loop_spec(mc: MixerConfig) -> LoopSpec:
     common = dict(
         episodes=mc.episodes, probe_steps=mc.probe_steps, free_steps=mc.free_steps, warmup_steps=mc.warmup_steps,
         gamma=mc.gamma, eta_alpha=mc.eta_alpha, update=mc.update, smoothing=mc.smoothing, floor=mc.floor,
-        memory=mc.memory, threshold=mc.threshold, max_step=mc.max_step,
     )
     if mc.method == "tandem":
         return LoopSpec(**common, reference="twin", sync=mc.sync, probe_proxy=True, clip=False)

@@ -64,7 +64,7 @@ def _record_from_json(d: dict, names: list[str]) -> EpisodeRecord:
 
 def trajectory_csv(history: list[EpisodeRecord], names: list[str]) -> str:
     """One row per episode: the mixture, Delta and its standard error within the episode (from the two held
-    halves), and each domain's t over the episodes so far (centred Delta, tandem.mixing.evidence)."""
+    halves), and each domain's t over the episodes so far (standardised centred Delta, tandem.mixing.evidence)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["episode", "step", *(f"weight_{d}" for d in names), *(f"delta_{d}" for d in names),
@@ -86,8 +86,9 @@ def evidence_fields(spec, alpha0: np.ndarray, history: list[EpisodeRecord], name
     if not stats:
         return {}
     num = lambda x: float(x) if np.isfinite(x) else None  # noqa: E731
-    out = {"delta_over_episodes": {d: {"mean": num(m), "se": num(e), "t": num(t)}
-                                   for d, m, e, t in zip(names, stats["mean"], stats["se"], stats["t"])}}
+    out = {"delta_over_episodes": {d: {"mean": num(m), "se": num(e), "t": num(t), "sign_flips": num(f)}
+                                   for d, m, e, t, f in zip(names, stats["mean"], stats["se"], stats["t"],
+                                                            stats["sign_flips"])}}
     iv = weight_intervals(spec, alpha0, history, report, seed=seed)
     if iv is not None:
         out["interval"] = {d: [float(lo), float(hi)] for d, lo, hi in zip(names, iv["low"], iv["high"])}

@@ -5,12 +5,21 @@ each domain pulls theta somewhere else. The inner problem theta*(alpha) = argmin
 sum_i alpha_i L_i(theta) is weighted least squares (closed form), and the outer loss
 L_val(theta*(alpha)) can be minimised by brute force over the simplex. The same
 `run_loop` that drives the language models drives `LinearTwin`s here.
+
+`ConvexBed.make_memorised` builds a harder bed: domains of different sizes, one so small (fewer rows than
+dimensions) that the inner problem fits it exactly, a small ridge that keeps the inner problem well-posed, and
+fresh held-out rows of every domain. It is where the place of measurement of Delta matters (ALGORITHM.md, "Where
+Delta is measured"): the penalty form H(alpha, w) = L_val(w) + gamma (L_train(alpha, w) - min_u L_train(alpha, u))
+depends on alpha only through L_train, the loss on the rows the inner problem trains on, so by Danskin's theorem
+dH/dalpha_i = gamma (l_i(w) - l_i(u*)) with l_i the loss on THOSE rows; as gamma grows it tends to the exact
+hypergradient (`ConvexBed.hypergradient`). The same gap on held-out rows is the derivative of another problem
+(unlimited fresh data per domain): it credits the memorised domain for fresh data that more weight cannot supply.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +42,14 @@ class ConvexBed:
     Xva: list[np.ndarray]
     yva: list[np.ndarray]
     target: np.ndarray  # weights of the per-domain validation losses in L_val
+    # Fresh rows of each domain's train distribution, never trained on (empty: the bed has none). Delta measured on
+    # them is the held-out variant (ConvexProblem(measure="held")).
+    Xho: list[np.ndarray] = field(default_factory=list)
+    yho: list[np.ndarray] = field(default_factory=list)
+    # Ridge of the inner problem: L_train(alpha, theta) = sum_i alpha_i L_i(theta) + lam / 2 |theta|^2. A fixed term
+    # (not weighted by alpha), so it drops out of dH/dalpha_i and of the hypergradient's g_i; the per-domain losses
+    # L_i stay plain mean squared errors.
+    lam: float = 0.0
 
     @property
     def num_domains(self) -> int:
@@ -87,6 +104,50 @@ class ConvexBed:
             bed.yva.append(X @ theta_opt + rng.normal(0, valid_noise, n_valid))
         return bed
 
+    @classmethod
+    def make_memorised(
+        cls,
+        sizes: tuple[int, ...] = (400, 400, 12),
+        dim: int = 30,
+        lam: float = 1e-3,
+        noise: float = 1.0,
+        spread: float = 0.3,
+        n_valid: int = 2000,
+        n_held: int = 2000,
+        target: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> "ConvexBed":
+        """A bed with a finite, memorised domain: domains of `sizes` train rows in `dim` dimensions.
+
+        Every domain draws isotropic inputs and y = x . theta_i + noise. The last domain's parameters lie between the
+        others' (the mean of the other domains' parameters plus `spread` times a fresh normal vector), so the others
+        teach it much of what it needs; with fewer rows than dimensions its rows can be fitted exactly, noise and all.
+        Validation data are fresh draws of every domain's distribution, weighted by `target` (uniform by default);
+        held-out rows (`n_held` per domain) are further fresh draws, never trained on and never in L_val.
+
+        So more weight on the small domain helps at first (its validation loss needs its own direction) and then hurts
+        (the inner solution memorises its few noisy rows): the bi-level optimum gives it a small, finite share, below
+        uniform, while held-out rows of that domain, drawn like its validation rows, keep asking for more of it.
+        `lam` > 0 keeps the inner problem well-posed wherever the small domain's weight dominates.
+        """
+        rng = np.random.default_rng(seed)
+        M = len(sizes)
+        thetas = [rng.normal(size=dim) for _ in range(M - 1)]
+        thetas.append(np.mean(thetas, axis=0) + spread * rng.normal(size=dim))
+
+        def draw(i: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+            X = rng.normal(size=(n, dim))
+            return X, X @ thetas[i] + noise * rng.normal(size=n)
+
+        train = [draw(i, n) for i, n in enumerate(sizes)]
+        valid = [draw(i, n_valid) for i in range(M)]
+        held = [draw(i, n_held) for i in range(M)]
+        target = np.full(M, 1.0 / M) if target is None else np.asarray(target, dtype=np.float64)
+        return cls(
+            [X for X, _ in train], [y for _, y in train], [X for X, _ in valid], [y for _, y in valid], target,
+            Xho=[X for X, _ in held], yho=[y for _, y in held], lam=float(lam),
+        )
+
     def train_losses(self, theta: np.ndarray) -> np.ndarray:
         return np.array([_mse(X, y, theta) for X, y in zip(self.Xtr, self.ytr)])
 
@@ -99,11 +160,34 @@ class ConvexBed:
     def valid_grads(self, theta: np.ndarray) -> np.ndarray:
         return np.stack([_grad(X, y, theta) for X, y in zip(self.Xva, self.yva)])
 
+    def held_losses(self, theta: np.ndarray) -> np.ndarray:
+        if not self.Xho:
+            raise ValueError("this bed has no held-out rows (build it with ConvexBed.make_memorised)")
+        return np.array([_mse(X, y, theta) for X, y in zip(self.Xho, self.yho)])
+
+    def hessian(self, alpha: np.ndarray) -> np.ndarray:
+        """Hessian of the inner objective: sum_i alpha_i X_i^T X_i / n_i + lam I (it does not depend on theta)."""
+        A = sum(a * X.T @ X / len(X) for a, X in zip(alpha, self.Xtr))
+        return A + (self.lam + 1e-12) * np.eye(self.dim)
+
     def inner_solution(self, alpha: np.ndarray) -> np.ndarray:
-        """theta*(alpha): the weighted least-squares solution."""
-        A = sum(a * X.T @ X / len(y) for a, X, y in zip(alpha, self.Xtr, self.ytr))
+        """theta*(alpha): the weighted (ridge) least-squares solution, argmin sum_i alpha_i L_i + lam / 2 |theta|^2."""
         b = sum(a * X.T @ y / len(y) for a, X, y in zip(alpha, self.Xtr, self.ytr))
-        return np.linalg.solve(A + 1e-12 * np.eye(self.dim), b)
+        return np.linalg.solve(self.hessian(alpha), b)
+
+    def hypergradient(self, alpha: np.ndarray) -> np.ndarray:
+        """The exact gradient of the bi-level objective: d L_val(theta*(alpha)) / d alpha_i = -g_val^T H^-1 g_i.
+
+        Implicit differentiation of the inner optimality condition sum_j alpha_j g_j(theta*) + lam theta* = 0 gives
+        d theta* / d alpha_i = -H^-1 g_i, with H the inner Hessian and g_i = grad L_i at theta*(alpha); the chain rule
+        through L_val adds g_val = grad L_val at theta*. This is the limit, as gamma grows, of the twins' Delta
+        measured on the train rows (gamma (L_i(w) - L_i(u*)) with w - u* ~ -H^-1 g_val / gamma).
+        """
+        alpha = np.asarray(alpha, dtype=np.float64)
+        theta = self.inner_solution(alpha)
+        g_val = self.target @ self.valid_grads(theta)
+        v = np.linalg.solve(self.hessian(alpha), g_val)  # H is symmetric: g_val^T H^-1 g_i = v^T g_i
+        return -self.train_grads(theta) @ v
 
     def outer_loss(self, alpha: np.ndarray) -> float:
         """The bi-level objective L_val(theta*(alpha))."""
@@ -138,11 +222,22 @@ class ConvexBed:
 
 
 class ConvexProblem:
-    """Full-batch parts: ('train', per-domain weights) and ('valid', target weights)."""
+    """Full-batch parts: ('train', per-domain weights) and ('valid', target weights).
 
-    def __init__(self, bed: ConvexBed):
+    `measure` says where the loop measures Delta: "train" (the default) on the rows the inner problem trains on,
+    where Danskin's theorem makes gamma (L_i(w) - L_i(u)) the gradient of the penalty form in alpha; "held" on the
+    bed's held-out rows (fresh draws of each domain), the derivative of a problem with unlimited data per domain.
+    `held_batches()` returns the marker, which `LinearTwin.domain_losses` reads.
+    """
+
+    def __init__(self, bed: ConvexBed, measure: str = "train"):
+        if measure not in ("train", "held"):
+            raise ValueError(f"measure must be 'train' or 'held', got {measure!r}")
+        if measure == "held" and not bed.Xho:
+            raise ValueError("measure='held' needs a bed with held-out rows (ConvexBed.make_memorised)")
         self.bed = bed
         self.num_domains = bed.num_domains
+        self.measure = measure
 
     def train_part(self, alpha: np.ndarray) -> Part:
         return ("train", np.asarray(alpha, dtype=np.float64))
@@ -150,12 +245,16 @@ class ConvexProblem:
     def valid_part(self) -> Part:
         return ("valid", self.bed.target)
 
-    def held_batches(self) -> list[None]:
-        return [None]  # exact losses: one set, no sampling noise
+    def held_batches(self) -> list[str]:
+        return [self.measure]  # exact losses: one set, no sampling noise
 
 
 class LinearTwin:
-    """Plain gradient descent on theta; the objective is sum over parts of coef . per-domain losses."""
+    """Plain gradient descent on theta; the objective is sum over parts of coef . per-domain losses.
+
+    Every train part also carries the bed's ridge (lam / 2 |theta|^2, once per part, as in `inner_solution`), so the
+    proxy converges to theta*(alpha) and the reference to argmin L_train + L_val / gamma of the same inner problem.
+    """
 
     def __init__(self, bed: ConvexBed, lr: float, theta: np.ndarray | None = None):
         self.bed = bed
@@ -166,8 +265,12 @@ class LinearTwin:
     def gradient(self, parts: list[Part]) -> np.ndarray:
         g = np.zeros(self.bed.dim)
         for split, coef in parts:
-            grads = self.bed.train_grads(self.theta) if split == "train" else self.bed.valid_grads(self.theta)
-            g += np.asarray(coef) @ grads
+            if split == "train":
+                g += np.asarray(coef) @ self.bed.train_grads(self.theta)
+                if self.bed.lam:
+                    g += self.bed.lam * self.theta
+            else:
+                g += np.asarray(coef) @ self.bed.valid_grads(self.theta)
         return g
 
     def step(self, parts: list[Part], valid: list[Part] | None = None, valid_scale: float = 1.0) -> None:
@@ -178,7 +281,14 @@ class LinearTwin:
         self.step_count += 1
 
     def domain_losses(self, held) -> np.ndarray:
-        return self.bed.train_losses(self.theta)
+        """Per-domain losses where the problem measures Delta: "train" (or None) the train rows, "held" the held-out rows.
+
+        The ridge is left out: it is common to every domain, so it would only shift Delta by a constant."""
+        if held is None or held == "train":
+            return self.bed.train_losses(self.theta)
+        if held == "held":
+            return self.bed.held_losses(self.theta)
+        raise ValueError(f"unknown held marker {held!r}; expected 'train' or 'held'")
 
     def copy_from(self, other: "LinearTwin") -> None:
         self.theta = other.theta.copy()
