@@ -23,7 +23,7 @@ from tandem.mixing.optimize import optimize
 GOLDEN = Path(__file__).parent / "assets" / "golden"
 REGENERATE = os.environ.get("TANDEM_REGENERATE_GOLDEN") == "1"
 MIXER = {"episodes": 5, "probe_steps": 2, "free_steps": 3, "warmup_steps": 4, "eval_sequences": 2, "batch_size": 8}
-# (name, mixer settings, tolerances): TANDEM as shipped (its evidence gate), TANDEM with a step that always moves,
+# (name, mixer settings, tolerances): TANDEM as shipped (its standardized step), TANDEM with the raw step (eg),
 # and the methods TANDEM generalises, so a change to any branch of the one loop shows.
 # Tolerances: (weights' absolute, Delta's relative), about ten times the largest difference measured between two
 # machines of this project for the same code: TANDEM and DoReMi differed by 7e-7 in a weight and 2e-4

@@ -88,7 +88,8 @@ def evidence_fields(spec, alpha0: np.ndarray, history: list[EpisodeRecord], name
     num = lambda x: float(x) if np.isfinite(x) else None  # noqa: E731
     out = {"delta_over_episodes": {d: {"mean": num(m), "se": num(e), "t": num(t), "sign_flips": num(f)}
                                    for d, m, e, t, f in zip(names, stats["mean"], stats["se"], stats["t"],
-                                                            stats["sign_flips"])}}
+                                                            stats["sign_flips"])},
+           "episode_correlation": float(stats["correlation"])}
     iv = weight_intervals(spec, alpha0, history, report, seed=seed)
     if iv is not None:
         out["interval"] = {d: [float(lo), float(hi)] for d, lo, hi in zip(names, iv["low"], iv["high"])}
