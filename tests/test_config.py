@@ -200,3 +200,25 @@ def test_every_shipped_config_loads(name):
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / name)
     assert cfg.data.domains
+
+
+def test_proxy_target_is_the_targets_own_architecture(tmp_path):
+    """mixer.proxy: target (in the mixer, from --set, or in a method's own section) is the config's model."""
+    from conftest import tiny_config
+    from tandem.config import ModelConfig
+    from tandem.mixing.methods import resolve_mixer
+
+    path = tiny_config(tmp_path, model={"preset": "tiny", "n_layer": 2, "n_embd": 48})
+    cfg = load_config(path, ["mixer.proxy=target"])
+    assert isinstance(cfg.mixer.proxy, ModelConfig) and cfg.mixer.proxy == cfg.model
+    assert cfg.mixer.proxy is not cfg.model  # a copy: editing one never edits the other
+    plain = load_config(path)
+    assert plain.mixer.proxy != plain.model  # the default stays the small proxy
+    raw = yaml.safe_load(path.read_text())
+    raw["methods"] = {"doremi": {"proxy": "target"}}
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(path)
+    assert resolve_mixer(cfg, "doremi").proxy == cfg.model
+    assert resolve_mixer(cfg, "tandem").proxy != cfg.model
+    with pytest.raises(InputError, match="mixer.proxy"):
+        load_config(path, ["mixer.proxy=targett"])
