@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import scale
 
         return scale.main(argv[1:])
+    if argv[:1] == ["tandem-defaults"]:  # the runs that chose TANDEM's defaults (benchmarks/tandem_defaults.py)
+        from benchmarks import tandem_defaults
+
+        return tandem_defaults.main(argv[1:])
     if argv[:1] == ["power"]:  # TANDEM's step on synthetic Delta (benchmarks/power.py)
         from benchmarks import power
 
