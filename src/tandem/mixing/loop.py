@@ -4,8 +4,9 @@ One episode:
     w <- u                                   (sync; skipped for a frozen or unsynced reference)
     K probing steps: u and w step on the SAME train batch from the same optimizer state; w additionally
                      takes a separate step on a validation batch (Learner.step(valid=...), size 1/gamma)
-    Delta_i = gamma (L_i(w) - L_i(u))        on held batches of each domain's train split, in two independent
-                                             halves, so each episode also measures Delta's standard error
+    Delta_i = gamma (L_i(w) - L_i(u))        on batches of the rows the proxy trains on (the penalty's gradient in
+                                             alpha, by Danskin), in two independent halves, so each episode also
+                                             measures Delta's standard error
     alpha <- update(alpha, Delta)            (`update_alpha`: the only place alpha changes, here and in the
                                              Trainer callback)
     E free steps of u on the new alpha
