@@ -86,8 +86,8 @@ class LMProblem:
         # Separate streams (different seeds) so held and validation draws never shift the training stream.
         train_arrays, held_arrays = data.split_arrays("train"), data.split_arrays("train")
         if mc.held_out_fraction > 0:
-            # Delta on windows the twins never train on: with small, repeated domains the proxy has memorised its
-            # own training windows, and a gap measured there rewards forgetting them, not generalising.
+            # Delta on windows the twins never train on (an option): the derivative of a problem with unlimited
+            # fresh text per domain, which credits a scarce domain for text more weight cannot supply (ALGORITHM.md).
             pairs = [hold_out(a, mc.held_out_fraction, seq_len, name) for a, name in zip(train_arrays, names)]
             train_arrays, held_arrays = [p[0] for p in pairs], [p[1] for p in pairs]
         self.horizon_fraction = 1.0
