@@ -8,6 +8,7 @@ to the config file's folder.
 from __future__ import annotations
 
 import difflib
+import typing
 import math
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -718,7 +719,9 @@ def _fields_at(loc: tuple) -> list[str]:
                 continue
             return []
         ann = fields[part].annotation
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        # a union of a literal and a section (mixer.proxy: target or a model) has the section's fields
+        members = [ann, *typing.get_args(ann)]
+        model = next((m for m in members if isinstance(m, type) and issubclass(m, BaseModel)), None)
         if model is None:
             if part == "domains":
                 model = DomainConfig

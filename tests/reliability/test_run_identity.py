@@ -77,7 +77,7 @@ def test_resume_of_the_same_run_and_rerun_refusal(finished, cli):
 def test_config_yaml_reruns_the_same_run(finished, cli, tmp_path):
     _, out = finished
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert "base_dir" not in saved and saved["mixer"]["held_out_fraction"] == 0.15  # method defaults written out
+    assert "base_dir" not in saved and saved["mixer"]["update"] == "standardized"  # method defaults written out
     assert all(os.path.isabs(p) for spec in saved["data"]["domains"].values() for p in (spec["train"], spec["valid"]))
     again = tmp_path / "again"
     rc, _, err = cli("optimize", out / "config.yaml", "--out", again, "-q")

@@ -27,7 +27,7 @@ PRETRAIN, SFT = ["code", "docs", "prose"], ["funcname", "upper", "module"]
 
 def two_stage_config(root: Path, **stages) -> Path:
     path = tiny_config(root, train={"steps": 16, "seq_len": 96}, mixer={
-        "episodes": 3, "probe_steps": 2, "free_steps": 2, "eta_alpha": 10.0, "eval_sequences": 4})
+        "episodes": 3, "probe_steps": 2, "free_steps": 2, "eta_alpha": 0.5, "eval_sequences": 4})
     raw = yaml.safe_load(path.read_text())
     raw["data"]["domains"].update(write_sft_tasks(root))
     raw["stages"] = {"pretrain": PRETRAIN, "sft": SFT, "sft_steps": 12, "sft_lr": 3e-3, **stages}
@@ -176,6 +176,6 @@ def test_every_job_resolves_a_methods_settings_alike(prepared, tmp_path, cli):
     for label, mixer in recorded.items():
         assert mixer["smoothing"] == 0.02, label  # methods.doremi
         assert mixer["sampling"] == "reweight", label  # a published default the config leaves alone
-        assert (mixer["eta_alpha"], mixer["probe_steps"]) == (10.0, 2), label  # the config's own mixer wins
+        assert (mixer["eta_alpha"], mixer["probe_steps"]) == (0.5, 2), label  # the config's own mixer wins
     # without methods.doremi the published smoothing applies on every path
     assert method_config(load_config(one, ["methods={}"]), "doremi", 0).mixer.smoothing == 1e-3
