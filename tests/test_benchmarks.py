@@ -91,3 +91,43 @@ def test_replace_section_appends_when_markers_are_missing():
     assert out == f"# B\n\ntext\n\n{BEGIN}\nnew\n{END}\n"
     again = replace_section(out, f"{BEGIN}\nnewer\n{END}\n")
     assert again == f"# B\n\ntext\n\n{BEGIN}\nnewer\n{END}\n"
+
+
+def test_power_protocol_picks_the_largest_step_within_the_null(tmp_path):
+    """benchmarks/power.py: the chosen eta keeps the null within its limit at every episode count, and the next
+    step on the grid does not (so the choice is the largest, not any)."""
+    from benchmarks import power
+
+    out = tmp_path / "power.json"
+    assert bench_main(["power", "--replays", "40", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    best = res["choice"]
+    cand = res["candidates"][best["report"]]
+    assert best["eta"] in power.ETAS
+    for T in power.EPISODES:
+        assert cand["cells"][f"T={T} rho={power.RHO_CHOICE} snr=0.0"]["null95"] <= power.NULL_LIMIT
+        assert cand["cells"][f"T={T} rho={power.RHO_CHOICE} snr=0.6"]["favoured"] > 1 / power.M  # it has power
+
+
+def test_tandem_defaults_tables_pair_by_seed_and_apply_the_decisions(tmp_path, capsys):
+    from benchmarks import tandem_defaults as td
+
+    def write(folder, method):
+        runs = [{"method": m, "seed": s, "weights": {"a": 0.5, "b": 0.5}, "stage1_wall_s": 1.0,
+                 "valid_loss": {"average": v}, "test_loss": {"average": v}}
+                for m, vals in method.items() for s, v in enumerate(vals)]
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "results.json").write_text(json.dumps({"runs": runs}))
+
+    base = [3.0, 3.2, 3.1, 3.3, 2.9]
+    for s in ("transfer", "restricted", "oracle", "ecommerce"):
+        write(s, {"uniform": base, "tandem": [x - 0.1 for x in base]})
+        # C beats A by 0.05 +- 0.01 everywhere; B loses to A in restricted
+        write(f"{s}-C", {"tandem": [x - 0.15 + 0.01 * (k % 2) for k, x in enumerate(base)]})
+    write("transfer-B", {"tandem": [x - 0.3 for x in base]})
+    write("restricted-B", {"tandem": [x + 0.1 for x in base]})
+    assert td.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| tandem (defaults) (5) | -0.1000 ± 0.0000 | better |" in out
+    assert "decision 1 (where Delta is measured): train rows" in out  # B wins in one scenario only
+    assert "decision 2 (proxy): C wins 4, loses 0 -> proxy: target, horizon: target" in out
