@@ -34,7 +34,9 @@ METHODS = STATIC_METHODS + LOOP_METHODS + ONLINE_METHODS + SEARCH_METHODS
 METHOD_DEFAULTS = {
     # Delta on the rows the proxy trains on (held_out_fraction 0, the field's default: the penalty's gradient,
     # ALGORITHM.md), the standardised step, and the last mixture, which holds all the evidence under that step.
-    "tandem": {"update": "standardized", "report": "final"},
+    # gamma 10: nearer the exact hypergradient on the test bed with a memorised domain, at no loss of Delta's
+    # signal-to-noise on real domains (BENCHMARKS.md, "TANDEM finding the mixture", decision 3).
+    "tandem": {"update": "standardized", "report": "final", "gamma": 10.0},
     # DoReMi's proxy minimises the alpha-reweighted per-domain losses (its minimax objective), not resampled batches.
     "doremi": {"probe_steps": 1, "free_steps": 0, "eta_alpha": 1.0, "smoothing": 1e-3, "gamma": 1.0,
                "sampling": "reweight"},
