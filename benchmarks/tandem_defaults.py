@@ -3,7 +3,7 @@ the mixture" (its protocol, written before the runs, is there).
 
 RUNS (default runs/s7) holds one `tandem compare` folder per scenario and row: SCENARIO (uniform and A, TANDEM on
 its defaults), SCENARIO-C (proxy: target, horizon: target), SCENARIO-B (held_out_fraction 0.15), SCENARIO-init
-(initial: natural), as benchmarks/tandem_defaults.sh runs them. Every row is paired with uniform at the same seed;
+(initial: natural), SCENARIO-G10 (gamma 10, the default after decision 3), as benchmarks/tandem_defaults.sh runs them. Every row is paired with uniform at the same seed;
 decisions read only validation loss. Test loss is shown for the record.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 SCENARIOS = ("transfer", "restricted", "oracle", "ecommerce", "abundant")
-ROWS = {"A": "", "C": "-C", "B": "-B", "natural start": "-init"}
-LABELS = {"A": "tandem (defaults)", "C": "tandem, proxy = target, horizon = target",
+ROWS = {"A": "", "G": "-G10", "C": "-C", "B": "-B", "natural start": "-init"}
+LABELS = {"A": "tandem (defaults at gamma 1)", "G": "tandem, gamma 10 (the final defaults)", "C": "tandem, proxy = target, horizon = target",
           "B": "tandem, Delta on held-out windows (0.15)", "natural start": "tandem, initial: natural"}
 
 

@@ -7,20 +7,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R=runs/s7
+# Rows A, B, C and the natural start ran at gamma 1 (the default then); G10 at gamma 10, the default after
+# decision 3 (tandem's method default, so no override).
 run() { tandem compare "$@" --seeds 5 -q; }
+g1() { tandem compare "$@" --set mixer.gamma=1 --seeds 5 -q; }
 if [ "${1:-1}" = 1 ]; then
-    run benchmarks/configs/transfer.yaml --methods uniform,tandem --out $R/transfer
-    run benchmarks/configs/oracle.yaml --methods uniform,tandem --out $R/oracle
-    run benchmarks/configs/transfer.yaml --methods tandem --set mixer.proxy=target --set mixer.horizon=target --out $R/transfer-C
-    run benchmarks/configs/oracle.yaml --methods tandem --set mixer.proxy=target --set mixer.horizon=target --out $R/oracle-C
-    run benchmarks/configs/transfer.yaml --methods tandem --set mixer.held_out_fraction=0.15 --out $R/transfer-B
+    g1 benchmarks/configs/transfer.yaml --methods uniform,tandem --out $R/transfer
+    g1 benchmarks/configs/oracle.yaml --methods uniform,tandem --out $R/oracle
+    g1 benchmarks/configs/transfer.yaml --methods tandem --set mixer.proxy=target --set mixer.horizon=target --out $R/transfer-C
+    g1 benchmarks/configs/oracle.yaml --methods tandem --set mixer.proxy=target --set mixer.horizon=target --out $R/oracle-C
+    g1 benchmarks/configs/transfer.yaml --methods tandem --set mixer.held_out_fraction=0.15 --out $R/transfer-B
+    run benchmarks/configs/transfer.yaml --methods tandem --out $R/transfer-G10
 else
-    run benchmarks/configs/restricted.yaml --methods uniform,tandem --out $R/restricted
-    run benchmarks/configs/sft-ecommerce.yaml --methods uniform,tandem --out $R/ecommerce
-    run benchmarks/configs/restricted.yaml --methods tandem --set mixer.proxy=target --set mixer.horizon=target --out $R/restricted-C
-    run benchmarks/configs/sft-ecommerce.yaml --methods tandem --set mixer.proxy=target --set mixer.horizon=target --out $R/ecommerce-C
-    run benchmarks/configs/restricted.yaml --methods tandem --set mixer.held_out_fraction=0.15 --out $R/restricted-B
-    run benchmarks/configs/abundant.yaml --methods uniform,tandem --out $R/abundant
-    run benchmarks/configs/restricted.yaml --methods tandem --set mixer.initial=natural --out $R/restricted-init
-    run benchmarks/configs/transfer.yaml --methods tandem --set mixer.initial=natural --out $R/transfer-init
+    g1 benchmarks/configs/restricted.yaml --methods uniform,tandem --out $R/restricted
+    g1 benchmarks/configs/sft-ecommerce.yaml --methods uniform,tandem --out $R/ecommerce
+    g1 benchmarks/configs/restricted.yaml --methods tandem --set mixer.proxy=target --set mixer.horizon=target --out $R/restricted-C
+    g1 benchmarks/configs/sft-ecommerce.yaml --methods tandem --set mixer.proxy=target --set mixer.horizon=target --out $R/ecommerce-C
+    g1 benchmarks/configs/restricted.yaml --methods tandem --set mixer.held_out_fraction=0.15 --out $R/restricted-B
+    g1 benchmarks/configs/abundant.yaml --methods uniform,tandem --out $R/abundant
+    g1 benchmarks/configs/restricted.yaml --methods tandem --set mixer.initial=natural --out $R/restricted-init
+    g1 benchmarks/configs/transfer.yaml --methods tandem --set mixer.initial=natural --out $R/transfer-init
+    for s in restricted sft-ecommerce oracle abundant; do
+        run benchmarks/configs/$s.yaml --methods tandem --out $R/${s#sft-}-G10
+    done
 fi

@@ -128,6 +128,6 @@ def test_tandem_defaults_tables_pair_by_seed_and_apply_the_decisions(tmp_path, c
     write("restricted-B", {"tandem": [x + 0.1 for x in base]})
     assert td.main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| tandem (defaults) (5) | -0.1000 ± 0.0000 | better |" in out
+    assert "| tandem (defaults at gamma 1) (5) | -0.1000 ± 0.0000 | better |" in out
     assert "decision 1 (where Delta is measured): train rows" in out  # B wins in one scenario only
     assert "decision 2 (proxy): C wins 4, loses 0 -> proxy: target, horizon: target" in out
