@@ -357,7 +357,8 @@ class MixerConfig(_Section):
     probe_steps: int = Field(5, ge=1, description="K: probing steps of both twins per episode.")
     free_steps: int = Field(10, ge=0, description="E: proxy steps on the new mixture after each update.")
     warmup_steps: int = Field(0, ge=0, description="Proxy steps on the initial mixture before the first episode.")
-    gamma: float = Field(1.0, gt=0, description="Penalty weight: the reference steps on grad L_val + gamma * grad L_train.")
+    gamma: float = Field(1.0, gt=0, description="Penalty weight: the reference steps on grad L_val + gamma * grad L_train "
+                         "(method=tandem: 10 where the config is silent; doremi and doge: 1).")
     eta_alpha: Optional[float] = Field(
         None, gt=0,
         description="Step size of the mixture update. update=standardized: the spread of a log-weight that pure noise "
