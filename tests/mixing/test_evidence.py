@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tandem.mixing.evidence import episode_correlation, episode_statistics, standardized, weight_intervals
+from tandem.mixing.evidence import episode_correlation, episode_statistics, weight_intervals
+from tandem.mixing.updates import standardize
 from tandem.mixing.loop import EpisodeRecord, LoopSpec
 
 
@@ -45,8 +46,8 @@ def test_standard_error_allows_for_correlated_episodes():
     T, M = 30, 4
     for rho, lo, hi in ((0.5, 0.8, 1.25), (0.0, 0.85, 1.3)):
         draws = [ar1(rng, T, M, rho) for _ in range(600)]
-        true_sd = np.std([standardized(x).mean(axis=0)[0] for x in draws])
-        iid = np.mean([standardized(x).std(axis=0, ddof=1)[0] / np.sqrt(T) for x in draws])
+        true_sd = np.std([standardize(x).mean(axis=0)[0] for x in draws])
+        iid = np.mean([standardize(x).std(axis=0, ddof=1)[0] / np.sqrt(T) for x in draws])
         ours = np.mean([episode_statistics(records(x))["se"][0] for x in draws])
         if rho:
             assert iid < 0.75 * true_sd  # the i.i.d. formula understates it

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from tandem.mixing.loop import EpisodeRecord, LoopSpec, next_mixture
+from tandem.mixing.updates import standardize
 
 
 def _deltas(history: list[EpisodeRecord]) -> tuple[np.ndarray, np.ndarray]:
@@ -29,13 +30,6 @@ def _deltas(history: list[EpisodeRecord]) -> tuple[np.ndarray, np.ndarray]:
         return rows, np.zeros(0, dtype=bool)
     measured = np.all(np.isfinite(rows), axis=0)
     return rows[np.all(np.isfinite(rows[:, measured]), axis=1)], measured
-
-
-def standardized(rows: np.ndarray) -> np.ndarray:
-    """Each episode's centred Delta divided by its root mean square over domains (a row of zeros stays zero)."""
-    c = rows - rows.mean(axis=1, keepdims=True)
-    rms = np.sqrt(np.mean(c * c, axis=1, keepdims=True))
-    return np.divide(c, rms, out=np.zeros_like(c), where=rms > 0)
 
 
 def episode_correlation(z: np.ndarray) -> float:
@@ -58,7 +52,7 @@ def episode_statistics(history: list[EpisodeRecord]) -> dict[str, np.ndarray]:
     rows, on = _deltas(history)
     if len(rows) == 0:
         return {}
-    z = standardized(rows[:, on])
+    z = standardize(rows[:, on])
     mean = np.full(rows.shape[1], np.nan)
     se = np.full(rows.shape[1], np.nan)
     flips = np.full(rows.shape[1], np.nan)
@@ -98,7 +92,7 @@ def weight_intervals(spec: LoopSpec, alpha0: np.ndarray, history: list[EpisodeRe
     if T < 3:
         return None
     rng = np.random.default_rng([seed, 0xB007])
-    z = standardized(d[:, on])
+    z = standardize(d[:, on])
     mean = z.mean(axis=0)
     dev = z - mean
     rho = episode_correlation(z)

@@ -77,6 +77,16 @@ def apply_floor(alpha: np.ndarray, floor: float) -> np.ndarray:
 UPDATE_RULES = ("standardized", "eg", "projected")
 
 
+def standardize(delta: np.ndarray) -> np.ndarray:
+    """Each episode's (last axis: domains) centred Delta divided by its root mean square over domains; an episode
+    whose centred Delta is all zero (or not finite in its spread) gives zeros. The quantity TANDEM's step adds up,
+    and the one its evidence (tandem.mixing.evidence) is measured in."""
+    c = np.asarray(delta, dtype=np.float64)
+    c = c - c.mean(axis=-1, keepdims=True)
+    rms = np.sqrt(np.mean(c * c, axis=-1, keepdims=True))
+    return np.divide(c, rms, out=np.zeros_like(c), where=rms > 0)
+
+
 def standardized_update(alpha: np.ndarray, delta: np.ndarray, eta: float, episodes: int) -> np.ndarray:
     """TANDEM's default mixture step: mirror descent on this episode's Delta measured in its own units.
 
@@ -96,12 +106,7 @@ def standardized_update(alpha: np.ndarray, delta: np.ndarray, eta: float, episod
       moves it about eta times its t-statistic over the episodes (sqrt(episodes) x signal-to-noise).
     """
     alpha = np.asarray(alpha, dtype=np.float64)
-    c = np.asarray(delta, dtype=np.float64)
-    c = c - c.mean()
-    rms = float(np.sqrt(np.mean(c * c)))
-    if not rms > 0 or len(alpha) < 2:
-        return alpha / alpha.sum()
-    step = (eta / math.sqrt(max(int(episodes), 1))) * (c / rms)
+    step = (eta / math.sqrt(max(int(episodes), 1))) * standardize(delta)
     logits = np.log(np.maximum(alpha, 1e-300)) - step
     logits -= logits.max()
     w = np.exp(logits)
