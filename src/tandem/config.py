@@ -24,7 +24,8 @@ SPLITS = ("train", "valid", "test")
 class _Section(BaseModel):
     # Unknown keys are errors: a typo must never silently fall back to a default.
     # Infinite or NaN numbers are errors too: an infinite step size would only surface later as a numeric fault.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    # Strict types: a quoted number ('30') is a string, refused naming the field, not coerced behind the user's back.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False, strict=True)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -509,6 +510,24 @@ class Config(_Section):
         return self
 
     @model_validator(mode="after")
+    def _methods(self) -> "Config":
+        # Each `methods.<name>` names a method and only mixer fields: a typo (`doremy`, `eta_alhpa`) is an error,
+        # never a section silently ignored.
+        from tandem.mixing.methods import METHODS
+
+        for name, section in self.methods.items():
+            if name not in METHODS:
+                close = difflib.get_close_matches(name, METHODS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"methods: unknown method {name!r}{hint}; expected some of {', '.join(METHODS)}")
+            unknown = sorted(set(section) - set(MixerConfig.model_fields))
+            if unknown:
+                close = difflib.get_close_matches(unknown[0], list(MixerConfig.model_fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"methods.{name}: unknown mixer field {unknown[0]!r}{hint}")
+        return self
+
+    @model_validator(mode="after")
     def _proxy(self) -> "Config":
         # mixer.proxy: target is the target's own architecture, resolved once here so every job sees a model
         if self.mixer.proxy == "target":
@@ -583,7 +602,13 @@ class Config(_Section):
         return self.model_dump(mode="json")
 
 
-def _group_domains(group: str, spec: DomainConfig, base_dir: str, data: "DataConfig") -> dict[str, DomainConfig]:
+def _twice(group: str, name: str) -> InputError:
+    return InputError(f"data.domains.{group}: the domain {name!r} is named twice in data.domains (by a group's value "
+                      f"and another entry); rename one, a value with domain_values: {{value: name}}")
+
+
+def _group_domains(group: str, spec: DomainConfig, base_dir: str, data: "DataConfig",
+                   taken: set[str] = frozenset()) -> dict[str, DomainConfig]:
     """The domains of one group (a domains entry with `domain_field`): one per value, each a copy of the entry that
     keeps the rows holding its value (`where`), with the splits that value occurs in."""
     from tandem.data.readers import field_values
@@ -597,6 +622,8 @@ def _group_domains(group: str, spec: DomainConfig, base_dir: str, data: "DataCon
             if problem:
                 raise InputError(f"{label}.domain_field: value {value!r} of {spec.domain_field} cannot name a "
                                  f"domain ({problem}); name it with {label}.domain_values: {{{value!r}: a_name, ...}}")
+            if name in taken:  # before the scan's result is remembered: refused input writes nothing
+                raise _twice(group, name)
         return names
 
     if spec.domain_values is not None:
@@ -618,12 +645,11 @@ def expand_groups(domains: dict[str, DomainConfig], base_dir: str, data: "DataCo
     """data.domains with every group replaced by its domains (at its place); a name made twice is an error."""
     out: dict[str, DomainConfig] = {}
     for group, spec in domains.items():
-        made = _group_domains(group, spec, base_dir, data) if spec.domain_field is not None else {group: spec}
+        taken = set(out) | (set(domains) - {group})
+        made = _group_domains(group, spec, base_dir, data, taken) if spec.domain_field is not None else {group: spec}
         for name, d in made.items():
             if name in out or (name != group and name in domains):
-                raise InputError(f"data.domains.{group}: the domain {name!r} is named twice in data.domains (by a "
-                                 f"group's value and another entry); rename one, a value with domain_values: "
-                                 f"{{value: name}}")
+                raise _twice(group, name)
             out[name] = d
     if not out:
         raise InputError("data.domains: the groups (domain_field) found no values, so there is no domain")
@@ -631,25 +657,32 @@ def expand_groups(domains: dict[str, DomainConfig], base_dir: str, data: "DataCo
 
 
 def check_weights(w: Any, names: set[str] | list[str], label: str, allow_missing: bool = False) -> dict[str, float]:
-    """Validate a {domain: weight} mapping: finite, non-negative, known names, sums to 1 (within 1e-6)."""
+    """Validate a {domain: weight} mapping: finite, non-negative, known names, sums to 1 (within 1e-6); raises
+    InputError (a ValueError) naming `label`."""
     if not isinstance(w, dict) or not w:
-        raise ValueError(f"{label}: expected a mapping of domain name to weight")
+        raise InputError(f"{label}: expected a mapping of domain name to weight")
     names = set(names)
     unknown = sorted(set(w) - names)
     if unknown:
-        raise ValueError(f"{label}: unknown domain(s) {unknown}; expected {sorted(names)}")
+        raise InputError(f"{label}: unknown domain(s) {unknown}; expected {sorted(names)}")
     missing = sorted(names - set(w))
     if missing and not allow_missing:
-        raise ValueError(f"{label}: missing domain(s) {missing}; every domain needs a weight")
+        raise InputError(f"{label}: missing domain(s) {missing}; every domain needs a weight")
     out = {}
     for k, v in w.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise ValueError(f"{label}.{k}: expected a finite non-negative number, got {v!r}")
+        if not _finite_number(v) or v < 0:
+            raise InputError(f"{label}.{k}: expected a finite non-negative number, got {v!r}")
         out[k] = float(v)
     total = sum(out.values())
     if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"{label}: weights must sum to 1, got {total:.8g}")
+        raise InputError(f"{label}: weights must sum to 1, got {total:.8g}")
     return out
+
+
+def _finite_number(v) -> bool:
+    from tandem.schema import NUM
+
+    return NUM.test(v)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

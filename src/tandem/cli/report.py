@@ -26,7 +26,7 @@ def cmd_export(args) -> int:
         raise InputError(f"--format: unknown format {args.format!r}; expected one of {', '.join(FORMATS)}")
     order = [d.strip() for d in args.order.split(",") if d.strip()] if args.order else None
     weights, source = read_weights(args.weights, args.method)
-    text = export(weights, args.format, source, order, args.prefix_template, _prefix_map(args.prefix))
+    text = export(weights, args.format, source, order, args.prefix_template, _prefix_map(args.prefix), args.weights)
     if args.out:
         out = check_writable_file(args.out, "--out")
         write_text(out, text)

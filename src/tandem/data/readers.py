@@ -35,6 +35,7 @@ def expand_sources(spec: str | list[str], base_dir: Path, label: str) -> list[Pa
         else:
             if not full.exists():
                 raise InputError(f"{label}: file not found: {full}")
+            _regular_or_folder(full, label)
             out.append(full)
     seen, unique = set(), []
     for m in out:
@@ -42,6 +43,28 @@ def expand_sources(spec: str | list[str], base_dir: Path, label: str) -> list[Pa
             seen.add(m)
             unique.append(m)
     return unique
+
+
+def _regular_or_folder(path: Path, label: str) -> None:
+    """Refuse a pipe, socket or device up front: reading one blocks or never ends."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        raise InputError(f"{label}: {path}: cannot read ({err.strerror or err})") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InputError(f"{label}: {path}: expected a file or a folder, got a pipe, socket or device")
+
+
+def _unicode(text: str, where: str) -> str:
+    """Text that is valid Unicode: JSON can spell a lone surrogate (\\ud800) that no UTF-8 encoder accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InputError(f"{where}: text holds {err.object[err.start:err.end].encode('unicode_escape').decode()} "
+                         f"(a lone surrogate); expected valid Unicode text") from None
+    return text
 
 
 COMPRESSED = (".gz", ".zst", ".zstd")
@@ -91,14 +114,15 @@ def _open_text(path: Path):
     if name.endswith(".gz"):
         import gzip
 
-        return gzip.open(path, "rt", encoding="utf-8")
+        return gzip.open(path, "rt", encoding="utf-8-sig")
     if name.endswith((".zst", ".zstd")):
         import io
 
         import pyarrow as pa
 
-        return io.TextIOWrapper(pa.input_stream(str(path), compression="zstd"), encoding="utf-8")
-    return open(path, "r", encoding="utf-8")
+        return io.TextIOWrapper(pa.input_stream(str(path), compression="zstd"), encoding="utf-8-sig")
+    # utf-8-sig: a leading byte-order mark (as Excel and some editors write) is not part of the first field.
+    return open(path, "r", encoding="utf-8-sig")
 
 
 def read_jsonl(path: Path, field: str) -> Iterator[str]:
@@ -109,7 +133,7 @@ def read_jsonl(path: Path, field: str) -> Iterator[str]:
         if not isinstance(text, str):
             raise InputError(f"{where}: field '{field}' must be a string, got {type(text).__name__}")
         if text:
-            yield text
+            yield _unicode(text, where)
 
 
 def read_txt(path: Path) -> Iterator[str]:
@@ -124,10 +148,11 @@ def read_txt(path: Path) -> Iterator[str]:
         raise InputError(f"{path}: not UTF-8 text") from None
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
-    if b"\x00" in raw[:8192]:
-        raise InputError(f"{path}: binary file; expected UTF-8 text")
+    nul = raw.find(b"\x00")
+    if nul >= 0:  # anywhere: a text file with a binary tail is not text
+        raise InputError(f"{path}: binary file (a NUL byte at offset {nul:,}); expected UTF-8 text")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
     if text.strip():
@@ -142,7 +167,7 @@ def _string_column(values, path: Path, field: str) -> Iterator[str]:
         if not isinstance(text, str):
             raise InputError(f"{path}: column '{field}' must hold strings, got {type(text).__name__}")
         if text:
-            yield text
+            yield _unicode(text, str(path))
 
 
 def read_parquet(path: Path, field: str) -> Iterator[str]:
@@ -202,6 +227,8 @@ def _guarded(path: Path, items: Iterator) -> Iterator:
         raise
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text (a binary file?)") from None
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply to read") from None
     except (EOFError, zlib.error, OSError, ValueError) as err:
         detail = (getattr(err, "strerror", None) or str(err) or type(err).__name__).splitlines()[0]
         raise InputError(f"{path}: cannot be read ({detail})") from None
@@ -229,11 +256,17 @@ def row_filter(where: dict | None, label: str):
                 got = _lookup(row, field)
             except KeyError:  # rows without the field belong to no domain cut by it (sources mix row shapes)
                 return False
-            if not (got in want if isinstance(want, list) else got == want):
+            if not (any(_same(got, w) for w in want) if isinstance(want, list) else _same(got, want)):
                 return False
         return True
 
     return keep
+
+
+def _same(got, want) -> bool:
+    """Equal and of the same JSON type: Python's `True == 1 == 1.0` would let `where: {id: 1}` keep rows whose id
+    is true or 1.0."""
+    return type(got) is type(want) and got == want
 
 
 def _scan_values_of(rows, field: str) -> set:
@@ -304,7 +337,7 @@ def text_of(row: dict, at: str, field: str) -> str:
         return ""
     if not isinstance(text, str):
         raise InputError(f"{at}: field '{field}' must be a string, got {type(text).__name__}")
-    return text
+    return _unicode(text, at)
 
 
 def read_documents(paths: list[Path], fmt: str, field: str, split: str | None = None) -> Iterator[str]:
@@ -345,6 +378,8 @@ def _json_array_records(path: Path) -> Iterator[tuple[str, dict]]:
             rows = json.load(f)
     except json.JSONDecodeError as err:
         raise InputError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply") from None
     if not isinstance(rows, list):
         raise InputError(f"{path}: expected a JSON array of objects or one JSON object per line")
     for n, row in enumerate(rows, 1):
@@ -374,6 +409,8 @@ def _jsonl_records(path: Path) -> Iterator[tuple[str, dict]]:
                     row = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise InputError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
+                except RecursionError:
+                    raise InputError(f"{path}:{lineno}: JSON nested too deeply") from None
                 if not isinstance(row, dict):
                     raise InputError(f"{path}:{lineno}: expected a JSON object per line")
                 yield f"{path}:{lineno}", row
@@ -387,6 +424,8 @@ def _csv_records(path: Path) -> Iterator[tuple[str, dict]]:
     """Rows of a csv (or tab-separated .tsv) file with a header line; quoted fields may span lines."""
     import csv
 
+    # A document is one field: lift the csv module's 128 KiB default field limit (the file's own size bounds it).
+    csv.field_size_limit(max(csv.field_size_limit(), (1 << 31) - 1))
     with _open_text(path) as f:
         delimiter = "\t" if _plain_name(path).endswith(".tsv") else ","
         reader = csv.DictReader(f, delimiter=delimiter)

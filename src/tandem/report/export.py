@@ -37,24 +37,22 @@ def read_weights(path: str | Path, method: str | None = None) -> tuple[dict[str,
                 break
         else:
             raise InputError(f"{path}: no weights.json or results.json in this folder")
-    if not path.is_file():
-        raise InputError(f"{path}: weights file not found")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not valid JSON ({getattr(err, 'msg', err)})") from None
+    from tandem import schema
+    from tandem.mixing.weights import read_mixture_file
+
+    obj = None if path.suffix.lower() in (".yaml", ".yml") else schema.read_json(path, what="weights file")
     if isinstance(obj, dict) and isinstance(obj.get("runs"), list):
+        schema.read_compare_json(path, full=False)  # the whole file to its schema, then the method's mean
         weights = _compare_weights(obj, path, method)
-    elif isinstance(obj, dict) and isinstance(obj.get("domain_weights"), dict):
-        if method is not None and obj.get("method") not in (None, method):
-            raise InputError(f"{path}: holds the weights of method {obj.get('method')!r}, not --method {method!r}")
-        weights = obj["domain_weights"]
     else:
-        raise InputError(f'{path}: expected {{"domain_weights": {{domain: weight}}}} or a compare results.json')
-    try:
-        checked = check_weights(weights, list(weights), f"{path}: domain_weights")
-    except ValueError as err:
-        raise InputError(str(err)) from None
+        weights, obj = read_mixture_file(path)
+        if isinstance(obj, dict) and isinstance(obj.get("domain_weights"), dict):
+            schema.check(obj, schema.WEIGHTS, str(path))
+            if method is not None and obj.get("method") not in (None, method):
+                raise InputError(f"{path}: holds the weights of method {obj.get('method')!r}, not --method {method!r}")
+        if not isinstance(obj, dict):
+            obj = {}
+    checked = check_weights(weights, list(weights), f"{path}: domain_weights")
     return {d: float(checked[d]) for d in weights}, obj
 
 
@@ -72,6 +70,8 @@ def _compare_weights(obj: dict, path: Path, method: str | None) -> dict[str, flo
         raise InputError(f"{path}: runs of {method!r} lack weights or name different domains")
     mean = {d: sum(float(r["weights"][d]) for r in runs) / len(runs) for d in names}
     total = sum(mean.values())
+    if not total > 0 or any(v < 0 for v in mean.values()):
+        raise InputError(f"{path}: the weights of {method!r} must be non-negative with a positive sum, got {mean}")
     return {d: v / total for d, v in mean.items()}
 
 
@@ -139,11 +139,18 @@ def datasets_probabilities(weights: dict[str, float], order: list[str] | None = 
         raise InputError(f"{source}: --format datasets needs each domain's rows_per_document (interleave_datasets "
                          f"samples documents, the weights are shares of tokens); export a weights.json written by "
                          f"tandem optimize or run")
+    from tandem.schema import number
+
+    rows = {d: number(rows_per_document[d], f"{source}: rows_per_document.{d}") for d in weights}
+    bad = [d for d in weights if rows[d] < 0 or (rows[d] == 0 and float(weights[d]) > 0)]
+    if bad:
+        raise InputError(f"{source}: rows_per_document.{bad[0]}: expected a positive number for a domain with weight "
+                         f"{float(weights[bad[0]]):g}, got {rows[bad[0]]:g}")
     # A domain without a train split (target-only: weight 0, no documents to draw) has no dataset to interleave.
-    absent = [d for d in weights if float(rows_per_document[d]) == 0 and float(weights[d]) == 0]
+    absent = [d for d in weights if rows[d] == 0 and float(weights[d]) == 0]
     names = _order({d: w for d, w in weights.items() if d not in absent},
                    None if order is None else [d for d in order if d not in absent], source)
-    per_doc = [float(weights[d]) / float(rows_per_document[d]) for d in names]
+    per_doc = [float(weights[d]) / rows[d] for d in names]
     out = {"domains": names, "probabilities": exact_probabilities(per_doc),
            "weights": [float(weights[d]) for d in names],
            "note": "probabilities are per document (interleave_datasets): each domain's weight divided by its mean "
@@ -162,8 +169,9 @@ def plain_yaml(weights: dict[str, float], order: list[str] | None = None) -> str
 
 
 def export(weights: dict[str, float], fmt: str, source: dict | None = None, order: list[str] | None = None,
-           prefix_template: str = "{domain}", prefixes: dict[str, str] | None = None) -> str:
-    """The text of `weights` in format `fmt` (one of FORMATS)."""
+           prefix_template: str = "{domain}", prefixes: dict[str, str] | None = None,
+           where: str = "the weights file") -> str:
+    """The text of `weights` in format `fmt` (one of FORMATS); `where` names the file they came from in errors."""
     if fmt == "megatron":
         return megatron_blend(weights, prefix_template, prefixes, order)
     if fmt == "doremi":
@@ -172,7 +180,7 @@ def export(weights: dict[str, float], fmt: str, source: dict | None = None, orde
         ev = {d: float(target[d]) for d in names} if isinstance(target, dict) and set(target) == set(weights) else None
         return doremi_config({d: weights[d] for d in names}, ev)
     if fmt == "datasets":
-        return json.dumps(datasets_probabilities(weights, order, (source or {}).get("rows_per_document")),
+        return json.dumps(datasets_probabilities(weights, order, (source or {}).get("rows_per_document"), where),
                           indent=2) + "\n"
     if fmt == "yaml":
         return plain_yaml(weights, order)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import json
 import platform
 import tempfile
 import time
@@ -42,33 +41,64 @@ window.addEventListener('load', function () {
 """
 
 
-def _read_json(path: Path) -> dict | None:
-    if not path.is_file():
+def _read_json(path: Path, reader=None) -> dict | None:
+    """A JSON file of the folder held to its schema (`reader` from tandem.schema), or None when absent."""
+    from tandem import schema
+
+    if not path.exists():
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not valid JSON ({getattr(err, 'msg', err)})") from None
+    return (reader or schema.read_json)(path)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    """metrics.jsonl's records; the ones the report plots (those with proxy_loss) held to their schema."""
+    from tandem import schema
     from tandem.io import read_jsonl
 
-    return read_jsonl(path)
+    if path.exists():
+        schema.read_text(path, "metrics log")  # a regular UTF-8 file of bounded size, before parsing its lines
+    records = read_jsonl(path)
+    for n, r in enumerate(records, 1):
+        if isinstance(r, dict) and "proxy_loss" in r:
+            schema.check(r, {"step": schema.INT, "proxy_loss": schema.mapping(schema.NUM),
+                             "reference_loss": schema.mapping(schema.NUM), "delta": schema.mapping(schema.maybe(schema.NUM))},
+                         f"{path} record {n}")
+    return [r for r in records if isinstance(r, dict)]
 
 
 def _trajectory(path: Path) -> tuple[list[str], list[int], np.ndarray, np.ndarray, np.ndarray] | None:
     """(domains, steps, weights [E, M], Delta [E, M], distance [E]) of a trajectory.csv, or None."""
-    if not path.is_file():
+    from tandem import schema
+
+    if not path.exists():
         return None
-    rows = list(csv.DictReader(path.open(encoding="utf-8")))
+    text = schema.read_text(path, "trajectory file")
+    try:
+        rows = list(csv.DictReader(text.splitlines()))
+    except csv.Error as err:
+        raise InputError(f"{path}: invalid csv ({err})") from None
     if not rows:
         return None
-    names = [k[len("weight_"):] for k in rows[0] if k.startswith("weight_")]
-    steps = [int(r["step"]) for r in rows]
-    w = np.array([[float(r[f"weight_{d}"]) for d in names] for r in rows])
-    delta = np.array([[float(r[f"delta_{d}"]) for d in names] for r in rows])
-    dist = np.array([float(r["distance"]) for r in rows])
+    names = [k[len("weight_"):] for k in rows[0] if k and k.startswith("weight_")]
+    need = ["step", "distance", *(f"{p}_{d}" for d in names for p in ("weight", "delta"))]
+    if not names or any(c not in rows[0] for c in need):
+        missing = [c for c in need if c not in rows[0]] or ["weight_<domain>"]
+        raise InputError(f"{path}: missing column '{missing[0]}'; expected step, distance and weight_/delta_ per domain")
+
+    def num(r, c, n, integer=False):
+        v = r.get(c)
+        try:
+            x = int(v) if integer else float(v)
+        except (TypeError, ValueError):
+            x = None
+        if x is None or not np.isfinite(x):
+            raise InputError(f"{path}: row {n}: {c}: expected {'an integer' if integer else 'a finite number'}, got {v!r}")
+        return x
+
+    steps = [num(r, "step", n, True) for n, r in enumerate(rows, 2)]
+    w = np.array([[num(r, f"weight_{d}", n) for d in names] for n, r in enumerate(rows, 2)])
+    delta = np.array([[num(r, f"delta_{d}", n) for d in names] for n, r in enumerate(rows, 2)])
+    dist = np.array([num(r, "distance", n) for n, r in enumerate(rows, 2)])
     return names, steps, w, delta, dist
 
 
@@ -76,7 +106,6 @@ class _Page:
     def __init__(self, title: str):
         self.title = title
         self.parts: list[str] = []
-        self.tmp = Path(tempfile.mkdtemp(prefix="tandem-report-"))
         self._n = 0
 
     def h2(self, text: str) -> None:
@@ -103,14 +132,13 @@ class _Page:
     def plot(self, draw, alt: str) -> None:
         """`draw(path)` writes a PNG; it is inlined as a data URI."""
         self._n += 1
-        path = self.tmp / f"plot{self._n}.png"
-        draw(path)
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        path.unlink()
+        with tempfile.TemporaryDirectory(prefix="tandem-report-") as tmp:  # gone however draw() ends
+            path = Path(tmp) / f"plot{self._n}.png"
+            draw(path)
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
         self.parts.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
 
     def render(self) -> str:
-        self.tmp.rmdir()
         body = "\n".join(self.parts)
         return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head>\n"
@@ -146,6 +174,7 @@ def _weights_section(page: _Page, mixtures: dict[str, dict[str, float]], title: 
 
 
 def _optimize_sections(page: _Page, folder: Path, label: str = "") -> None:
+    from tandem import schema
     from tandem.report.plots import plot_trajectories
 
     traj = _trajectory(folder / "trajectory.csv")
@@ -153,7 +182,10 @@ def _optimize_sections(page: _Page, folder: Path, label: str = "") -> None:
         page.p(f"{label}no trajectory (a static or search method): the weights are fixed or chosen among points.")
         return
     names, steps, w, delta, dist = traj
-    learned = _read_json(folder / "weights.json") if (folder / "weights.json").is_file() else None
+    learned = _read_json(folder / "weights.json", schema.read_weights_json)
+    if learned is not None and set(learned["domain_weights"]) != set(names):
+        raise InputError(f"{folder / 'weights.json'}: domain_weights: expected the domains of trajectory.csv "
+                         f"{sorted(names)}, got {sorted(learned['domain_weights'])}")
     if isinstance(learned, dict) and isinstance(learned.get("interval"), dict):
         level = int(round(100 * learned.get("interval_level", 0.9)))
         page.h2(f"{label}How sure: each weight's {level}% interval and Delta's t over episodes")
@@ -170,6 +202,8 @@ def _optimize_sections(page: _Page, folder: Path, label: str = "") -> None:
                                           distance=[max(x, 1e-12) for x in dist]), "weight trajectories")
     page.plot(_plot_lines(steps, delta, names, "Delta", "Delta per episode (gamma (L(w) - L(u)))"), "Delta trajectories")
     records = [r for r in _read_jsonl(folder / "metrics.jsonl") if isinstance(r.get("proxy_loss"), dict)]
+    records = [r for r in records if set(r["proxy_loss"]) >= set(names) and set(r["reference_loss"]) >= set(names)
+               and set(r["delta"]) >= set(names)]
     if records:
         rs = [r["step"] for r in records]
         lu = np.array([[r["proxy_loss"][d] for d in names] for r in records], dtype=float)
@@ -266,22 +300,24 @@ def build_report(folder: Path) -> str:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: folder not found")
+    from tandem import schema
+
     kind = folder_kind(folder)
     page = _Page(f"tandem {kind}: {folder.resolve().name}")
     page.p(f"folder {folder.resolve()} · written {time.strftime('%Y-%m-%d %H:%M:%S')}", "meta")
     if kind == "compare":
-        _compare_sections(page, folder, _read_json(folder / "results.json"))
+        _compare_sections(page, folder, _read_json(folder / "results.json", schema.read_compare_json))
     elif kind == "run":
-        learned = _read_json(folder / "weights.json") or {}
+        learned = _read_json(folder / "weights.json", schema.read_weights_json) or {}
         method = learned.get("method", "learned")
-        evals = {method: _read_json(folder / "eval.json")}
+        evals = {method: _read_json(folder / "eval.json", schema.read_eval_json)}
         for b in sorted(folder.glob("baseline-*/eval.json")):
-            evals[b.parent.name.removeprefix("baseline-")] = _read_json(b)
+            evals[b.parent.name.removeprefix("baseline-")] = _read_json(b, schema.read_eval_json)
         _weights_section(page, {m: e["weights"] for m, e in evals.items()}, "domain weights")
         _eval_section(page, evals)
         _optimize_sections(page, folder / "optimize", "stage one: ")
     elif kind == "optimize":
-        w = _read_json(folder / "weights.json")
+        w = _read_json(folder / "weights.json", schema.read_weights_json)
         mixtures = {"recommended": w["domain_weights"]}
         for k in ("final", "average"):
             if isinstance(w.get(k), dict):
@@ -292,7 +328,7 @@ def build_report(folder: Path) -> str:
         page.table(["setting", "value"], [[k, str(v)] for k, v in stats.items()])
         _optimize_sections(page, folder)
     else:
-        ev = _read_json(folder / "eval.json")
+        ev = _read_json(folder / "eval.json", schema.read_eval_json)
         _weights_section(page, {"trained on": ev["weights"]}, "domain weights")
         _eval_section(page, {"model": ev})
     config = folder / "config.yaml"

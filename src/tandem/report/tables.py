@@ -3,8 +3,9 @@ train split gets, how sure stage one is of each weight, and per-domain test loss
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from tandem.schema import read_weights_json
 
 
 def format_weights(mixtures: dict[str, dict[str, float]]) -> str:
@@ -23,7 +24,7 @@ def format_epochs(weights_json: Path) -> str:
     `epochs`), with the caps of mixer.max_epochs."""
     if not weights_json.is_file():
         return ""
-    w = json.loads(weights_json.read_text(encoding="utf-8"))
+    w = read_weights_json(weights_json)
     if "epochs" not in w:
         return ""
     ep, caps = w["epochs"], w.get("max_epochs") or {}
@@ -43,7 +44,7 @@ def format_evidence(weights_json: Path) -> str:
     the initial mixture is within noise (weights.json's `interval`, `delta_over_episodes`, `within_noise`)."""
     if not weights_json.is_file():
         return ""
-    w = json.loads(weights_json.read_text(encoding="utf-8"))
+    w = read_weights_json(weights_json)
     if "interval" not in w:
         return ""
     names = list(w["domain_weights"])
