@@ -691,6 +691,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: merged keys may be overridden
+                continue
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, (str, int, float, bool)) and key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
@@ -698,15 +700,40 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# Anchors and aliases are YAML (and welcome); what they expand to is bounded, so a few lines cannot ask for a
+# billion values (the "billion laughs" document).
+MAX_YAML_VALUES = 1_000_000
+
+
+def _expanded_size(node, memo: dict) -> int:
+    key = id(node)
+    if key not in memo:
+        memo[key] = 1  # a node that refers to itself counts once
+        if isinstance(node, yaml.SequenceNode):
+            memo[key] = 1 + sum(_expanded_size(n, memo) for n in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            memo[key] = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    return memo[key]
+
+
 def parse_yaml(text: str):
-    """YAML as tandem reads it: safe, duplicate keys refused; PyYAML's construction errors (an impossible date,
-    nesting too deep) come out as yaml.YAMLError so callers handle one exception type."""
+    """YAML as tandem reads it: safe, duplicate keys refused, merge keys and anchors supported with their
+    expansion bounded; PyYAML's construction errors (an impossible date, nesting too deep) come out as
+    yaml.YAMLError so callers handle one exception type."""
+    loader = _UniqueKeyLoader(text)
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_VALUES:
+            raise yaml.YAMLError(f"anchors and aliases expand to more than {MAX_YAML_VALUES:,} values")
+        return loader.construct_document(node)
     except yaml.YAMLError:
         raise
     except (ValueError, TypeError, RecursionError) as err:
         raise yaml.YAMLError(f"cannot read value: {err}") from None
+    finally:
+        loader.dispose()
 
 
 def _set_dotted(d: dict, key: str, value: Any, source: str) -> None:

@@ -51,6 +51,51 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+# What a writer library says when the disk is full or a file size limit is hit: safetensors names the OS error,
+# torch.save's zip writer only notices that fewer bytes landed than it wrote.
+_STORAGE_SIGNS = {"No space left": "no space left on device", "File too large": "file too large (a file size limit)",
+                  "Read-only file system": "read-only file system", "Permission denied": "permission denied",
+                  "Disk quota exceeded": "disk quota exceeded", "unexpected pos": "the write was cut short (disk full "
+                  "or a file size limit)", "I/O error": "I/O error"}
+
+
+def storage_reason(err: BaseException) -> str | None:
+    """Why a write failed, when it failed for lack of storage (or permission), else None (a bug, re-raised)."""
+    if isinstance(err, OSError) and err.errno is not None:
+        return err.strerror or os.strerror(err.errno)
+    text = str(err)
+    for sign, reason in _STORAGE_SIGNS.items():
+        if sign in text:
+            return reason
+    return None
+
+
+@contextmanager
+def storage_errors(where: str | os.PathLike, cleanup=None) -> Iterator[None]:
+    """Around a write by a library (safetensors, torch.save, matplotlib): a full disk, a file size limit or a
+    read-only folder becomes one InputError naming `where`, after `cleanup()` removes the partial write."""
+    from tandem.errors import InputError
+
+    try:
+        yield
+    except InputError:
+        if cleanup is not None:
+            cleanup()
+        raise
+    except Exception as err:
+        reason = storage_reason(err)
+        if cleanup is not None:
+            cleanup()
+        if reason is None:
+            raise
+        raise InputError(f"{where}: cannot write ({reason})") from None
+
+
+def chmod_like_open(path: str | os.PathLike) -> None:
+    """Give a file written by a library that makes it 0600 the mode a plain open() would (the umask's)."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     if not _writes():
         return

@@ -3,6 +3,8 @@ where its log lines go."""
 
 from __future__ import annotations
 
+import argparse
+import math
 import sys
 
 
@@ -22,3 +24,23 @@ def prepare(cfg, args):
 
     with main_first():  # under torchrun rank 0 fills the token cache, then the other ranks read it
         return prepare_data(cfg, log=log_to(args.quiet), progress=not args.quiet)
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number above zero (`--scale inf` or `nan` is refused up front)."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(x) or x <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
+    return x
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with tandem's error contract: a usage mistake is one `error:` line on stderr and exit code 2."""
+
+    def error(self, message: str):
+        one_line = " ".join(message.split())
+        sys.stderr.write(f"error: {self.prog}: {one_line} (see {self.prog} --help)\n")
+        raise SystemExit(2)

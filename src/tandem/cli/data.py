@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from tandem.cli.common import load, prepare
+from tandem.cli.common import positive_number
 from tandem.data.cache import format_table
 from tandem.data.sft import fit_report, format_fit
 from tandem.errors import InputError
@@ -74,7 +75,7 @@ def register(sub, common) -> None:
     sp.add_argument("--out", default="data/default", help="output folder (default: data/default)")
     sp.add_argument("--domains", default=None, help="comma-separated domains (default: the five pip-installable ones)")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--scale", type=float, default=1.0, help="multiply every domain's size budget")
+    sp.add_argument("--scale", type=positive_number, default=1.0, help="multiply every domain's size budget")
     sp.set_defaults(func=cmd_corpus)
 
     sp = sub.add_parser("tasks", help="build five real SFT tasks of unequal size from text that installs offline",
@@ -86,7 +87,7 @@ def register(sub, common) -> None:
     sp.add_argument("--out", default="data/tasks", help="output folder (default: data/tasks)")
     sp.add_argument("--tasks", default=None, help="comma-separated tasks (default: all five)")
     sp.add_argument("--seed", type=int, default=0, help="shuffle seed of the splits (default 0)")
-    sp.add_argument("--scale", type=float, default=1.0, help="multiply every task's train size (default 1)")
+    sp.add_argument("--scale", type=positive_number, default=1.0, help="multiply every task's train size (default 1)")
     sp.set_defaults(func=cmd_tasks)
 
     sp = sub.add_parser("ecommerce", help="generate the synthetic multi-task product-understanding SFT example",
@@ -96,5 +97,5 @@ def register(sub, common) -> None:
     common(sp, config=False)
     sp.add_argument("--out", default="data/ecommerce", help="output folder (default: data/ecommerce)")
     sp.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
-    sp.add_argument("--scale", type=float, default=1.0, help="multiply every task's size (default 1)")
+    sp.add_argument("--scale", type=positive_number, default=1.0, help="multiply every task's size (default 1)")
     sp.set_defaults(func=cmd_ecommerce)

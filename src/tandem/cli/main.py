@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from tandem import __version__
+from tandem.cli.common import Parser
 from tandem.errors import InputError
 
 # The command table: family module (tandem.cli.<module>) -> the subcommands it defines, in `tandem --help` order.
@@ -34,7 +35,7 @@ def _common(sp, config=True):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="tandem",
         description="Learn how to mix training data across domains for language models (TANDEM, DoReMi, DoGE and peers).",
     )
@@ -65,6 +66,11 @@ def _internal_error_log(args) -> str:
     return "(no writable place for it)"
 
 
+def _one_line(err) -> str:
+    """The message on one line whatever it quotes: a path or value holding a newline is shown escaped."""
+    return str(err).replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     from tandem.training import distributed
 
@@ -73,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    for name in ("out", "config", "model"):  # an empty path names no file: outputs would land in the working folder
+        value = getattr(args, name, None)
+        if value is not None and not str(value).strip():
+            print(f"error: tandem {args.command}: --{name if name != 'config' else 'config'}: expected a path, got an "
+                  f"empty string", file=sys.stderr)
+            return 2
     stdout = sys.stdout
     distributed.init_from_env()  # under torchrun: join the process group; otherwise nothing
     if not distributed.is_main():
@@ -82,21 +94,26 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except InputError as err:
         if distributed.is_main():  # every rank meets the same input error; one line says it
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except FloatingPointError as err:
         if distributed.is_main():  # the ranks agree on a refused step (tandem.training.learner); one line says it
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {_one_line(err)}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0
+    except MemoryError:  # an allocation the settings ask for and the machine cannot give
+        if distributed.is_main():
+            print("error: out of memory: the settings ask for more than this machine has (train.batch_size, "
+                  "train.seq_len, the model's size or eval.batch_size)", file=sys.stderr)
+        return 2
     except OSError as err:  # the environment: a full or read-only disk, a permission, a file that vanished
         if distributed.is_main():
             where = f"{err.filename}: " if getattr(err, "filename", None) else ""
-            print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+            print(f"error: {_one_line(f'{where}{err.strerror or err}')}", file=sys.stderr)
         return 2
     except Exception as err:  # a bug: one line here, the traceback in a log file beside the outputs
         if distributed.is_main():

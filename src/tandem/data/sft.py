@@ -73,7 +73,7 @@ class ChatRenderer:
 
     def __init__(self, tokenizer, template: str | None = None):
         self.tokenizer = tokenizer
-        self.template = template or DEFAULT_CHAT_TEMPLATE
+        self.template = DEFAULT_CHAT_TEMPLATE if template is None else template
         self.is_default = template is None or template == DEFAULT_CHAT_TEMPLATE
         import jinja2
 
@@ -129,6 +129,9 @@ class ChatRenderer:
                     "data.chat_template: the chat template does not render a conversation as a prefix of the next "
                     "turn, so the response tokens cannot be located; use data.chat_template: default"
                 )
+            if len(upto) == start and str(m.get("content") or "").strip():
+                raise InputError("data.chat_template: the chat template renders nothing for an assistant turn, so "
+                                 "there is no response to train on; it must render each assistant message's content")
             spans.append((start, len(upto)))
         return full, spans
 
@@ -157,6 +160,9 @@ def resolve_template(setting: str, tokenizer, base_dir: Path | str) -> str:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"data.chat_template: cannot read the template file {path} ({err})") from None
+    if not text.strip():  # an empty file is a mistake, not a request for the default template
+        raise InputError(f"data.chat_template: {path}: empty template file; expected a Jinja chat template (or "
+                         f"data.chat_template: default)")
     import jinja2
 
     try:

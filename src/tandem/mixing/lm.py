@@ -142,6 +142,9 @@ class LMProblem:
         """Two independent halves of eval_sequences windows per domain (at least one each): their Delta's
         difference is the episode's standard error."""
         per_half = max(1, -(-self.eval_sequences // 2))
+        # More windows than the largest domain holds would only score the same text again (and can take hours):
+        # the data caps it.
+        per_half = min(per_half, max(1, int(self.held.n_windows[self.trainable].max(initial=1))))
         rows = per_half * int(self.trainable.sum())
         return [self.held.sample(self.uniform, rows, rows=True).split(self.batch_size) for _ in range(2)]
 

@@ -285,6 +285,7 @@ def proxy_steps(mc, num_domains: int) -> int:
 def fixed_valid_sets(problem, eval_sequences: int) -> list[Batch]:
     """eval_sequences validation windows of every target domain, drawn once from the problem's validation stream."""
     k = len(problem.valid_ids)
+    eval_sequences = min(eval_sequences, max(1, int(problem.valid.n_windows.max(initial=1))))  # capped by the data
     b = problem.valid.sample(np.full(k, 1.0 / k), eval_sequences * k, rows=True)
     import torch
 

@@ -25,7 +25,7 @@ from tandem.mixing.updates import project_capped_simplex
 from tandem.mixing.lm import LMProblem, target_weights
 from tandem.mixing.loop import EpisodeRecord, LoopSpec, LoopState, run_loop
 from tandem.models import build_model
-from tandem.training.checkpoint import load_learners, save_learners
+from tandem.training.checkpoint import load_learners, restoring, save_learners
 from tandem.training.distributed import is_main
 from tandem.training.learner import Learner, OptimConfig
 from tandem.training.trainer import fixed_mixture_step, refuse_nonfinite_updates, setup_torch, truncate_metrics
@@ -356,15 +356,18 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
     loaded = load_learners(ckpt_dir, learners, log=log) if resume else None
     if loaded is not None:
         rng, st = loaded
-        proxy.step_count = int(st["proxy_step"])
-        problem.load_state_dict(st["samplers"])
-        torch.set_rng_state(rng)
-        ctx.rng.bit_generator.state = st["policy_rng"]
-        ctx.steps = st["steps"]
-        policy.load_state_dict(st["policy"])
-        alpha, started = np.array(st["alpha"]), st["started"]
-        history = [_record_from_json(h, names) for h in st["history"]]
-        truncate_metrics(metrics_path, len(history) - 1, key="episode")
+        with restoring(ckpt_dir):
+            proxy.step_count = int(st["proxy_step"])
+            problem.load_state_dict(st["samplers"])
+            torch.set_rng_state(rng)
+            ctx.rng.bit_generator.state = st["policy_rng"]
+            ctx.steps = st["steps"]
+            policy.load_state_dict(st["policy"])
+            alpha, started = np.array(st["alpha"], dtype=np.float64), bool(st["started"])
+            if alpha.shape != (len(names),):
+                raise ValueError(f"alpha has {alpha.size} entries, not one per domain ({len(names)})")
+            history = [_record_from_json(h, names) for h in st["history"]]
+            truncate_metrics(metrics_path, len(history) - 1, key="episode")
         log(f"resumed at round {len(history)}")
     elif metrics_path.exists() and is_main():
         metrics_path.unlink()
@@ -478,12 +481,16 @@ def resume_twins(run: LoopRun, ckpt_dir: Path, names: list[str], metrics_path: P
     if loaded is None:
         return False
     rng, st = loaded
-    run.proxy.step_count, run.reference.step_count = int(st["proxy_step"]), int(st["reference_step"])
-    run.problem.load_state_dict(st["samplers"])
-    torch.set_rng_state(rng)
-    run.state = LoopState(alpha=np.array(st["alpha"]), episode=st["episode"], warmed_up=st["warmed_up"],
-                          history=[_record_from_json(h, names) for h in st["history"]])
-    truncate_metrics(metrics_path, run.state.episode - 1, key="episode")
+    with restoring(ckpt_dir):
+        run.proxy.step_count, run.reference.step_count = int(st["proxy_step"]), int(st["reference_step"])
+        run.problem.load_state_dict(st["samplers"])
+        torch.set_rng_state(rng)
+        alpha = np.array(st["alpha"], dtype=np.float64)
+        if alpha.shape != (len(names),):
+            raise ValueError(f"alpha has {alpha.size} entries, not one per domain ({len(names)})")
+        run.state = LoopState(alpha=alpha, episode=int(st["episode"]), warmed_up=bool(st["warmed_up"]),
+                              history=[_record_from_json(h, names) for h in st["history"]])
+        truncate_metrics(metrics_path, run.state.episode - 1, key="episode")
     log(f"resumed at episode {run.state.episode}")
     return True
 

@@ -6,7 +6,6 @@ Every model here maps token ids [B, T] to logits [B, T, V]; losses are computed 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -62,8 +61,8 @@ def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, seed: int, base
             raise InputError("model.hf_config: needs model_type (e.g. llama, gpt2)")
         try:
             hf_cfg = transformers.AutoConfig.for_model(model_type, **hc)
-        except (ValueError, KeyError) as err:
-            raise InputError(f"model.hf_config: {err}") from None
+        except Exception as err:  # transformers' configs raise several types (and strict dataclass errors)
+            raise InputError(f"model.hf_config: {_first_line(err)}") from None
         hf_cfg.vocab_size = vocab_size
         # Small vocabularies: special ids from a 50k vocabulary would index out of range.
         for attr in ("bos_token_id", "eos_token_id", "pad_token_id"):
@@ -72,7 +71,12 @@ def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, seed: int, base
         max_pos = getattr(hf_cfg, "max_position_embeddings", None) or getattr(hf_cfg, "n_positions", None)
         if max_pos is not None and max_pos < seq_len:
             raise InputError(f"model.hf_config: max positions {max_pos} < train.seq_len {seq_len}")
-        model = transformers.AutoModelForCausalLM.from_config(hf_cfg, dtype=torch.float32)
+        try:
+            model = transformers.AutoModelForCausalLM.from_config(hf_cfg, dtype=torch.float32)
+        except MemoryError:
+            raise
+        except Exception as err:  # an architecture the settings cannot build (hidden size not divisible by heads)
+            raise InputError(f"model.hf_config: cannot build a {model_type} model: {_first_line(err)}") from None
     else:
         path = Path(cfg.hf_path).expanduser()
         if not path.is_absolute():
@@ -84,8 +88,10 @@ def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, seed: int, base
             model = transformers.AutoModelForCausalLM.from_pretrained(
                 str(path), local_files_only=True, dtype=torch.float32, **kw
             )
-        except (OSError, ValueError) as err:
-            raise InputError(f"model.hf_path: cannot load {path}: {str(err).splitlines()[0]}") from None
+        except MemoryError:
+            raise
+        except Exception as err:  # a broken or foreign folder: transformers raises many types for it
+            raise InputError(f"model.hf_path: cannot load {path}: {_first_line(err)}") from None
         if model.get_input_embeddings().num_embeddings < vocab_size:
             raise InputError(
                 f"model.hf_path: model vocabulary ({model.get_input_embeddings().num_embeddings}) is smaller than the "
@@ -104,9 +110,15 @@ def save_model(model: nn.Module, out_dir: Path | str, extra: dict | None = None)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     if isinstance(model, HFCausalLM):
+        import shutil
+
+        from tandem.io import chmod_like_open, storage_errors
+
         tmp = out_dir / ".hf_tmp"
-        model.hf.save_pretrained(str(tmp), safe_serialization=True)
+        with storage_errors(out_dir, cleanup=lambda: shutil.rmtree(tmp, ignore_errors=True)):
+            model.hf.save_pretrained(str(tmp), safe_serialization=True)
         for f in tmp.iterdir():
+            chmod_like_open(f)
             f.replace(out_dir / f.name)
         tmp.rmdir()
         meta = {"kind": "hf"}
@@ -117,12 +129,43 @@ def save_model(model: nn.Module, out_dir: Path | str, extra: dict | None = None)
         from tandem.models.hf_export import gpt2_config, to_gpt2
 
         cfg = model.config
-        with atomic_path(out_dir / "model.safetensors") as tmp:
+        from tandem.io import storage_errors
+
+        with atomic_path(out_dir / "model.safetensors") as tmp, storage_errors(out_dir / "model.safetensors"):
             save_file(to_gpt2(model.state_dict(), cfg), str(tmp), metadata={"format": "pt"})
         write_json(out_dir / "config.json", gpt2_config(cfg))
         meta = {"kind": "gpt", "format": "gpt2", "config": cfg.to_dict()}
     meta.update(extra or {})
     write_json(out_dir / META_FILE, meta)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+def _gpt_config(meta: dict, where: Path) -> GPTConfig:
+    """The GPT's sizes from tandem_model.json, each of the type and range the model needs."""
+    from dataclasses import fields
+
+    from tandem import schema
+
+    schema.check(meta, {"config": schema.mapping(schema.ANY)}, str(where))
+    known = {f.name: f for f in fields(GPTConfig)}
+    c = meta["config"]
+    for k, v in c.items():
+        if k not in known:
+            raise InputError(f"{where}: config.{k}: unknown field; expected some of {', '.join(known)}")
+        kind = {"int": schema.INT, "float": schema.NUM, "bool": schema.BOOL}[str(known[k].type)]
+        schema.check(v, kind, str(where), f"config.{k}")
+        if kind is schema.INT and v < 1 or kind is schema.NUM and not 0 <= v < 1:
+            raise InputError(f"{where}: config.{k}: out of range (got {v})")
+    if "vocab_size" not in c:
+        raise InputError(f"{where}: config: missing field 'vocab_size'")
+    cfg = GPTConfig(**c)
+    if cfg.n_embd % cfg.n_head:
+        raise InputError(f"{where}: config: n_embd {cfg.n_embd} is not divisible by n_head {cfg.n_head}")
+    return cfg
 
 
 def load_model(model_dir: Path | str) -> tuple[nn.Module, dict]:
@@ -135,20 +178,24 @@ def load_model(model_dir: Path | str) -> tuple[nn.Module, dict]:
         raise InputError(f"{model_dir}: model folder not found")
     if not meta_path.is_file():
         raise InputError(f"{model_dir}: not a tandem model folder (no {META_FILE})")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"{meta_path}: invalid JSON ({err.msg}, line {err.lineno})") from None
+    from tandem import schema
+
+    meta = schema.read_json(meta_path, {schema.opt("kind"): schema.one_of("gpt", "hf")}, "model metadata")
     if meta.get("kind") == "hf":
         import transformers
 
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()  # stderr stays for errors (and --quiet means quiet)
-        model = HFCausalLM(
-            transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32)
-        )
+        try:
+            hf = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True,
+                                                                   dtype=torch.float32)
+        except MemoryError:
+            raise
+        except Exception as err:  # a folder without (or with broken) Hugging Face files: many exception types
+            raise InputError(f"{model_dir}: cannot load the Hugging Face model ({_first_line(err)})") from None
+        model = HFCausalLM(hf)
     else:
-        model = GPT(GPTConfig(**meta["config"]))
+        model = GPT(_gpt_config(meta, meta_path))
         weights = model_dir / "model.safetensors"
         if not weights.is_file():
             raise InputError(f"{model_dir}: missing model.safetensors")

@@ -10,14 +10,14 @@ format.
 
 from __future__ import annotations
 
-import json
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from tandem.errors import InputError
-from tandem.io import write_json
+from tandem.io import chmod_like_open, storage_errors, write_json
 from tandem.training import distributed
 
 Learners = dict  # model name -> (Learner, the name its optimizer state is saved under)
@@ -41,12 +41,13 @@ def save_checkpoint(ckpt_dir: Path, models: dict[str, torch.nn.Module], tensors:
     from safetensors.torch import save_model
     ckpt_dir = Path(ckpt_dir)
     tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
-    _fresh(tmp)
-    for name, m in models.items():
-        save_model(getattr(m, "_orig_mod", m), str(tmp / f"{name}.safetensors"))
-    for name, obj in tensors.items():
-        torch.save(obj, tmp / f"{name}.pt")
-    _finish(tmp, ckpt_dir, state)
+    with storage_errors(ckpt_dir, cleanup=lambda: shutil.rmtree(tmp, ignore_errors=True)):
+        _fresh(tmp)
+        for name, m in models.items():
+            save_model(getattr(m, "_orig_mod", m), str(tmp / f"{name}.safetensors"))
+        for name, obj in tensors.items():
+            torch.save(obj, tmp / f"{name}.pt")
+        _finish(tmp, ckpt_dir, state)
 
 
 def _fresh(tmp: Path) -> None:
@@ -60,6 +61,9 @@ def _finish(tmp: Path, ckpt_dir: Path, state: dict) -> None:
     prev = ckpt_dir.with_name(ckpt_dir.name + ".prev")
     write_json(tmp / "state.json", state)
     (tmp / "COMPLETE").write_text("ok\n")
+    for f in tmp.iterdir():  # safetensors and DCP write 0600; the outputs get the mode the umask gives
+        if f.is_file():
+            chmod_like_open(f)
     if ckpt_dir.exists():
         _discard(prev)
         ckpt_dir.rename(prev)
@@ -74,9 +78,36 @@ def _load_one(d: Path, models: dict[str, torch.nn.Module], names: list[str]) -> 
         raise ValueError("incomplete")
     for name, m in models.items():
         load_model(getattr(m, "_orig_mod", m), str(d / f"{name}.safetensors"))
-    state = json.loads((d / "state.json").read_text())
+    state = _state(d)
     tensors = {n: torch.load(d / f"{n}.pt", map_location="cpu", weights_only=True) for n in names}
+    if "rng" in tensors and not _is_rng_state(tensors["rng"]):
+        raise ValueError("rng.pt does not hold a random generator state")
     return tensors, state
+
+
+def _state(d: Path) -> dict:
+    from tandem import schema
+
+    return schema.read_json(d / "state.json", schema.mapping(schema.ANY), "checkpoint state")
+
+
+def _is_rng_state(t) -> bool:
+    return isinstance(t, torch.Tensor) and t.dtype == torch.uint8 and t.dim() == 1
+
+
+@contextmanager
+def restoring(ckpt_dir: Path):
+    """Around handing a loaded checkpoint's state to the run (step counts, samplers, the loop): a field missing or
+    of the wrong type or shape means the checkpoint is damaged or not this run's, which is one line naming it, not a
+    KeyError from deep inside."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise InputError(f"{ckpt_dir}: cannot resume from this checkpoint ({type(err).__name__}"
+                         f"{': ' + detail if detail else ''}); start over with --force") from None
 
 
 def load_checkpoint(ckpt_dir: Path, models: dict[str, torch.nn.Module], names: list[str], log=print) -> tuple[dict, dict] | None:
@@ -196,4 +227,6 @@ def _load_sharded(d: Path, learners: Learners) -> tuple[torch.Tensor, dict]:
         set_model_state_dict(lr.module, state[m])
         if o in state:
             set_optimizer_state_dict(lr.module, lr.optimizer, state[o])
-    return state["rng"], json.loads((d / "state.json").read_text())
+    if not _is_rng_state(state["rng"]):
+        raise ValueError("the checkpoint's rng does not hold a random generator state")
+    return state["rng"], _state(d)

@@ -19,7 +19,7 @@ from tandem.errors import InputError
 from tandem.io import read_jsonl
 from tandem.tracking import append_metrics
 from tandem.models import build_model
-from tandem.training.checkpoint import load_learners, save_learners
+from tandem.training.checkpoint import load_learners, restoring, save_learners
 from tandem.training.distributed import is_main
 from tandem.training.learner import Learner, OptimConfig, resolve_device
 from tandem.training.loss import domain_token_counts, objective_coefficients
@@ -171,16 +171,17 @@ def _resume(ckpt_dir: Path, learners: dict, sampler: MixtureSampler, weights: np
     if loaded is None:
         return
     rng, state = loaded
-    saved = state.get("weights")
-    if saved is not None and (len(saved) != len(weights) or not np.allclose(saved, weights, rtol=0, atol=1e-9)):
-        raise InputError(
-            f"{ckpt_dir}: the checkpoint was trained on weights {dict(zip(names, saved))}, not "
-            f"{dict(zip(names, weights.tolist()))}; resume with the same weights or use another --out"
-        )
-    learner.step_count = int(state["step"])
-    sampler.load_state_dict(state["sampler"])
-    torch.set_rng_state(rng)
-    truncate_metrics(metrics_path, learner.step_count)
+    with restoring(ckpt_dir):
+        saved = state.get("weights")
+        if saved is not None and (len(saved) != len(weights) or not np.allclose(saved, weights, rtol=0, atol=1e-9)):
+            raise InputError(
+                f"{ckpt_dir}: the checkpoint was trained on weights {dict(zip(names, saved))}, not "
+                f"{dict(zip(names, weights.tolist()))}; resume with the same weights or use another --out"
+            )
+        learner.step_count = int(state["step"])
+        sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(rng)
+        truncate_metrics(metrics_path, learner.step_count)
     log(f"resumed from step {learner.step_count}")
 
 
