@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import typing
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -151,7 +152,8 @@ class DataConfig(_Section):
     cache_dir: str = Field(".tandem_cache", description="Token cache folder (relative to the config file).")
     source_hash: Literal["sampled", "full"] = Field(
         "sampled", description="How the cache checks that its sources are unchanged: `sampled` (name, size, "
-        "modification time and 16 chunks of 64 KiB of each file of 1 MiB or more; smaller files whole), or `full` "
+        "modification time and 16 chunks of 64 KiB of each file of 64 MiB or more; smaller files whole, so no edit of "
+        "one goes unseen), or `full` "
         "(every byte, about 1 s per GB).")
     append_eos: bool = Field(True, description="Append the end-of-text token after every document.")
     chat_template: str = Field(
@@ -598,6 +600,27 @@ class Config(_Section):
         path = Path(p).expanduser()
         return (path if path.is_absolute() else Path(self.base_dir) / path).resolve()
 
+    def input_paths(self) -> list[Path]:
+        """Every file or folder the config reads (sources, tokenizer, models, chat template), resolved: tandem never
+        writes into any of them (tandem.io.refuse_overlap)."""
+        from tandem.data.readers import expand_sources
+
+        out: list[Path] = []
+        base = Path(self.base_dir)
+        for name, spec in self.data.domains.items():
+            for key in ("train", "valid", "test", "source"):
+                value = getattr(spec, key, None)
+                if value is not None:
+                    out += expand_sources(value, base, f"data.domains.{name}.{key}")
+        if self.data.chat_template not in ("auto", "default"):
+            out.append(self.resolve(self.data.chat_template))
+        if self.tokenizer.path:
+            out.append(self.resolve(self.tokenizer.path))
+        for model in (self.model, self.mixer.proxy):
+            if isinstance(model, ModelConfig) and model.hf_path:
+                out.append(self.resolve(model.hf_path))
+        return list(dict.fromkeys(p.resolve() for p in out))
+
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
 
@@ -698,6 +721,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 (PyYAML) reads `1e-3` and `1e30` as strings (its floats need a dot); YAML 1.2, and everyone writing a
+# learning rate, reads them as numbers. With strict types a string would be refused, so the loader reads them as
+# floats; a quoted '1e-3' stays a string.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 # Anchors and aliases are YAML (and welcome); what they expand to is bounded, so a few lines cannot ask for a

@@ -117,16 +117,28 @@ def claim(out: Path, cfg, data, command: str, resume: bool, force: bool) -> None
 
     from tandem.training import distributed
 
+    from tandem.io import refuse_overlap
+
+    refuse_overlap(out, cfg.input_paths())
     _lock_on_every_rank(out)
     now = identity(cfg, data)
     path = out / "run.json"
-    before = None
-    if path.is_file():
+    before, unreadable = None, False
+    if path.exists():
+        from tandem import schema
+
         try:
-            before = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            before = None
+            before = schema.read_json(path, schema.RUN_IDENTITY, "run identity")
+        except InputError:
+            unreadable = True
     distributed.barrier()  # every rank has read run.json before rank 0 rewrites it below
+    if before is None and resume and _holds_run(out):
+        # No identity to compare means not the same run: continuing its checkpoints could mix two configs.
+        raise InputError(f"--resume: {out} holds files of a run but {'an unreadable' if unreadable else 'no'} "
+                         f"run.json (the run's identity), so it cannot be told to be this run; start over with "
+                         f"--force (without --resume) or use another --out")
+    if before is None and unreadable and not force:
+        raise InputError(f"{out}: holds an unreadable run.json; add --force to replace the run, or use another --out")
     if before is not None:
         _check_same_run(out, before, now, command, resume, force)
     if distributed.is_main():  # only the writer touches the folder (the other ranks have read run.json already)
@@ -134,7 +146,7 @@ def claim(out: Path, cfg, data, command: str, resume: bool, force: bool) -> None
             for tmp in out.rglob(".*.tmp"):
                 if tmp.is_file():
                     tmp.unlink(missing_ok=True)
-        elif before is not None:  # --force: the old run goes, checkpoints included, so no later --resume finds them
+        elif before is not None or unreadable:  # --force: the old run goes, checkpoints included, so no later --resume finds them
             import shutil
 
             for child in out.iterdir():
@@ -143,6 +155,11 @@ def claim(out: Path, cfg, data, command: str, resume: bool, force: bool) -> None
     distributed.barrier()
     write_json(path, {"command": command, "identity": now})
     write_text(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
+
+
+def _holds_run(out: Path) -> bool:
+    """Whether OUT holds anything a run wrote (a checkpoint, metrics, results), beyond the lock and an error log."""
+    return out.is_dir() and any(c.name not in (".lock", "tandem-error.log", "run.json") for c in out.iterdir())
 
 
 def _lock_on_every_rank(out: Path) -> None:

@@ -220,7 +220,8 @@ WEIGHT_FIELDS = ["initial", "final", "average", "uncapped", "interval", "within_
 TEST_LOSS = {"per_domain": mapping(maybe(NUM)), "average": NUM, "worst": NUM}
 EVAL = {"weights": mapping(NUM), "test_loss": TEST_LOSS}
 COMPARE_RUN = {"method": STR, "seed": INT, "weights": mapping(NUM), "test_loss": TEST_LOSS,
-               opt("valid_loss"): TEST_LOSS, "stage1_wall_s": NUM, "stage1_tokens": NUM}
+               opt("valid_loss"): TEST_LOSS, "stage1_wall_s": NUM, "stage1_tokens": NUM,
+               opt("config_fingerprint"): STR}
 COMPARE = {"runs": [COMPARE_RUN], opt("methods"): [STR]}
 RUN_IDENTITY = {"command": STR, "identity": mapping(maybe(STR))}
 

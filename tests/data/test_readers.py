@@ -210,11 +210,27 @@ def test_fingerprint_changes_with_content_only(tmp_path):
     assert fingerprint_sources([a]) != fp
 
 
-def test_sampled_fingerprint_of_large_files_and_the_full_option(tmp_path):
+def test_a_file_under_the_sampling_size_is_hashed_whole(tmp_path):
+    """The default check cannot miss an edit of the same size and modification time in a file under 64 MiB."""
+    import os
+
+    f = tmp_path / "mid.jsonl"
+    raw = bytearray(b"x" * (2 << 20))
+    f.write_bytes(bytes(raw))
+    st = os.stat(f)
+    fp = fingerprint_sources([f])
+    raw[(1 << 20) + 12345] = ord("y")  # between any two sampled chunks
+    f.write_bytes(bytes(raw))
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(f).st_size == st.st_size and fingerprint_sources([f]) != fp
+
+
+def test_sampled_fingerprint_of_large_files_and_the_full_option(tmp_path, monkeypatch):
     import os
 
     from tandem.data import readers
 
+    monkeypatch.setattr(readers, "FULL_BELOW", 1 << 20)  # sampling starts at 64 MiB; a smaller file shows it here
     big = tmp_path / "big.jsonl"
     big.write_bytes(b"x" * (3 << 20))
     st = os.stat(big)

@@ -316,6 +316,9 @@ def _sft_fresh(cache_dir: Path, e: dict, dtype: np.dtype) -> bool:
 def prepare_data(cfg: Config, log: Callable[[str], None] = lambda s: None, progress: bool = False) -> PreparedData:
     """Tokenize every domain and split (reusing the cache where nothing changed) and open them as memmaps."""
     cache_dir = cfg.resolve(cfg.data.cache_dir)
+    from tandem.io import refuse_targets
+
+    refuse_targets(_cache_files(cfg, cache_dir), cfg.input_paths(), "data.cache_dir")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -331,6 +334,15 @@ def prepare_data(cfg: Config, log: Callable[[str], None] = lambda s: None, progr
             log(f"waiting for another process preparing {cache_dir}")
             fcntl.flock(lock, fcntl.LOCK_EX)
         return _prepare_locked(cfg, cache_dir, log, progress)
+
+
+def _cache_files(cfg: Config, cache_dir: Path) -> list[Path]:
+    """Every file the cache writes (the scratch files beside them get random names)."""
+    out = [cache_dir / n for n in ("index.json", "tokenizer.json", "domain_values.json", ".lock")]
+    for name in cfg.data.domains:
+        for split in ("train", "valid", "test"):
+            out += list(_sft_paths(cache_dir, f"{name}/{split}.bin").values())
+    return out
 
 
 def _read_index(index_path: Path, log: Callable[[str], None]) -> dict:

@@ -301,6 +301,9 @@ def field_values(spec, base_dir: str, data, label: str, check=lambda found: None
         (str(s), fingerprint_sources(p, data.source_hash)) for s, p in paths.items())]).encode()).hexdigest()[:32]
     cache_dir = Path(data.cache_dir).expanduser()
     memo = (cache_dir if cache_dir.is_absolute() else base / cache_dir) / "domain_values.json"
+    from tandem.io import refuse_targets
+
+    refuse_targets([memo], [x for p in paths.values() for x in p], "data.cache_dir")
     try:
         known = json.loads(memo.read_text(encoding="utf-8")) if memo.is_file() else {}
     except (OSError, ValueError):
@@ -488,7 +491,10 @@ def _read_records(path: Path, fmt: str, split: str | None) -> Iterator[tuple[str
 
 SAMPLE_CHUNKS = 16  # chunks of SAMPLE_BYTES hashed per large file by the default (sampled) fingerprint
 SAMPLE_BYTES = 1 << 16
-FULL_BELOW = 1 << 20  # files smaller than this are always hashed whole
+# Files smaller than this are always hashed whole, so no edit of one can go unseen, whatever its size and time: at
+# about 1 s per GB, a file under 64 MiB costs under a tenth of a second. Only larger files (shards of a corpus far
+# larger than memory) are sampled, where hashing every byte on every load would cost minutes.
+FULL_BELOW = 64 << 20
 
 
 def _hash_file(h, f: Path, mode: str) -> None:

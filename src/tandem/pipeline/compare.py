@@ -1,5 +1,6 @@
 """The compare job (`tandem compare`): every method's stage one and the same stage two, over paired seeds, each
-method on the same stage-one budget; resumable (a finished run is kept while its config is unchanged)."""
+method on the same stage-one budget; resumable (a finished run, or an unfinished run's checkpoints, are reused only
+while the run's identity, its settings and its data's content, is unchanged)."""
 
 from __future__ import annotations
 
@@ -95,6 +96,9 @@ def compare_job(cfg: Config, out: Path, names_m: list[str], seeds: int, quiet: b
         raise InputError(f"{where}: stages: tandem compare does not run two-stage configs; run `tandem run` "
                          f"once per method (--set mixer.method=NAME --set seed=N) and compare their eval.json")
     check_plan(names_m, seeds)
+    from tandem.io import refuse_overlap
+
+    refuse_overlap(out, cfg.input_paths())
     m = len(cfg.data.domains or {})
     plans = [(m_, s, method_config(cfg, m_, s, m)) for s in range(seeds) for m_ in names_m]
     with removed_on_input_error(out):
@@ -105,32 +109,56 @@ def compare_job(cfg: Config, out: Path, names_m: list[str], seeds: int, quiet: b
     return doc, table, budget_lines(cfg, names_m, plans, m)
 
 
+def _read_identity(path: Path) -> dict | None:
+    """A run folder's recorded identity, or None when it is missing or unreadable (which means: not the same run)."""
+    from tandem import schema
+
+    try:
+        return schema.read_json(path, schema.RUN_IDENTITY, "run identity")
+    except InputError:
+        return None
+
+
+def _kept_result(done: Path, fingerprint_: str) -> dict | None:
+    from tandem import schema
+
+    try:
+        kept = schema.read_json(done, schema.COMPARE_RUN, "run result")
+    except InputError:
+        return None
+    return kept if kept.get("config_fingerprint") == fingerprint_ else None
+
+
 def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log) -> list[dict]:
+    from tandem.runs import identity, lock
+
+    lock(out)  # one compare per folder: a second process on the same OUT refuses instead of racing this one
     data_by_seed = {}
     results = []
-    out.mkdir(parents=True, exist_ok=True)
     write_config(cfg, out)
     for i, (method, seed, mcfg) in enumerate(plans, 1):
         run_dir = out / "runs" / f"{method}-seed{seed}"
         done = run_dir / "result.json"
         fingerprint_ = fingerprint(mcfg)
-        if done.is_file():
-            try:
-                kept = json.loads(done.read_text())
-            except json.JSONDecodeError:
-                kept = None
-            if kept is not None and kept.get("config_fingerprint", fingerprint_) == fingerprint_:
-                results.append(kept)
-                log(f"[{i}/{len(plans)}] {method} seed {seed}: done earlier, kept")
-                continue
-            if kept is not None:
-                # A finished run of another config must not stand in for this one, nor its checkpoints seed it.
-                log(f"[{i}/{len(plans)}] {method} seed {seed}: the config changed since it ran; running it again")
-                shutil.rmtree(run_dir)
-        log(f"[{i}/{len(plans)}] {method} seed {seed}")
         if seed not in data_by_seed:
             data_by_seed[seed] = prepare(mcfg, quiet, log)
         data = data_by_seed[seed]
+        # The run's identity (settings and the data's content) guards everything the folder holds: a finished
+        # result and the checkpoints of an unfinished one are reused only for the same run.
+        now = {"command": "compare", "identity": identity(mcfg, data)}
+        if run_dir.exists():
+            before = _read_identity(run_dir / "run.json")
+            if before != now:
+                why = "has no readable run identity" if before is None else "its settings or data changed since it ran"
+                log(f"[{i}/{len(plans)}] {method} seed {seed}: {why}; running it again")
+                shutil.rmtree(run_dir)
+            elif (kept := _kept_result(done, fingerprint_)) is not None:
+                results.append(kept)
+                log(f"[{i}/{len(plans)}] {method} seed {seed}: done earlier, kept")
+                continue
+        log(f"[{i}/{len(plans)}] {method} seed {seed}")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "run.json", now)
         t0 = time.perf_counter()
         res = optimize(mcfg, data, run_dir / "optimize", resume=True, progress=not quiet, log=log)
         t1 = time.perf_counter()
@@ -147,4 +175,3 @@ def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log) -> list[di
         write_json(done, r)
         results.append(r)
     return results
-
