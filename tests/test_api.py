@@ -52,5 +52,5 @@ def test_a_config_given_as_a_dict_runs_as_its_file_does(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="mixer.episods"):
         tandem.optimize({**raw, "mixer": {"episods": 2}}, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
-    with pytest.raises(TypeError, match="expected a path, a dict"):
+    with pytest.raises(InputError, match="expected a path, a dict"):
         tandem.optimize(5, tmp_path / "bad")

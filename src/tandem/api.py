@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Union
 
 from tandem.config import Config, apply_overrides, config_from_dict, load_config
+from tandem.errors import InputError
 
 ConfigLike = Union[str, Path, dict, Config]
 
@@ -18,7 +19,7 @@ ConfigLike = Union[str, Path, dict, Config]
 def _config(config: ConfigLike, overrides: list[str] | None) -> Config:
     if isinstance(config, Config):
         if overrides:
-            raise ValueError("overrides apply to a config file or dict; change a Config object with model_copy "
+            raise InputError("overrides apply to a config file or dict; change a Config object with model_copy "
                              "instead")
         return config
     if isinstance(config, dict):
@@ -27,7 +28,7 @@ def _config(config: ConfigLike, overrides: list[str] | None) -> Config:
 
         return config_from_dict(apply_overrides(copy.deepcopy(config), overrides), base_dir=Path.cwd())
     if not isinstance(config, (str, Path)):
-        raise TypeError(f"config: expected a path, a dict or a tandem.config.Config, got {type(config).__name__}")
+        raise InputError(f"config: expected a path, a dict or a tandem.config.Config, got {type(config).__name__}")
     return load_config(config, overrides)
 
 
@@ -78,39 +79,75 @@ def train(config: ConfigLike, out: Union[str, Path], weights: Union[str, dict] =
 
 
 def recommend(config: ConfigLike, out: Union[str, Path], candidates: dict[str, Union[str, dict]], seeds: int = 3,
-              steps: int | None = None, overrides: list[str] | None = None, quiet: bool = True) -> dict:
-    """The target-scale check (`tandem recommend`): {label: mixture} scored by short trainings of the target over
-    paired seeds on validation loss; returns the report (also OUT/recommend.json)."""
+              steps: int | None = None, overrides: list[str] | None = None, force: bool = False, quiet: bool = True,
+              log=None) -> dict:
+    """The target-scale check (`tandem recommend`): {label: mixture} (a {domain: weight} dict, a weights file,
+    `uniform` or `natural`) scored by short trainings of the target over paired seeds on validation loss; writes
+    OUT/recommend.json and OUT/weights.json (the recommended mixture) and returns the report. The CLI runs this
+    function: the same checks, the same files, the same errors (tandem.errors.InputError)."""
     from tandem.config import check_weights
     from tandem.data.cache import natural_weights
-    from tandem.io import write_json
+    from tandem.errors import InputError
+    from tandem.io import check_writable_dir, refuse_overlap, write_json
     from tandem.mixing.recommend import check_candidates
     from tandem.mixing.weights import as_array, resolve_weights
+    from tandem.pipeline.common import removed_on_input_error
+    from tandem.runs import claim, release
 
     cfg, out = _config(config, overrides), Path(out)
+    out = check_writable_dir(out)
+    if cfg.stages is not None:
+        where = f"{config}: " if isinstance(config, (str, Path)) else ""
+        raise InputError(f"{where}stages: tandem recommend scores single-stage mixtures; a two-stage config would mix the "
+                         "SFT tasks into pretraining")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
+        raise InputError(f"--seeds: expected >= 2 (a paired standard error needs two seeds), got {seeds!r}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise InputError(f"--steps: expected >= 1, got {steps!r}")
+    if not isinstance(candidates, dict) or not candidates:
+        raise InputError("--candidates: expected at least one candidate (weights files, uniform or natural)")
+    for label, spec in candidates.items():  # every candidate checked before any work
+        if isinstance(spec, dict):
+            check_weights(spec, cfg.domain_names, f"candidates.{label}")
+        elif str(spec) not in ("uniform", "natural"):
+            resolve_weights(str(spec), cfg.domain_names)
+    refuse_overlap(out, cfg.input_paths())
+    log = log or ((lambda s: None) if quiet else print)
     data = _data(cfg, quiet)
+    natural = natural_weights(data)
     arrays = {k: as_array(check_weights(v, data.domains, f"candidates.{k}") if isinstance(v, dict)
-                          else resolve_weights(str(v), data.domains, natural_weights(data)), data.domains)
+                          else resolve_weights(str(v), data.domains, natural), data.domains)
               for k, v in candidates.items()}
-    report = check_candidates(cfg, data, arrays, seeds, steps or max(1, cfg.train.steps // 10),
-                              log=(lambda s: None) if quiet else print)
-    write_json(out / "recommend.json", report)
+    try:
+        with removed_on_input_error(out):
+            claim(out, cfg, data, "recommend", False, force)
+            report = check_candidates(cfg, data, arrays, seeds, steps or max(1, cfg.train.steps // 10), log=log)
+            write_json(out / "recommend.json", report)
+            best = report["candidates"][report["recommended"]]["weights"]
+            write_json(out / "weights.json", {"domain_weights": best, "recommended": report["recommended"],
+                                              "verdict": report["verdict"]})
+    finally:
+        release()
     return report
 
 
-def compare(config: Union[str, Path], out: Union[str, Path], methods: list[str] | tuple[str, ...] =
+def compare(config: ConfigLike, out: Union[str, Path], methods: list[str] | tuple[str, ...] =
             ("uniform", "natural", "doremi", "doge", "tandem"), seeds: int = 1, overrides: list[str] | None = None,
             quiet: bool = True) -> dict:
     """Several methods side by side over paired seeds (`tandem compare`), every method on the same stage-one budget;
     returns OUT/results.json (one record per method and seed: weights, test and valid losses, stage-one tokens and
     time). Finished runs in OUT are kept, so a call after an interruption continues."""
+    from tandem.io import check_writable_dir
     from tandem.pipeline.compare import compare_job
+    from tandem.runs import release
 
-    if isinstance(config, Config):
-        raise ValueError("compare reads its config from a file (each method's run is written next to it)")
-    doc, _, warnings = compare_job(load_config(config, overrides), Path(out), list(methods), seeds, quiet,
-                                   (lambda s: None) if quiet else print, str(config))
+    cfg = _config(config, overrides)
+    where = str(config) if isinstance(config, (str, Path)) else "config"
+    try:
+        doc, _, warnings = compare_job(cfg, check_writable_dir(Path(out)), list(methods), seeds, quiet,
+                                       (lambda s: None) if quiet else print, where)
+    finally:
+        release()
     for line in warnings:  # a method whose stage one did not spend the equal budget
         print(line, file=sys.stderr)
     return doc
-

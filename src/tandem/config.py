@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tandem.errors import InputError
 
 SPLITS = ("train", "valid", "test")
+# The mixing methods by name (tandem.mixing.methods defines each; it checks this list against its own).
+METHOD_NAMES = ("uniform", "natural", "fixed", "tandem", "doremi", "doge", "odm", "aioli", "skillit", "ado", "grid",
+                "regmix")
 
 
 class _Section(BaseModel):
@@ -515,13 +518,11 @@ class Config(_Section):
     def _methods(self) -> "Config":
         # Each `methods.<name>` names a method and only mixer fields: a typo (`doremy`, `eta_alhpa`) is an error,
         # never a section silently ignored.
-        from tandem.mixing.methods import METHODS
-
         for name, section in self.methods.items():
-            if name not in METHODS:
-                close = difflib.get_close_matches(name, METHODS, n=1)
+            if name not in METHOD_NAMES:
+                close = difflib.get_close_matches(name, METHOD_NAMES, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"methods: unknown method {name!r}{hint}; expected some of {', '.join(METHODS)}")
+                raise ValueError(f"methods: unknown method {name!r}{hint}; expected some of {', '.join(METHOD_NAMES)}")
             unknown = sorted(set(section) - set(MixerConfig.model_fields))
             if unknown:
                 close = difflib.get_close_matches(unknown[0], list(MixerConfig.model_fields), n=1)

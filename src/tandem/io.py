@@ -111,16 +111,18 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """The records of a JSON-lines log (metrics.jsonl, a search's points); a torn last line (a killed writer) and
-    a missing file give what there is."""
+    """The records of a JSON-lines log (metrics.jsonl, a search's points): a line that does not decode or parse (a
+    torn last line of a killed writer, bytes that are not text) is skipped, as is a missing file."""
     out = []
     path = Path(path)
     if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for raw in path.read_bytes().splitlines():
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+                rec = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
                 continue
+            if isinstance(rec, dict):
+                out.append(rec)
     return out
 
 

@@ -132,9 +132,10 @@ def claim(out: Path, cfg, data, command: str, resume: bool, force: bool) -> None
         except InputError:
             unreadable = True
     distributed.barrier()  # every rank has read run.json before rank 0 rewrites it below
-    if before is None and resume and _holds_run(out):
+    if before is None and resume and (held := _run_files(out)):
         # No identity to compare means not the same run: continuing its checkpoints could mix two configs.
-        raise InputError(f"--resume: {out} holds files of a run but {'an unreadable' if unreadable else 'no'} "
+        raise InputError(f"--resume: {out} holds files of a run ({', '.join(held[:3])}) but "
+                         f"{'an unreadable' if unreadable else 'no'} "
                          f"run.json (the run's identity), so it cannot be told to be this run; start over with "
                          f"--force (without --resume) or use another --out")
     if before is None and unreadable and not force:
@@ -157,9 +158,13 @@ def claim(out: Path, cfg, data, command: str, resume: bool, force: bool) -> None
     write_text(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
 
 
-def _holds_run(out: Path) -> bool:
-    """Whether OUT holds anything a run wrote (a checkpoint, metrics, results), beyond the lock and an error log."""
-    return out.is_dir() and any(c.name not in (".lock", "tandem-error.log", "run.json") for c in out.iterdir())
+def _run_files(out: Path) -> list[str]:
+    """What OUT holds that a run wrote (a checkpoint, metrics, results): not hidden files (the lock, scratch files)
+    nor an error log."""
+    if not out.is_dir():
+        return []
+    return sorted(c.name for c in out.iterdir() if not c.name.startswith(".") and c.name not in
+                  ("tandem-error.log", "run.json"))
 
 
 def _lock_on_every_rank(out: Path) -> None:

@@ -143,7 +143,7 @@ def test_compare_smoke_and_resume(setup, tmp_path, capsys):
     capsys.readouterr()
     assert main(argv[:-1] + ["--set", "mixer.eval_sequences=3"]) == 0
     err = capsys.readouterr().err
-    assert err.count("the config changed since it ran") == 4 and err.count("done earlier, kept") == 2  # uniform
+    assert err.count("the config or data changed since it ran") == 4 and err.count("done earlier, kept") == 2  # uniform
     changed = json.loads((out / "results.json").read_text())
     assert {r["method"] for r in changed["runs"] if r["config_fingerprint"] != old[(r["method"], r["seed"])].get("config_fingerprint")} == {"doge", "tandem"}
 

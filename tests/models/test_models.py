@@ -149,7 +149,7 @@ def test_load_model_errors(tmp_path):
     with pytest.raises(InputError, match="not a tandem model folder"):
         load_model(tmp_path)
     (tmp_path / "tandem_model.json").write_text("{oops")
-    with pytest.raises(InputError, match="invalid JSON"):
+    with pytest.raises(InputError, match="not valid JSON"):
         load_model(tmp_path)
     save_model(build_model(ModelConfig(preset="tiny"), VOCAB, SEQ, 0), tmp_path / "g")
     (tmp_path / "g" / "model.safetensors").write_bytes(b"not safetensors")

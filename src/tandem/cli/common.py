@@ -45,6 +45,6 @@ class Parser(argparse.ArgumentParser):
     """argparse with tandem's error contract: a usage mistake is one `error:` line on stderr and exit code 2."""
 
     def error(self, message: str):
-        one_line = " ".join(message.split())
-        sys.stderr.write(f"error: {self.prog}: {one_line} (see {self.prog} --help)\n")
+        one_line = " ".join(message.split()).removeprefix("argument ")
+        sys.stderr.write(f"error: {one_line} (see {self.prog} --help)\n")
         raise SystemExit(2)

@@ -53,9 +53,8 @@ def _internal_error_log(args) -> str:
 
     out = getattr(args, "out", None)
     candidates = []
-    if out:
-        out = Path(out)
-        candidates.append(out / "tandem-error.log" if out.is_dir() else out.parent / "tandem-error.log")
+    if out and Path(out).is_dir():  # never beside OUT: nothing is written outside the output folder
+        candidates.append(Path(out) / "tandem-error.log")
     candidates.append(Path(tempfile.gettempdir()) / "tandem-error.log")
     for path in candidates:
         try:
@@ -75,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     from tandem.training import distributed
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a usage error (one line already printed: Parser.error)
+        return done.code if isinstance(done.code, int) else 2
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

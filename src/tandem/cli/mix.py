@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tandem.cli.common import load, log_to, prepare
 from tandem.errors import InputError
-from tandem.io import check_writable_dir, write_json
+from tandem.io import check_writable_dir
 
 
 def cmd_optimize(args) -> int:
@@ -55,56 +55,25 @@ def cmd_run(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    import numpy as np
+    from tandem.api import recommend
+    from tandem.mixing.recommend import format_check
 
-    from tandem.data.cache import natural_weights
-    from tandem.mixing.recommend import check_candidates, format_check
-    from tandem.mixing.weights import as_array, resolve_weights
-    from tandem.pipeline.common import removed_on_input_error
-    from tandem.runs import claim
-
-    cfg = load(args)
-    out = check_writable_dir(args.out)
-    if cfg.stages is not None:
-        raise InputError(f"{args.config}: stages: tandem recommend scores single-stage mixtures; a two-stage "
-                         f"config would mix the SFT tasks into pretraining")
-    if args.seeds < 2:
-        raise InputError(f"--seeds: expected >= 2 (a paired standard error needs two seeds), got {args.seeds}")
-    if args.steps is not None and args.steps < 1:
-        raise InputError(f"--steps: expected >= 1, got {args.steps}")
     specs = [c for c in args.candidates.split(",") if c]
-    if not specs:
-        raise InputError("--candidates: expected a comma-separated list of weights files, uniform or natural")
-    def split_spec(spec: str) -> tuple[str, str]:
+    candidates: dict[str, str] = {}
+    for spec in specs:
         # LABEL=FILE names a candidate; a path that itself holds '=' (runs/lr=1e-3/weights.json) is not split
         if spec in ("uniform", "natural") or Path(spec).is_file() or "=" not in spec:
-            return "", spec
-        label, _, path = spec.partition("=")
-        return label, path
-
-    for spec in specs:  # validate the files before any work
-        _, path = split_spec(spec)
-        if path not in ("uniform", "natural"):
-            resolve_weights(path, cfg.domain_names)
-    data = prepare(cfg, args)
-    natural = natural_weights(data)
-    candidates = {}
-    for spec in specs:
-        label, path = split_spec(spec)
+            label, path = "", spec
+        else:
+            label, _, path = spec.partition("=")
         label = label or (path if path in ("uniform", "natural") else Path(path).parent.name or Path(path).stem)
         if label in candidates:
             raise InputError(f"--candidates: two candidates are called {label!r}; name them LABEL=FILE")
-        candidates[label] = as_array(resolve_weights(path, data.domains, natural), data.domains)
-    with removed_on_input_error(out):
-        claim(out, cfg, data, "recommend", False, args.force)
-        report = check_candidates(cfg, data, candidates, args.seeds, args.steps or max(1, cfg.train.steps // 10),
-                                  log=log_to(args.quiet))
-        write_json(out / "recommend.json", report)
-        best = report["candidates"][report["recommended"]]["weights"]
-        write_json(out / "weights.json", {"domain_weights": best, "recommended": report["recommended"],
-                                          "verdict": report["verdict"]})
+        candidates[label] = path
+    report = recommend(args.config, args.out, candidates, args.seeds, args.steps, args.set, args.force, args.quiet,
+                       log=log_to(args.quiet))
     print(format_check(report))
-    print(f"wrote {out / 'recommend.json'} and {out / 'weights.json'} (the recommended mixture)")
+    print(f"wrote {Path(args.out) / 'recommend.json'} and {Path(args.out) / 'weights.json'} (the recommended mixture)")
     return 0
 
 

@@ -358,6 +358,14 @@ def _read_index(index_path: Path, log: Callable[[str], None]) -> dict:
 
 
 def _prepare_locked(cfg: Config, cache_dir: Path, log: Callable[[str], None], progress: bool) -> PreparedData:
+    # Scratch files of writes a killed process never finished (tandem.io.atomic_path names them `.NAME.*.tmp`):
+    # this process holds the cache's lock, so no other writer owns them.
+    for name in cfg.data.domains:
+        folder = cache_dir / name
+        for tmp in (folder.glob(".*.tmp") if folder.is_dir() else []):
+            tmp.unlink(missing_ok=True)
+    for tmp in cache_dir.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
     index_path = cache_dir / "index.json"
     index = _read_index(index_path, log)
     domains = resolve_domains(cfg)

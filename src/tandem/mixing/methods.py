@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tandem.config import MixerConfig
+from tandem.config import METHOD_NAMES, MixerConfig
 from tandem.errors import InputError
 from tandem.mixing.loop import LoopSpec
 from tandem.mixing.weights import as_array, resolve_weights
@@ -29,6 +29,7 @@ LOOP_METHODS = ("tandem", "doremi", "doge")
 ONLINE_METHODS = ("odm", "aioli", "skillit", "ado")
 SEARCH_METHODS = ("grid", "regmix")
 METHODS = STATIC_METHODS + LOOP_METHODS + ONLINE_METHODS + SEARCH_METHODS
+assert METHODS == METHOD_NAMES, "tandem.config.METHOD_NAMES must list the methods defined here"
 
 # Published defaults of each method, used for mixer fields the config does not set explicitly.
 METHOD_DEFAULTS = {

@@ -161,7 +161,8 @@ def cap_epochs(weights: np.ndarray, limits: np.ndarray,
     rows, budget, per_row = epochs
     caps = limits * rows / budget  # the largest share of rows that keeps each domain within its epochs
     capped_rows = project_capped_simplex(row_shares(weights, per_row), caps)
-    binding = np.isfinite(caps) & (capped_rows >= caps * (1 - 1e-9)) & (caps.sum() >= 1.0)
+    # a cap binds where the projection holds the domain at it, or past it when the caps cannot all hold together
+    binding = np.isfinite(caps) & (capped_rows >= caps * (1 - 1e-9))
     return token_shares(capped_rows, per_row), binding
 
 
@@ -185,6 +186,8 @@ def apply_caps(cfg: Config, data: PreparedData, mc, recommended: np.ndarray, log
     extra = {"uncapped": {d: float(x) for d, x in zip(names, recommended)},
              "max_epochs": {d: (float(e) if np.isfinite(e) else None) for d, e in zip(names, limits)},
              "caps_binding": binding,
+             # false: the target's rows exceed every domain's cap together, so each cap is exceeded
+             "caps_feasible": bool(float((limits * epochs[0] / epochs[1]).sum()) >= 1.0),
              **epoch_fields(cfg, data, {"recommended": capped, "uncapped": recommended, **baselines}, epochs)}
     return capped, extra
 

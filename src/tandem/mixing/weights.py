@@ -14,47 +14,10 @@ def uniform(names: list[str]) -> dict[str, float]:
     return {d: 1.0 / len(names) for d in names}
 
 
-def _mixture_of(obj, path: Path) -> dict:
-    """The {domain: weight} map in any of the layouts tandem writes or reads: its own weights.json
-    (`domain_weights`), DoReMi's domain config (`train_domain_weights`), the `datasets` export (`domains` and
-    `weights`), or a plain {domain: weight} map (JSON or the YAML export)."""
-    if isinstance(obj, dict):
-        for key in ("domain_weights", "train_domain_weights"):
-            if key in obj:
-                return obj[key]
-        if isinstance(obj.get("domains"), list) and isinstance(obj.get("weights"), list):
-            if len(obj["domains"]) != len(obj["weights"]) or not all(isinstance(d, str) for d in obj["domains"]):
-                raise InputError(f"{path}: domains and weights: expected two lists of the same length")
-            return dict(zip(obj["domains"], obj["weights"]))
-        if obj and all(isinstance(k, str) for k in obj):
-            return obj
-    raise InputError(f'{path}: expected {{"domain_weights": {{domain: weight}}}}, DoReMi\'s '
-                     f'{{"train_domain_weights": ...}}, or a plain {{domain: weight}} map')
-
-
-def read_mixture_file(path: Path | str) -> tuple[dict, object]:
-    """(the {domain: weight} map, unchecked, and the whole parsed file) of a weights file: JSON, or YAML by its
-    extension, in any layout `_mixture_of` knows."""
-    from tandem import schema
-
-    path = Path(path)
-    if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
-        from tandem.config import parse_yaml
-
-        text = schema.read_text(path, "weights file")
-        try:
-            obj = parse_yaml(text)
-        except yaml.YAMLError as err:
-            raise InputError(f"{path}: invalid YAML ({getattr(err, 'problem', None) or err})") from None
-    else:
-        obj = schema.read_json(path, what="weights file")
-    return _mixture_of(obj, path), obj
-
-
 def read_weights_file(path: Path | str, names: list[str]) -> dict[str, float]:
     """Read and validate a weights file against the config's domains (order of `names`)."""
+    from tandem.schema import read_mixture_file
+
     w = check_weights(read_mixture_file(path)[0], names, f"{path}: domain_weights")
     return {d: w[d] for d in names}
 

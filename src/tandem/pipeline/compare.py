@@ -119,6 +119,18 @@ def _read_identity(path: Path) -> dict | None:
         return None
 
 
+def _run_identity(mcfg, data, fingerprint_: str) -> dict:
+    """runs.identity (settings and the data's content), with the whole config's fingerprint (evaluation settings
+    included: they change the result); a static mixture's run ignores the mixer's other settings."""
+    from tandem.runs import identity
+
+    ident = identity(mcfg, data)
+    if mcfg.mixer.method in STATIC_METHODS:
+        ident = {k: v for k, v in ident.items()
+                 if not k.startswith("mixer.") or k == "mixer.method" or k.startswith("mixer.weights")}
+    return {**ident, "config_fingerprint": json.dumps(fingerprint_)}
+
+
 def _kept_result(done: Path, fingerprint_: str) -> dict | None:
     from tandem import schema
 
@@ -130,7 +142,7 @@ def _kept_result(done: Path, fingerprint_: str) -> dict | None:
 
 
 def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log) -> list[dict]:
-    from tandem.runs import identity, lock
+    from tandem.runs import lock
 
     lock(out)  # one compare per folder: a second process on the same OUT refuses instead of racing this one
     data_by_seed = {}
@@ -145,11 +157,11 @@ def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log) -> list[di
         data = data_by_seed[seed]
         # The run's identity (settings and the data's content) guards everything the folder holds: a finished
         # result and the checkpoints of an unfinished one are reused only for the same run.
-        now = {"command": "compare", "identity": identity(mcfg, data)}
+        now = {"command": "compare", "identity": _run_identity(mcfg, data, fingerprint_)}
         if run_dir.exists():
             before = _read_identity(run_dir / "run.json")
             if before != now:
-                why = "has no readable run identity" if before is None else "its settings or data changed since it ran"
+                why = "has no readable run identity" if before is None else "the config or data changed since it ran"
                 log(f"[{i}/{len(plans)}] {method} seed {seed}: {why}; running it again")
                 shutil.rmtree(run_dir)
             elif (kept := _kept_result(done, fingerprint_)) is not None:

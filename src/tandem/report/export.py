@@ -38,7 +38,7 @@ def read_weights(path: str | Path, method: str | None = None) -> tuple[dict[str,
         else:
             raise InputError(f"{path}: no weights.json or results.json in this folder")
     from tandem import schema
-    from tandem.mixing.weights import read_mixture_file
+    from tandem.schema import read_mixture_file
 
     obj = None if path.suffix.lower() in (".yaml", ".yml") else schema.read_json(path, what="weights file")
     if isinstance(obj, dict) and isinstance(obj.get("runs"), list):

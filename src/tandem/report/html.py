@@ -51,19 +51,22 @@ def _read_json(path: Path, reader=None) -> dict | None:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    """metrics.jsonl's records; the ones the report plots (those with proxy_loss) held to their schema."""
+    """metrics.jsonl's records (a log: lines that do not parse are skipped); those the report plots (with
+    proxy_loss) only when they hold what it plots."""
     from tandem import schema
     from tandem.io import read_jsonl
 
-    if path.exists():
-        schema.read_text(path, "metrics log")  # a regular UTF-8 file of bounded size, before parsing its lines
-    records = read_jsonl(path)
-    for n, r in enumerate(records, 1):
-        if isinstance(r, dict) and "proxy_loss" in r:
-            schema.check(r, {"step": schema.INT, "proxy_loss": schema.mapping(schema.NUM),
-                             "reference_loss": schema.mapping(schema.NUM), "delta": schema.mapping(schema.maybe(schema.NUM))},
-                         f"{path} record {n}")
-    return [r for r in records if isinstance(r, dict)]
+    shape = {"step": schema.INT, "proxy_loss": schema.mapping(schema.NUM), "reference_loss": schema.mapping(schema.NUM),
+             "delta": schema.mapping(schema.maybe(schema.NUM))}
+    out = []
+    for r in read_jsonl(path):
+        if "proxy_loss" in r:
+            try:
+                schema.check(r, shape, str(path))
+            except InputError:
+                continue
+        out.append(r)
+    return out
 
 
 def _trajectory(path: Path) -> tuple[list[str], list[int], np.ndarray, np.ndarray, np.ndarray] | None:
@@ -85,19 +88,20 @@ def _trajectory(path: Path) -> tuple[list[str], list[int], np.ndarray, np.ndarra
         missing = [c for c in need if c not in rows[0]] or ["weight_<domain>"]
         raise InputError(f"{path}: missing column '{missing[0]}'; expected step, distance and weight_/delta_ per domain")
 
-    def num(r, c, n, integer=False):
+    def num(r, c, n, integer=False, nan_ok=False):
         v = r.get(c)
         try:
             x = int(v) if integer else float(v)
         except (TypeError, ValueError):
             x = None
-        if x is None or not np.isfinite(x):
+        if x is None or not (np.isfinite(x) or (nan_ok and np.isnan(x))):
             raise InputError(f"{path}: row {n}: {c}: expected {'an integer' if integer else 'a finite number'}, got {v!r}")
         return x
 
     steps = [num(r, "step", n, True) for n, r in enumerate(rows, 2)]
     w = np.array([[num(r, f"weight_{d}", n) for d in names] for n, r in enumerate(rows, 2)])
-    delta = np.array([[num(r, f"delta_{d}", n) for d in names] for n, r in enumerate(rows, 2)])
+    # a domain without a train split (target-only) has no Delta: written as nan
+    delta = np.array([[num(r, f"delta_{d}", n, nan_ok=True) for d in names] for n, r in enumerate(rows, 2)])
     dist = np.array([num(r, "distance", n) for n, r in enumerate(rows, 2)])
     return names, steps, w, delta, dist
 
