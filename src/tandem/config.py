@@ -308,8 +308,13 @@ class EvalConfig(_Section):
 
 
 class ODMConfig(_Section):
-    smoothing: float = Field(0.9, ge=0, lt=1, description="method=odm: weight of the past in the moving average of "
-                             "importance-weighted rewards (R <- s R + (1 - s) loss / p).")
+    updater: Literal["smoothed_mean", "exp3"] = Field(
+        "smoothed_mean", description="method=odm: `smoothed_mean`, the released code's updater (est <- s est + "
+        "(1 - s) exp(loss) for each sampled domain, probabilities (1 - K eps) est / sum(est) + eps), or `exp3`, the "
+        "paper's Algorithm 1 (importance-weighted moving average of loss / p, probabilities (1 - K eps) "
+        "softmax(eps' R) + eps).")
+    smoothing: float = Field(0.9, ge=0, lt=1, description="method=odm: weight of the past in the moving average "
+                             "(s above; the released code's default 0.9).")
     groups: int = Field(8, ge=1, description="method=odm: single-domain groups (micro-batches) per step, each "
                         "domain drawn from the bandit's probabilities (capped at the batch size).")
 

@@ -59,6 +59,52 @@ def test_odm_equalises_loss_per_probability_under_constant_losses():
     assert pi.max() < 0.45 and pi.min() > 0.1
 
 
+def test_odm_released_updater_by_hand():
+    """ODM's released SmoothedMeanWeightUpdater, written out: est_i <- s est_i + (1 - s) exp(L_i) for each sampled
+    domain (no importance weight), p = (1 - K eps_t) est / sum(est) + eps_t."""
+    K, s = 3, 0.9
+    est = np.array([0.0, 5.0, 0.0])
+    observed = np.array([2.0, np.nan, 1.0])  # domain 1 not drawn this step
+    got = peers.odm_smoothed_rewards(est, observed, s)
+    expected = [0.1 * math.exp(2.0), 5.0, 0.1 * math.exp(1.0)]
+    assert got == pytest.approx(expected, rel=1e-12)
+    eps = min(1 / K, math.sqrt(math.log(K) / (K * 2001)))
+    total = sum(expected)
+    p = [(1 - K * eps) * e / total + eps for e in expected]
+    assert peers.odm_smoothed_probabilities(got, eps) == pytest.approx(np.array(p) / sum(p), rel=1e-12)
+    assert peers.odm_smoothed_probabilities(np.zeros(K), eps) == pytest.approx(np.full(K, 1 / K))
+
+
+def _odm_under_fixed_losses(updater: str, L: np.ndarray, steps: int = 300) -> np.ndarray:
+    """The ODM policy's probabilities after `steps` steps in which every domain is drawn and has a fixed loss."""
+    K, est, pi = len(L), np.zeros(len(L)), np.full(len(L), 1 / len(L))
+    for t in range(1, steps + 1):
+        if updater == "smoothed_mean":
+            est = peers.odm_smoothed_rewards(est, L, 0.9)
+            pi = peers.odm_smoothed_probabilities(est, peers.odm_epsilon(K, t + 1))
+        else:
+            est = peers.odm_rewards(est, L, pi, 0.9)
+            pi = peers.odm_probabilities(est, peers.odm_epsilon(K, t), peers.odm_epsilon(K, t + 1))
+    return pi
+
+
+def test_odm_default_is_the_released_updater_where_it_differs_from_the_papers():
+    """Fixed losses 5.5-7.0 over 300 steps: the released updater ends at (1 - K eps) exp(L) / sum exp(L) + eps
+    (0.09-0.28), far from uniform; the paper's importance-weighted form feeds back towards uniform (its reward L / p
+    grows as p shrinks: 0.157-0.176)."""
+    from tandem.config import ODMConfig
+
+    L = np.linspace(5.5, 7.0, 6)
+    released = _odm_under_fixed_losses("smoothed_mean", L)
+    paper = _odm_under_fixed_losses("exp3", L)
+    eps = math.sqrt(math.log(6) / (6 * 301))
+    by_hand = (1 - 6 * eps) * np.exp(L) / np.exp(L).sum() + eps
+    assert released == pytest.approx(by_hand, abs=1e-6)
+    assert released.min() < 0.09 and released.max() > 0.28
+    assert paper.max() - paper.min() < 0.05
+    assert ODMConfig().updater == "smoothed_mean"
+
+
 # --- Aioli -----------------------------------------------------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ only in what they observe and how they turn it into a mixture (the math: tandem.
 
 | method   | one round                                                   | observes                         |
 |----------|-------------------------------------------------------------|----------------------------------|
-| odm      | one step on a batch of one domain drawn by EXP3             | that batch's training loss       |
+| odm      | one step of single-domain groups drawn by the bandit        | their training losses            |
 | ado      | one step on the mixture                                     | per-domain training losses       |
 | skillit  | free_steps steps, then an evaluation                        | per-domain validation losses     |
 | aioli    | per group: probe_steps on a smoothed one-hot mixture; then free_steps at the new mixture | validation loss drops |
@@ -81,11 +81,13 @@ class Policy:
 
 
 class ODM(Policy):
-    """EXP3 over domains (Albalak et al. 2023, Algorithm 1): each step is made of `groups` single-domain groups, each
-    domain drawn from the bandit's probabilities; every domain in the step is credited its training loss divided by
-    its probability, folded into a moving average; the probabilities are (1 - K eps_t) softmax(eps_{t-1} R) + eps_t.
-    t counts steps from the start of training, warm-up included, as ODM's code does. The bandit's probabilities are
-    over groups (rows); the mixture it reports is their share of supervised tokens (tandem.data.sampler)."""
+    """Online Data Mixing (Albalak et al. 2023): each step is made of `groups` single-domain groups (micro-batches),
+    each domain drawn from the bandit's probabilities; after the step every domain drawn in it updates its estimate
+    from its training loss. By default the released code's updater (`odm.updater: smoothed_mean`): est <- s est +
+    (1 - s) exp(loss), probabilities (1 - K eps_t) est / sum(est) + eps_t; `exp3` is the paper's Algorithm 1:
+    R <- s R + (1 - s) loss / p, probabilities (1 - K eps_t) softmax(eps_{t-1} R) + eps_t. t counts steps from the
+    start of training, warm-up included, as ODM's code does. The bandit's probabilities are over groups (rows); the
+    mixture it reports is their share of supervised tokens (tandem.data.sampler)."""
 
     def __init__(self, mc, num_domains, alpha0):
         super().__init__(mc, num_domains, alpha0)
@@ -106,9 +108,14 @@ class ODM(Policy):
         counts = np.bincount(picks, weights=rows, minlength=self.m)
         meter = ctx.train(counts / batch, rows=True)[0]
         observed = np.where(counts > 0, meter.losses(), np.nan)
-        self.rewards = peers.odm_rewards(self.rewards, observed, self.pi, self.mc.odm.smoothing)
         step = self.mc.warmup_steps + t + 1  # steps taken; the new probabilities serve step + 1
-        self.pi = peers.odm_probabilities(self.rewards, peers.odm_epsilon(self.m, step), peers.odm_epsilon(self.m, step + 1))
+        if self.mc.odm.updater == "smoothed_mean":
+            self.rewards = peers.odm_smoothed_rewards(self.rewards, observed, self.mc.odm.smoothing)
+            self.pi = peers.odm_smoothed_probabilities(self.rewards, peers.odm_epsilon(self.m, step + 1))
+        else:
+            self.rewards = peers.odm_rewards(self.rewards, observed, self.pi, self.mc.odm.smoothing)
+            self.pi = peers.odm_probabilities(self.rewards, peers.odm_epsilon(self.m, step),
+                                              peers.odm_epsilon(self.m, step + 1))
         return token_shares(self.pi, per_row), self.rewards.copy(), observed
 
     def state_dict(self):

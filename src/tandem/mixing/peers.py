@@ -44,6 +44,27 @@ def odm_rewards(rewards: np.ndarray, observed: np.ndarray, probabilities: np.nda
     return r
 
 
+def odm_smoothed_rewards(estimates: np.ndarray, observed: np.ndarray, smoothing: float) -> np.ndarray:
+    """ODM's released updater (SmoothedMeanWeightUpdater, the update its training loop calls with mixed
+    micro-batches): for each domain sampled this step, est <- s est + (1 - s) exp(loss), the loss its mean training
+    loss over this step's micro-batches; no importance weight; unsampled domains keep their estimate."""
+    est = np.asarray(estimates, dtype=np.float64).copy()
+    seen = np.isfinite(observed)
+    est[seen] = smoothing * est[seen] + (1.0 - smoothing) * np.exp(observed[seen])
+    return est
+
+
+def odm_smoothed_probabilities(estimates: np.ndarray, eps: float) -> np.ndarray:
+    """The released updater's sampling distribution: (1 - K eps_t) est / sum(est) + eps_t, renormalised (a linear
+    normalisation of the estimates, not a softmax); before any estimate, uniform."""
+    est = np.asarray(estimates, dtype=np.float64)
+    k = len(est)
+    total = est.sum()
+    share = est / total if total > 0 else np.full(k, 1.0 / k)
+    p = (1.0 - k * eps) * share + eps
+    return p / p.sum()
+
+
 # --- Aioli: online estimation of the linear mixing law (Chen et al. 2024) ------------------------------------------
 
 def aioli_probe_mixtures(num_domains: int, one_hot_factor: float) -> np.ndarray:
