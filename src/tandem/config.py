@@ -335,7 +335,8 @@ class SkillItConfig(_Section):
                         "update (W).")
     graph: Optional[dict[str, dict[str, float]]] = Field(
         None, description="method=skillit: the skills graph {skill i: {skill j: A_ij}} (training on i helps j); "
-        "null: estimated by training a copy of the proxy on each skill alone for graph_steps steps.")
+        "null: estimated as Skill-It's authors do, from the run's start: a copy of the initial proxy trained on each "
+        "skill alone for graph_steps steps, A_ij = relative drop of skill j's validation loss.")
     graph_steps: int = Field(10, ge=1, description="method=skillit: steps on each skill alone when estimating the "
                              "graph (counted in the stage-one budget).")
 

@@ -175,6 +175,32 @@ def test_skillit_reads_a_given_graph_by_name(shared_cfg, tmp_path):
     assert res.proxy_steps == 1 + 3 * 2  # no graph steps when the graph is given
 
 
+def test_skillit_estimates_its_graph_from_the_runs_start(shared_cfg, tmp_path, monkeypatch):
+    """As Skill-It's authors measure it: separate runs per skill from the initial model (not a warmed-up copy), so the
+    graph holds the early, large relative drops."""
+    from tandem.mixing import online
+
+    cfg = load_config(shared_cfg)
+    data = prepare_data(cfg)
+    seen = {}
+    real = online.peers.skillit_graph
+
+    def spy(before, after):
+        seen["before"], seen["graph"] = np.array(before), real(before, after)
+        return seen["graph"]
+
+    monkeypatch.setattr(online.peers, "skillit_graph", spy)
+    mcfg = cfg.model_copy(update={"mixer": cfg.mixer.model_copy(update={
+        "method": "skillit", "episodes": 2, "free_steps": 1, "warmup_steps": 6, "eval_sequences": 2,
+        "skillit": cfg.mixer.skillit.model_copy(update={"graph_steps": 3})})})
+    res = optimize(mcfg, data, tmp_path, progress=False, log=lambda s: None)
+    vocab = data.tokenizer.vocab_size
+    # the start losses are those of an untrained model (about ln V), and training on a skill lowers its own loss
+    assert np.all(np.abs(seen["before"] - np.log(vocab)) < 0.5)
+    assert np.all(np.diag(seen["graph"]) > 0.01)
+    assert res.proxy_steps == 3 * len(data.domains) + 6 + 2 * 1
+
+
 # --- ADO -------------------------------------------------------------------------------------------------------------
 
 

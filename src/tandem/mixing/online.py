@@ -66,6 +66,9 @@ class Policy:
         self.m = num_domains
         self.alpha0 = np.asarray(alpha0, dtype=np.float64)
 
+    def initial(self, ctx: Context) -> None:
+        """One-time work on the proxy as initialised, before the warm-up steps."""
+
     def start(self, ctx: Context, alpha: np.ndarray) -> np.ndarray:
         """One-time work before the first round (after the warm-up steps); returns the first round's mixture."""
         return alpha
@@ -128,27 +131,33 @@ class ODM(Policy):
 
 class SkillIt(Policy):
     """Online Skill-It (Chen et al. 2023): p = p0 exp(eta A L), L the per-skill validation losses summed over the last
-    `window` evaluations and A the skills graph (given, or estimated by training a copy of the proxy on each skill
-    alone); free_steps steps at p, then an evaluation and a new p. The first p uses L = 1, as Skill-It's code does."""
+    `window` evaluations and A the skills graph (given, or estimated from the run's start by training a copy of the
+    initial proxy on each skill alone); free_steps steps at p, then an evaluation and a new p. The first p uses
+    L = 1, as Skill-It's code does."""
 
     def __init__(self, mc, num_domains, alpha0):
         super().__init__(mc, num_domains, alpha0)
         self.graph: np.ndarray | None = None
         self.recent: list[list[float]] = []
 
-    def start(self, ctx, alpha):
+    def initial(self, ctx):
+        # The graph as Skill-It's authors measure it: a separate run per skill from the run's own start (here a copy
+        # of the proxy as initialised), A[i, j] = (start loss - end loss) / start loss of skill j. A copy of a
+        # warmed-up proxy would measure only the last, small drops (entries ~1e-2), and leave p at p0.
         sk = self.mc.skillit
         if sk.graph is not None:
             names = ctx.problem.names
             self.graph = np.array([[float(sk.graph.get(a, {}).get(b, 0.0)) for b in names] for a in names])
-        else:
-            before = ctx.valid_losses()
-            after = np.empty((self.m, self.m))
-            for i in range(self.m):
-                ctx.scratch.copy_from(ctx.proxy)
-                ctx.train(np.eye(self.m)[i], sk.graph_steps, model=ctx.scratch)
-                after[i] = ctx.valid_losses(ctx.scratch)
-            self.graph = peers.skillit_graph(before, after)
+            return
+        before = ctx.valid_losses()
+        after = np.empty((self.m, self.m))
+        for i in range(self.m):
+            ctx.scratch.copy_from(ctx.proxy)
+            ctx.train(np.eye(self.m)[i], sk.graph_steps, model=ctx.scratch)
+            after[i] = ctx.valid_losses(ctx.scratch)
+        self.graph = peers.skillit_graph(before, after)
+
+    def start(self, ctx, alpha):
         return peers.skillit_mixture(self.alpha0, self.graph, np.ones((1, self.m)) * (ctx.target > 0),
                                      self.mc.eta_alpha)
 

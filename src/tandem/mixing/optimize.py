@@ -383,6 +383,7 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
                          "history": [_record_to_json(h, names) for h in history]})
 
     if not started:
+        policy.initial(ctx)  # one-time work on the proxy as initialised (Skill-It's graph)
         ctx.train(alpha, mc.warmup_steps)
         alpha = policy.start(ctx, alpha)
         started = True
