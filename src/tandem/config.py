@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import typing
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -605,7 +606,8 @@ class Config(_Section):
 
     def resolve(self, p: str) -> Path:
         path = Path(p).expanduser()
-        return (path if path.is_absolute() else Path(self.base_dir) / path).resolve()
+        # realpath, not Path.resolve: a symlink loop stays a path (refused where it is used), not a RuntimeError
+        return Path(os.path.realpath(path if path.is_absolute() else Path(self.base_dir) / path))
 
     def input_paths(self) -> list[Path]:
         """Every file or folder the config reads (sources, tokenizer, models, chat template), resolved: tandem never
@@ -626,7 +628,9 @@ class Config(_Section):
         for model in (self.model, self.mixer.proxy):
             if isinstance(model, ModelConfig) and model.hf_path:
                 out.append(self.resolve(model.hf_path))
-        return list(dict.fromkeys(p.resolve() for p in out))
+        from tandem.io import real_path
+
+        return list(dict.fromkeys(real_path(p) for p in out))
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")

@@ -134,15 +134,20 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def real_path(p: str | os.PathLike) -> Path:
+    """The path with symlinks resolved, as far as they resolve (a symlink loop is left as it is, not an exception)."""
+    return Path(os.path.realpath(p))
+
+
 def refuse_overlap(out: str | os.PathLike, inputs, what: str = "--out") -> None:
     """Inputs are read-only: an output folder that is, or holds, an input (a data source, the config's tokenizer or
     model) is refused before anything is written; `--force` would otherwise delete it, and a run could write over
     it."""
     from tandem.errors import InputError
 
-    o = Path(out).expanduser().resolve()
+    o = real_path(Path(out).expanduser())
     for p in inputs:
-        r = Path(p).resolve()
+        r = real_path(p)
         if r == o or o in r.parents:
             raise InputError(f"{what} {out}: holds the input {p}; tandem never writes where its inputs are, so "
                              f"choose another {what}")
@@ -152,9 +157,9 @@ def refuse_targets(targets, inputs, what: str) -> None:
     """No file tandem is about to write (the token cache's shards and index) is one of the inputs."""
     from tandem.errors import InputError
 
-    given = {Path(p).resolve(): p for p in inputs}
+    given = {real_path(p): p for p in inputs}
     for t in targets:
-        r = Path(t).resolve()
+        r = real_path(t)
         if r in given:
             raise InputError(f"{what}: would write {t}, which is the input {given[r]}; choose another {what}")
 
