@@ -362,6 +362,10 @@ class MixerConfig(_Section):
     )
     grid_resolution: int = Field(10, ge=1, description="method=grid: simplex grid step 1/resolution (3 domains, 10: 66 points).")
     regmix_samples: int = Field(16, ge=2, description="method=regmix: proxies trained on Dirichlet-sampled mixtures.")
+    regmix_regression: Literal["lightgbm", "quadratic"] = Field(
+        "lightgbm", description="method=regmix: `lightgbm`, as RegMix's released code (its sweep around prior^0.5 "
+        "with 15x usage caps, a LightGBM fit, the mean of the top 128 of 100,000 candidates), or `quadratic` (a "
+        "quadratic ridge fit and its single argmin over Dirichlet candidates).")
     regmix_steps: Optional[int] = Field(None, ge=1, description="method=regmix: training steps of each proxy (default: "
                                         "warmup_steps + episodes x (probe_steps + free_steps)); `tandem compare` sets "
                                         "it so the whole sweep spends the common budget.")

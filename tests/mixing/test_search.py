@@ -63,6 +63,50 @@ def test_regmix_regression_recovers_quadratic_minimum():
     assert np.abs(best - target).max() <= 0.03
 
 
+def test_regmix_sweep_follows_the_released_sampler():
+    """RegMix's sampler: every weight within 15x the untempered prior's share, zero or at least 2e-4, on multiples of
+    2e-4; distinct mixtures; the same seed gives the same sweep."""
+    prior = np.array([0.6, 0.3, 0.08, 0.02])
+    W = S.regmix_sweep(64, prior, seed=3)
+    assert W.shape == (64, 4) and np.allclose(W.sum(1), 1.0)
+    assert np.all(W <= np.minimum(15 * prior, 1.0) + 1e-9)
+    assert np.all((W == 0) | (W >= 2e-4 - 1e-12))
+    assert np.allclose(np.round(W / 2e-4) * 2e-4, W, atol=1e-9)
+    assert len({tuple(np.round(w, 6)) for w in W}) == 64
+    assert np.array_equal(W, S.regmix_sweep(64, prior, seed=3))
+    # tempering (prior^0.5) spreads the sweep towards the small domains: their mean share is above the prior's
+    assert W[:, 3].mean() > prior[3]
+
+
+def test_regmix_default_is_the_mean_of_the_top_k_predicted_not_the_argmin():
+    """RegMix's released choice, by hand: 100,000 Dirichlet(prior) candidates scored by the fit, the mean of the 128
+    lowest; the argmin of the same fit (the earlier choice, k = 1) is a different mixture."""
+    from tandem.config import MixerConfig
+
+    rng = np.random.default_rng(0)
+    prior = np.array([0.5, 0.3, 0.2])
+    W = S.regmix_sweep(48, prior, seed=0)
+    y = ((W - [0.2, 0.5, 0.3]) ** 2).sum(1) + rng.normal(0, 0.01, len(W))
+    model = S.regmix_lightgbm(W, y, seed=0)
+    cand = np.random.default_rng([0, 0xC4]).dirichlet(prior, size=100_000)
+    order = np.argsort(model.predict(cand), kind="stable")
+    by_hand = cand[order[:128]].mean(axis=0)
+    got = S.regmix_choose_topk(W, y, prior, seed=0)
+    assert got == pytest.approx(by_hand / by_hand.sum(), abs=1e-12)
+    argmin = S.regmix_choose_topk(W, y, prior, seed=0, k=1)
+    assert np.abs(argmin - got).sum() > 0.05
+    assert S.REGMIX_TOP_K == 128 and MixerConfig().regmix_regression == "lightgbm"
+
+
+def test_regmix_lightgbm_finds_a_known_minimum():
+    prior = np.full(3, 1 / 3)
+    W = S.regmix_sweep(96, prior, seed=1)
+    target = np.array([0.6, 0.3, 0.1])
+    y = ((W - target) ** 2).sum(1)
+    best = S.regmix_choose_topk(W, y, prior, seed=1)
+    assert np.abs(best - target).sum() < 0.25
+
+
 @pytest.mark.parametrize("method", ["grid", "regmix", "odm"])
 def test_methods_on_lm(tmp_path, method):
     path = tiny_config(tmp_path, mixer={"episodes": 3, "probe_steps": 1, "free_steps": 1, "grid_resolution": 2,

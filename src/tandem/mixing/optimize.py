@@ -294,7 +294,9 @@ def search(cfg: Config, mc, data: PreparedData, out_dir: Path, natural: dict, pr
         points = S.simplex_grid(len(names), mc.grid_resolution)
         model_cfg, steps, batch = cfg.model, cfg.train.steps, cfg.train.batch_size
     else:
-        points = S.dirichlet_mixtures(mc.regmix_samples, np.array([natural[d] for d in names]), cfg.seed)
+        prior = np.array([natural[d] for d in names])
+        points = (S.regmix_sweep(mc.regmix_samples, prior, cfg.seed) if mc.regmix_regression == "lightgbm"
+                  else S.dirichlet_mixtures(mc.regmix_samples, prior, cfg.seed))
         from tandem.mixing.budget import regmix_steps
 
         model_cfg, batch = mc.proxy, mc.batch_size or cfg.train.batch_size
@@ -305,6 +307,8 @@ def search(cfg: Config, mc, data: PreparedData, out_dir: Path, natural: dict, pr
     bar.close()
     if mc.method == "grid":
         best = points[int(np.argmin(values))]
+    elif mc.regmix_regression == "lightgbm":
+        best = S.regmix_choose_topk(points, values, np.array([natural[d] for d in names]), cfg.seed)
     else:
         # candidates from the sweep's own prior: the regression is only trusted where it saw data
         candidates = S.dirichlet_mixtures(20000, np.array([natural[d] for d in names]), cfg.seed + 1)
