@@ -24,7 +24,8 @@ def prepare(cfg, quiet: bool = True, log=lambda s: None) -> PreparedData:
 @contextlib.contextmanager
 def removed_on_input_error(out: Path):
     """Remove the folders this command creates for `out` if an InputError turns up once work has started (a
-    domain shorter than one sequence, a model the data does not fit), so bad input leaves nothing behind."""
+    domain shorter than one sequence, a model the data does not fit), or the machine refuses what the input asks
+    (memory, storage: the CLI ends those as input errors too), so bad input leaves nothing behind."""
     created = None  # the outermost folder that does not exist yet
     if not out.exists():
         created = out
@@ -35,7 +36,7 @@ def removed_on_input_error(out: Path):
     claimed = [] if created is not None or (out / "run.json").exists() else [out / "run.json", out / "config.yaml"]
     try:
         yield
-    except InputError:
+    except (InputError, MemoryError, OSError):
         if created is not None:
             import shutil
 
