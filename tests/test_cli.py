@@ -384,3 +384,13 @@ def test_a_chat_template_with_a_syntax_error_is_one_line(tmp_path, cli):
     path.write_text(yaml.safe_dump(raw))
     rc, _, err = cli("prepare", path, "-q")
     assert rc == 2 and "broken.jinja" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_progress_in_a_log_file_is_a_few_plain_lines(shared_cfg, tmp_path, cli):
+    """stderr redirected (here captured, not a terminal): no carriage-return redraws, at most ten lines per bar."""
+    rc, _, err = cli("train", shared_cfg, "--out", tmp_path / "t", "--set", "train.steps=40",
+                     "--set", "eval.max_tokens=256")
+    assert rc == 0, err
+    assert "\r" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("train: ")]
+    assert 1 <= len(lines) <= 10 and lines[-1].startswith("train: 40/40 step")

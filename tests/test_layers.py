@@ -16,7 +16,7 @@ LAYERS = [
     # Two modules sit below their package: data.readers (reading source files; it imports only tandem.errors, and
     # the config reads a column's values through it) and training.distributed (process-group queries that import
     # nothing of tandem; every writer asks it whether this rank writes).
-    {"errors", "io", "schema", "config", "tracking", "data.readers", "training.distributed"},
+    {"errors", "io", "schema", "progress", "config", "tracking", "data.readers", "training.distributed"},
     {"data", "models"},
     {"training"},
     {"evaluation"},

@@ -379,11 +379,9 @@ def _prepare_locked(cfg: Config, cache_dir: Path, log: Callable[[str], None], pr
     if any(d.spec.kind == "sft" for d in domains):
         chat = ChatRenderer(tok, resolve_template(cfg.data.chat_template, tok, cfg.base_dir))
     todo = [(d, s) for d in domains for s in SPLITS]
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from tandem.progress import bar as progress_bar
 
-        bar = tqdm(total=len(todo), desc="prepare", unit="split", leave=False)
+    bar = progress_bar(total=len(todo), desc="prepare", unit="split", progress=progress, leave=False)
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for ds, split in todo:
         name = f"{ds.name}/{split}"
@@ -392,10 +390,8 @@ def _prepare_locked(cfg: Config, cache_dir: Path, log: Callable[[str], None], pr
             entries[name] = e
             write_json(index_path, index)  # after every shard, so an interrupted prepare keeps its finished work
         arrays.setdefault(ds.name, {})[split] = _open_split(cache_dir, e, ds.spec.kind == "sft", dtype, tok.eos_id)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        bar.update(1)
+    bar.close()
     write_json(index_path, index)
     return PreparedData(domains=[d.name for d in domains], tokenizer=tok, cache_dir=cache_dir, index=index, arrays=arrays,
                         chat=chat)

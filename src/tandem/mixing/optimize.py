@@ -243,7 +243,7 @@ def write_weights(out_dir: Path, names: list[str], final: np.ndarray, average: n
 def pretrain_reference(cfg: Config, data: PreparedData, reference: Learner, batch_size: int, proxy_total: int,
                        natural: dict[str, float], progress: bool) -> int:
     """DoReMi's reference: trained once on the reference mixture, then frozen. Returns its step count."""
-    from tqdm import tqdm
+    from tandem.progress import bar as progress_bar
 
     from tandem.data.sampler import MixtureSampler
 
@@ -253,7 +253,7 @@ def pretrain_reference(cfg: Config, data: PreparedData, reference: Learner, batc
     names = data.domains
     w = methods.mixture_array(mc.reference_mixture, names, natural)
     sampler = MixtureSampler(data.split_arrays("train"), cfg.train.seq_len, cfg.seed + 31, names)
-    for _ in tqdm(range(steps), desc="reference (frozen)", unit="step", disable=not progress, leave=False):
+    for _ in progress_bar(range(steps), desc="reference (frozen)", unit="step", progress=progress, leave=False):
         fixed_mixture_step(reference, sampler, w, batch_size)
     return steps
 
@@ -285,7 +285,7 @@ def mixture_valid_loss(cfg: Config, data: PreparedData, weights: np.ndarray, mod
 
 def search(cfg: Config, mc, data: PreparedData, out_dir: Path, natural: dict, progress: bool, log, t0: float) -> OptimizeResult:
     """grid (each point trains the target) or regmix (a proxy sweep and a regression); resumable per point."""
-    from tqdm import tqdm
+    from tandem.progress import bar as progress_bar
 
     from tandem.mixing import search as S
 
@@ -301,7 +301,7 @@ def search(cfg: Config, mc, data: PreparedData, out_dir: Path, natural: dict, pr
 
         model_cfg, batch = mc.proxy, mc.batch_size or cfg.train.batch_size
         steps = regmix_steps(mc)
-    bar = tqdm(total=len(points), desc=f"optimize ({mc.method})", unit="mixture", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(points), desc=f"optimize ({mc.method})", unit="mixture", progress=progress)
     values = S.evaluate_points(points, lambda w: mixture_valid_loss(cfg, data, w, model_cfg, steps, batch),
                                out_dir / "points.jsonl", on_point=lambda i, w, v: bar.update(1))
     bar.close()
@@ -352,7 +352,7 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
                     t0: float) -> OptimizeResult:
     """ODM, Aioli, Skill-It, ADO (tandem.mixing.online): one proxy, warm-up steps at the initial mixture, the
     method's one-time work, then its rounds; checkpointed every checkpoint_interval rounds, resumable."""
-    from tqdm import tqdm
+    from tandem.progress import bar as progress_bar
 
     names = data.domains
     ctx, policy, alpha, batch_size = online_context(cfg, mc, data)
@@ -391,8 +391,8 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
         ctx.train(alpha, mc.warmup_steps)
         alpha = policy.start(ctx, alpha)
         started = True
-    bar = tqdm(total=mc.episodes, initial=len(history), desc=f"optimize ({mc.method})", unit="round",
-               disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=mc.episodes, initial=len(history), desc=f"optimize ({mc.method})", unit="round",
+                       progress=progress)
 
     def on_round(t, a, rec) -> None:
         nonlocal alpha
@@ -522,7 +522,7 @@ def run_episodes(cfg: Config, mc, run: LoopRun, names: list[str], ckpt_dir: Path
                  progress: bool, log) -> None:
     """The episodes (tandem.mixing.loop.run_loop), each logged, checkpointed every mixer.checkpoint_interval; a
     non-finite Delta or gradient stops with one line saying what is kept for --resume."""
-    from tqdm import tqdm
+    from tandem.progress import bar as progress_bar
 
     saved_episode = run.state.episode if resumed else None
 
@@ -534,8 +534,8 @@ def run_episodes(cfg: Config, mc, run: LoopRun, names: list[str], ckpt_dir: Path
             "proxy_step": run.proxy.step_count, "reference_step": run.reference.step_count,
             "samplers": run.problem.state_dict(), "history": [_record_to_json(h, names) for h in run.state.history]})
 
-    bar = tqdm(total=run.spec.episodes, initial=run.state.episode, desc=f"optimize ({mc.method})", unit="episode",
-               disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=run.spec.episodes, initial=run.state.episode, desc=f"optimize ({mc.method})",
+                       unit="episode", progress=progress)
 
     def on_episode(st: LoopState, rec: EpisodeRecord) -> None:
         append_metrics(metrics_path, _record_to_json(rec, names), cfg.train.report_to)  # tandem.tracking

@@ -148,6 +148,7 @@ def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log) -> list[di
     data_by_seed = {}
     results = []
     write_config(cfg, out)
+    started, ran = time.perf_counter(), 0  # for the time left: the runs this call trained, and how long they took
     for i, (method, seed, mcfg) in enumerate(plans, 1):
         run_dir = out / "runs" / f"{method}-seed{seed}"
         done = run_dir / "result.json"
@@ -168,7 +169,11 @@ def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log) -> list[di
                 results.append(kept)
                 log(f"[{i}/{len(plans)}] {method} seed {seed}: done earlier, kept")
                 continue
-        log(f"[{i}/{len(plans)}] {method} seed {seed}")
+        left = ""
+        if ran:
+            per_run = (time.perf_counter() - started) / ran
+            left = f" (about {per_run * (len(plans) - i + 1) / 60:.0f} min left for the comparison)"
+        log(f"[{i}/{len(plans)}] {method} seed {seed}{left}")
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "run.json", now)
         t0 = time.perf_counter()
@@ -186,4 +191,5 @@ def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log) -> list[di
         }
         write_json(done, r)
         results.append(r)
+        ran += 1
     return results

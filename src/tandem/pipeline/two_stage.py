@@ -118,7 +118,7 @@ def stage_one(cfg: Config, data: PreparedData) -> tuple[Config, PreparedData]:
 def fine_tune(cfg: Config, data: PreparedData, model: torch.nn.Module, device: torch.device,
               progress: bool = False) -> tuple[torch.nn.Module, dict[str, int]]:
     """Stage two: `stages.sft_steps` steps on the SFT domains' fixed mixture; returns the model and tokens seen."""
-    from tqdm import tqdm
+    from tandem.progress import bar as progress_bar
 
     st, tc = cfg.stages, cfg.train
     names = data.domains
@@ -128,7 +128,7 @@ def fine_tune(cfg: Config, data: PreparedData, model: torch.nn.Module, device: t
                              warmup_steps=min(tc.warmup_steps, st.sft_steps // 10))
     learner = Learner(model, oc, len(names), device, tc.precision)
     sampler = MixtureSampler(data.split_arrays("train"), tc.seq_len, cfg.seed + 2, names)
-    for _ in tqdm(range(st.sft_steps), desc="fine-tune", unit="step", disable=not progress, leave=False):
+    for _ in progress_bar(range(st.sft_steps), desc="fine-tune", unit="step", progress=progress, leave=False):
         fixed_mixture_step(learner, sampler, weights, tc.batch_size)
     return learner.model, {d: int(t) for d, t in zip(names, sampler.tokens_seen())}
 

@@ -99,7 +99,7 @@ def train(
 
     `validate(learner)`: per-domain validation losses of the learner's model, logged every train.eval_interval steps (the pipeline passes
     tandem.evaluation's; training itself does not evaluate)."""
-    from tqdm import tqdm
+    from tandem.progress import bar as progress_bar
 
     from tandem.data.cache import check_trainable
 
@@ -130,7 +130,7 @@ def train(
         raise FloatingPointError(f"{problem}; stopped with a {where}: continue with --resume, or start over "
                                  f"with a lower train.lr (--force)")
 
-    bar = tqdm(total=tc.steps, initial=learner.step_count, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=tc.steps, initial=learner.step_count, desc="train", unit="step", progress=progress)
     t0 = time.perf_counter()
     log_window = [0, t0]  # tokens since the last log line, and its time
     while learner.step_count < tc.steps:
