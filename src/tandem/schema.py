@@ -222,7 +222,7 @@ EVAL = {"weights": mapping(NUM), "test_loss": TEST_LOSS}
 COMPARE_RUN = {"method": STR, "seed": INT, "weights": mapping(NUM), "test_loss": TEST_LOSS,
                opt("valid_loss"): TEST_LOSS, "stage1_wall_s": NUM, "stage1_tokens": NUM,
                opt("config_fingerprint"): STR}
-COMPARE = {"runs": [COMPARE_RUN], opt("methods"): [STR]}
+COMPARE = {"runs": [COMPARE_RUN], opt("methods"): [STR], opt("rows_per_document"): mapping(NUM)}
 RUN_IDENTITY = {"command": STR, "identity": mapping(maybe(STR))}
 
 
@@ -246,8 +246,8 @@ def read_eval_json(path: str | os.PathLike) -> dict:
 
 def read_compare_json(path: str | os.PathLike, full: bool = True) -> dict:
     """A compare results.json: every run's losses too when `full` (the report), else its method and weights."""
-    res = read_json(path, COMPARE if full else {"runs": [{"method": STR, "weights": mapping(NUM)}]},
-                    "comparison results file")
+    res = read_json(path, COMPARE if full else {"runs": [{"method": STR, "weights": mapping(NUM)}],
+                                                 opt("rows_per_document"): mapping(NUM)}, "comparison results file")
     runs = res["runs"]
     if not runs:
         raise InputError(f"{path}: runs: expected at least one run, got none")

@@ -250,6 +250,8 @@ def test_compare_reruns_a_run_whose_data_changed_and_locks_its_folder(tiny_cfg, 
     args = ["compare", tiny_cfg, "--methods", "uniform", "--seeds", "1", "--out", out, *FAST]
     assert cli(*args)[0] == 0
     first = json.loads((out / "results.json").read_text())["runs"][0]["test_loss"]["average"]
+    rc, spec, err = cli("export", out, "--method", "uniform", "--format", "datasets")  # compare results carry
+    assert rc == 0 and json.loads(spec)["weights"] == [pytest.approx(1 / 3)] * 3, err   # rows_per_document
     rc, _, err = cli(*args[:-1])  # not quiet: says what it kept
     assert rc == 0 and "done earlier, kept" in err
     train = tiny_cfg.parent / "data" / "code" / "train.jsonl"

@@ -102,8 +102,13 @@ def compare_job(cfg: Config, out: Path, names_m: list[str], seeds: int, quiet: b
     m = len(cfg.data.domains or {})
     plans = [(m_, s, method_config(cfg, m_, s, m)) for s in range(seeds) for m_ in names_m]
     with removed_on_input_error(out):
-        results = _run_plans(cfg, out, plans, quiet, log)
-    doc = {"methods": names_m, "seeds": seeds, "runs": results}
+        results, data = _run_plans(cfg, out, plans, quiet, log)
+    from tandem.mixing.optimize import rows_per_document
+
+    # rows_per_document: what `tandem export --format datasets` needs to turn a method's weights into document
+    # probabilities (the same data for every method and seed)
+    doc = {"methods": names_m, "seeds": seeds, "runs": results,
+           "rows_per_document": rows_per_document(data, cfg.train.seq_len)}
     write_json(out / "results.json", doc)
     table = write_report(out, results, names_m)
     return doc, table, budget_lines(cfg, names_m, plans, m)
@@ -141,7 +146,8 @@ def _kept_result(done: Path, fingerprint_: str) -> dict | None:
     return kept if kept.get("config_fingerprint") == fingerprint_ else None
 
 
-def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log) -> list[dict]:
+def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log) -> tuple[list[dict], object]:
+    """Every (method, seed) run, finished ones kept; returns the results and the first seed's prepared data."""
     from tandem.runs import lock
 
     lock(out)  # one compare per folder: a second process on the same OUT refuses instead of racing this one
@@ -192,4 +198,4 @@ def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log) -> list[di
         write_json(done, r)
         results.append(r)
         ran += 1
-    return results
+    return results, data_by_seed[min(data_by_seed)]

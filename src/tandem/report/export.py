@@ -138,7 +138,8 @@ def datasets_probabilities(weights: dict[str, float], order: list[str] | None = 
     if rows_per_document is None or any(d not in rows_per_document for d in weights):
         raise InputError(f"{source}: --format datasets needs each domain's rows_per_document (interleave_datasets "
                          f"samples documents, the weights are shares of tokens); export a weights.json written by "
-                         f"tandem optimize or run")
+                         f"tandem optimize or run, or a results.json of tandem compare (a comparison run before "
+                         f"this field existed gets it by rerunning: its finished runs are kept)")
     from tandem.schema import number
 
     rows = {d: number(rows_per_document[d], f"{source}: rows_per_document.{d}") for d in weights}
@@ -153,7 +154,8 @@ def datasets_probabilities(weights: dict[str, float], order: list[str] | None = 
     per_doc = [float(weights[d]) / rows[d] for d in names]
     out = {"domains": names, "probabilities": exact_probabilities(per_doc),
            "weights": [float(weights[d]) for d in names],
-           "note": "probabilities are per document (interleave_datasets): each domain's weight divided by its mean "
+           "note": "probabilities are per document (interleave_datasets, with stopping_strategy='all_exhausted': the "
+                   "default first_exhausted stops when one domain runs out): each domain's weight divided by its mean "
                    "document length in training rows (rows_per_document), renormalised; weights are the mixture's "
                    "token shares"}
     if absent:
