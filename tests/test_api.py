@@ -54,3 +54,11 @@ def test_a_config_given_as_a_dict_runs_as_its_file_does(tmp_path, monkeypatch):
     assert not (tmp_path / "bad").exists()
     with pytest.raises(InputError, match="expected a path, a dict"):
         tandem.optimize(5, tmp_path / "bad")
+
+
+def test_the_package_lists_its_api():
+    import tandem
+
+    public = [n for n in dir(tandem) if not n.startswith("_")]
+    assert {"optimize", "train", "recommend", "compare", "InputError", "load_config"} <= set(public)
+    assert tandem.InputError is InputError and callable(tandem.compare)
