@@ -39,6 +39,8 @@ def summarize(results: list[dict], methods: list[str]) -> dict:
         row["stage1_wall_s"] = _stats([r["stage1_wall_s"] for r in rs])
         row["stage1_tokens"] = _stats([r["stage1_tokens"] for r in rs])
         row["weights"] = {d: float(np.mean([r["weights"][d] for r in rs])) for d in domains}
+        row["weights_std"] = {d: float(np.std([r["weights"][d] for r in rs], ddof=1)) if len(rs) > 1 else 0.0
+                              for d in domains}
         row["n"] = len(rs)
         out[m] = row
     return out
@@ -149,7 +151,8 @@ def write_report(out: Path, results: list[dict], methods: list[str]) -> str:
     table = markdown_table(summary, domains, results)
     write_text(out / "results.md", "# Comparison\n\n" + table + "\n\n![weights](weights.png)\n\n"
                "![test loss](test_loss.png)\n\n![trajectories](trajectories.png)\n")
-    plot_weight_bars({m: s["weights"] for m, s in summary.items()}, out / "weights.png", "learned domain weights")
+    plot_weight_bars({m: s["weights"] for m, s in summary.items()}, out / "weights.png",
+                     "learned domain weights (mean ± sd over seeds)", errors={m: s["weights_std"] for m, s in summary.items()})
     plot_domain_losses({m: {d: s[d][0] for d in domains} for m, s in summary.items()}, out / "test_loss.png",
                        title="test loss per domain (mean ± sd over seeds)",
                        errors={m: {d: s[d][1] for d in domains} for m, s in summary.items()})

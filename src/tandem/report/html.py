@@ -168,13 +168,26 @@ def _plot_lines(steps, values: np.ndarray, names: list[str], ylabel: str, title:
     return draw
 
 
-def _weights_section(page: _Page, mixtures: dict[str, dict[str, float]], title: str) -> None:
+def _weights_section(page: _Page, mixtures: dict[str, dict[str, float]], title: str,
+                     errors: dict[str, dict[str, float]] | None = None) -> None:
     from tandem.report.plots import plot_weight_bars
 
     names = list(next(iter(mixtures.values())))
     page.h2("Weights")
     page.table(["domain", *mixtures], [[d, *(float(mixtures[m][d]) for m in mixtures)] for d in names])
-    page.plot(lambda p: plot_weight_bars(mixtures, p, title), "domain weights")
+    page.plot(lambda p: plot_weight_bars(mixtures, p, title, errors=errors), "domain weights")
+
+
+# What each method's per-episode signal is (trajectory.csv's delta columns), for the plot's title.
+SIGNAL_TITLES = {
+    "tandem": "Delta per episode: gamma (L_i(reference) - L_i(proxy))",
+    "doremi": "Delta per episode: minus the clipped excess loss over the frozen reference",
+    "doge": "Delta per episode: the loss change along the validation gradient, per its norm (clipped at 0)",
+    "odm": "ODM's reward estimates per round",
+    "ado": "ADO's scores per round",
+    "skillit": "Skill-It's drive A L per round",
+    "aioli": "Aioli's column sums of A per round",
+}
 
 
 def _optimize_sections(page: _Page, folder: Path, label: str = "") -> None:
@@ -202,9 +215,14 @@ def _optimize_sections(page: _Page, folder: Path, label: str = "") -> None:
                      float("nan") if ts.get(d, {}).get("t") is None else float(ts[d]["t"]),
                      "within noise" if learned["within_noise"][d] else "real"] for d in names])
     page.h2(f"{label}Trajectories")
-    page.plot(lambda p: plot_trajectories(steps, w, names, p, title="domain weights per episode",
-                                          distance=[max(x, 1e-12) for x in dist]), "weight trajectories")
-    page.plot(_plot_lines(steps, delta, names, "Delta", "Delta per episode (gamma (L(w) - L(u)))"), "Delta trajectories")
+    shown = (learned or {}).get("interval")  # of the learned mixture before caps, the trajectory's last point
+    page.plot(lambda p: plot_trajectories(steps, w, names, p, title="domain weights per episode"
+                                          + (" (bars: 90% intervals of the learned weights)" if shown else ""),
+                                          distance=[max(x, 1e-12) for x in dist], intervals=shown),
+              "weight trajectories")
+    method = (learned or {}).get("method") or ""
+    page.plot(_plot_lines(steps, delta, names, "signal", SIGNAL_TITLES.get(method, f"{method} signal per round")),
+              "Delta trajectories")
     records = [r for r in _read_jsonl(folder / "metrics.jsonl") if isinstance(r.get("proxy_loss"), dict)]
     records = [r for r in records if set(r["proxy_loss"]) >= set(names) and set(r["reference_loss"]) >= set(names)
                and set(r["delta"]) >= set(names)]
@@ -242,7 +260,8 @@ def _compare_sections(page: _Page, folder: Path, results: dict) -> None:
     methods = list(results.get("methods") or dict.fromkeys(r["method"] for r in runs))
     summary = summarize(runs, methods)
     names = list(runs[0]["test_loss"]["per_domain"])
-    _weights_section(page, {m: s["weights"] for m, s in summary.items()}, "learned domain weights (mean over seeds)")
+    _weights_section(page, {m: s["weights"] for m, s in summary.items()}, "learned domain weights (mean ± sd over seeds)",
+                     errors={m: s["weights_std"] for m, s in summary.items()})
     page.h2("Per-domain test losses (mean ± std over seeds)")
     cols = ["average", "worst", *names]
     from tandem.report.compare import paired_table, significant_best

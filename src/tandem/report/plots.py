@@ -24,14 +24,20 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_trajectories(steps: list[int], weights: np.ndarray, names: list[str], path: Path, title: str = "",
-                      distance: list[float] | None = None) -> None:
-    """weights: [episodes, M]. One line per domain; the twins' distance on a second panel if given."""
+                      distance: list[float] | None = None,
+                      intervals: dict[str, tuple[float, float]] | None = None) -> None:
+    """weights: [episodes, M]. One line per domain; the twins' distance on a second panel if given; each learned
+    weight's interval (weights.json) as a bar at the last episode if given."""
     plt = _plt()
     panels = 2 if distance is not None else 1
     fig, axes = plt.subplots(panels, 1, figsize=(7, 3.2 * panels), squeeze=False)
     ax = axes[0, 0]
     for j, d in enumerate(names):
-        ax.plot(steps, weights[:, j], label=d, lw=1.6)
+        line, = ax.plot(steps, weights[:, j], label=d, lw=1.6)
+        if intervals is not None and d in intervals and len(steps):
+            lo, hi = intervals[d]
+            ax.errorbar([steps[-1]], [weights[-1, j]], yerr=[[max(weights[-1, j] - lo, 0)], [max(hi - weights[-1, j], 0)]],
+                        color=line.get_color(), capsize=3, lw=1.2)
     ax.axhline(1.0 / len(names), color="grey", ls=":", lw=1, label="uniform")
     ax.set_xlabel("proxy step")
     ax.set_ylabel("domain weight")
