@@ -394,3 +394,20 @@ def test_progress_in_a_log_file_is_a_few_plain_lines(shared_cfg, tmp_path, cli):
     assert "\r" not in err
     lines = [ln for ln in err.splitlines() if ln.startswith("train: ")]
     assert 1 <= len(lines) <= 10 and lines[-1].startswith("train: 40/40 step")
+
+
+def test_dry_run_and_validate_check_everything_and_write_nothing(tiny_cfg, tmp_path, cli):
+    cache = tiny_cfg.parent / ".tandem_cache"
+    for argv in (["validate", tiny_cfg], ["run", tiny_cfg, "--out", tmp_path / "r", "--dry-run"],
+                 ["optimize", tiny_cfg, "--out", tmp_path / "o", "--dry-run"],
+                 ["train", tiny_cfg, "--out", tmp_path / "t", "--dry-run"],
+                 ["compare", tiny_cfg, "--out", tmp_path / "c", "--methods", "uniform,tandem", "--seeds", "2",
+                  "--dry-run"]):
+        rc, out, err = cli(*argv)
+        assert rc == 0, err
+        assert "domains (3):" in out and ("nothing was written" in out or "the config is valid" in out)
+    assert not any((tmp_path / n).exists() for n in ("r", "o", "t", "c"))
+    assert not cache.exists()
+    (tiny_cfg.parent / "data" / "code" / "valid.jsonl").unlink()
+    rc, _, err = cli("run", tiny_cfg, "--out", tmp_path / "r", "--dry-run")
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "valid" in err

@@ -17,6 +17,10 @@ def cmd_compare(args) -> int:
     unknown = set(cfg.methods) - set(names_m)
     if unknown:
         log_to(args.quiet)(f"note: methods.{sorted(unknown)} not in --methods; ignored")
+    if args.dry_run:
+        from tandem.cli.plan import dry_run
+
+        return dry_run(cfg, args, "compare")
     out = check_writable_dir(args.out)
     _, table, warnings = compare_job(cfg, out, names_m, args.seeds, args.quiet, log_to(args.quiet), args.config)
     print(table)
@@ -40,4 +44,6 @@ def register(sub, common) -> None:
     sp.add_argument("--resume", action="store_true",
                     help="continue from OUT (compare always does: finished runs are kept, unfinished ones resume "
                          "from their checkpoints)")
+    sp.add_argument("--dry-run", action="store_true", help="check the config, sources and OUT, print the plan, write "
+                    "nothing")
     sp.set_defaults(func=cmd_compare, resume=True)

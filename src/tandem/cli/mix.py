@@ -17,6 +17,10 @@ def cmd_optimize(args) -> int:
 
     cfg = load(args)
     cfg = validate(cfg)
+    if args.dry_run:
+        from tandem.cli.plan import dry_run
+
+        return dry_run(cfg, args, "optimize")
     out = check_writable_dir(args.out)
     data = prepare(cfg, args)
     res = optimize_job(cfg, data, out, args.resume, args.force, args.quiet, log_to(args.quiet))
@@ -47,6 +51,10 @@ def cmd_run(args) -> int:
     if args.check_seeds and cfg.stages is not None:
         raise InputError(f"{args.config}: stages: --check-seeds scores single-stage mixtures; it does not run on a "
                          f"two-stage config")
+    if args.dry_run:
+        from tandem.cli.plan import dry_run
+
+        return dry_run(cfg, args, "run")
     data = prepare(cfg, args)
     print(run_job(cfg, data, out, baselines, args.resume, args.force, args.quiet, args.check_seeds, args.check_steps,
                   log_to(args.quiet)))
@@ -85,6 +93,8 @@ def register(sub, common) -> None:
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
     sp.add_argument("--force", action="store_true", help="replace a run already in OUT instead of refusing")
+    sp.add_argument("--dry-run", action="store_true", help="check the config, sources and OUT, print the plan, "
+                    "write nothing")
     sp.set_defaults(func=cmd_optimize)
 
     sp = sub.add_parser("run", help="stage one (optimize) then stage two (train the target on the learned weights) and evaluate",
@@ -97,6 +107,8 @@ def register(sub, common) -> None:
                          "(uniform, natural; empty string for none; default: uniform)")
     sp.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT")
     sp.add_argument("--force", action="store_true", help="replace a run already in OUT instead of refusing")
+    sp.add_argument("--dry-run", action="store_true", help="check the config, sources and OUT, print the plan, "
+                    "write nothing")
     sp.add_argument("--check-seeds", type=int, default=0,
                     help="before stage two, score the learned mixture (capped and not), uniform and natural by short "
                          "trainings of the target on this many paired seeds (validation loss only) and train on the "

@@ -19,6 +19,10 @@ def cmd_train(args) -> int:
     from tandem.runs import claim
 
     cfg = load(args)
+    if args.dry_run:
+        from tandem.cli.plan import dry_run
+
+        return dry_run(cfg, args, "train")
     out = check_writable_dir(args.out)
     if args.weights not in ("uniform", "natural"):
         resolve_weights(args.weights, cfg.domain_names)  # validate before any work
@@ -124,6 +128,8 @@ def register(sub, common) -> None:
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
     sp.add_argument("--force", action="store_true", help="replace a run already in OUT instead of refusing")
+    sp.add_argument("--dry-run", action="store_true", help="check the config, sources and OUT, print the plan, write "
+                    "nothing")
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("eval", help="evaluate a saved model per domain on the valid and test splits",
