@@ -411,3 +411,35 @@ def test_dry_run_and_validate_check_everything_and_write_nothing(tiny_cfg, tmp_p
     (tiny_cfg.parent / "data" / "code" / "valid.jsonl").unlink()
     rc, _, err = cli("run", tiny_cfg, "--out", tmp_path / "r", "--dry-run")
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "valid" in err
+
+
+def test_init_writes_a_config_from_data_as_it_is(tmp_path, cli):
+    import datasets
+
+    from conftest import make_domains, write_jsonl
+    from tandem.config import load_config
+
+    docs = make_domains(tmp_path)
+    write_jsonl(tmp_path / "code.jsonl", docs["code"])  # one file: cut by document
+    shards = tmp_path / "docs"  # a folder of shards
+    write_jsonl(shards / "part-0.jsonl", docs["docs"][:100])
+    write_jsonl(shards / "part-1.jsonl", docs["docs"][100:])
+    n = len(docs["prose"])
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": docs["prose"][: n - 6]}),
+                               "validation": datasets.Dataset.from_dict({"text": docs["prose"][n - 6: n - 3]}),
+                               "test": datasets.Dataset.from_dict({"text": docs["prose"][n - 3:]})})
+    dd.save_to_disk(str(tmp_path / "prose"))  # its own splits, listed once
+    cfg_path = tmp_path / "cfg.yaml"
+    rc, out, err = cli("init", tmp_path / "code.jsonl", shards, tmp_path / "prose", "--out", cfg_path)
+    assert rc == 0, err
+    cfg = load_config(cfg_path)
+    assert list(cfg.data.domains) == ["code", "docs", "prose"]
+    assert cfg.data.domains["code"].source == "code.jsonl" and cfg.data.domains["docs"].split["valid"] == 0.05
+    assert cfg.data.domains["prose"].train == cfg.data.domains["prose"].valid == cfg.data.domains["prose"].test == "prose"
+    assert cli("validate", cfg_path)[0] == 0
+    assert cli("init", tmp_path / "code.jsonl", "--out", cfg_path)[0] == 2  # exists: --force to replace
+    # one file with a domain column: one domain per value
+    rows = [{"text": t, "src": ["a", "b"][i % 2]} for i, t in enumerate(docs["docs"])]
+    (tmp_path / "mixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rc, out, err = cli("init", tmp_path / "mixed.jsonl", "--domain-column", "src", "--out", tmp_path / "g.yaml")
+    assert rc == 0 and list(load_config(tmp_path / "g.yaml").data.domains) == ["a", "b"], err

@@ -22,7 +22,7 @@ COMMANDS = {
     "mix": ("optimize", "run", "recommend"),
     "compare": ("compare",),
     "report": ("export", "report"),
-    "plan": ("validate",),
+    "plan": ("init", "validate"),
 }
 
 

@@ -118,9 +118,158 @@ def cmd_validate(args) -> int:
 
 
 def register(sub, common) -> None:
+    register_init(sub, common)
     sp = sub.add_parser("validate", help="check a config and its sources and print the plan; writes nothing",
                         description="Load CONFIG (with --set overrides), check every field and that every source "
                                     "exists and is readable, and print the domains, models and budgets; nothing is "
                                     "tokenized, trained or written.")
     common(sp)
     sp.set_defaults(func=cmd_validate)
+
+
+# --- tandem init ---------------------------------------------------------------------------------------------------
+
+_SPLIT_NAMES = {"train": ("train",), "valid": ("valid", "validation", "dev", "val"), "test": ("test",)}
+
+
+def _domain_name(path: Path) -> str:
+    """A domain name from a file or folder name: the stem without data and compression extensions, made valid."""
+    from tandem.data.readers import COMPRESSED
+
+    name = path.name
+    for ext in COMPRESSED:
+        name = name.removesuffix(ext)
+    for ext in (".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".txt", ".parquet"):
+        name = name.removesuffix(ext)
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in name).strip("_") or "domain"
+    from tandem.config import domain_name_problem
+
+    return name if domain_name_problem(name) is None else f"{name}_data"
+
+
+def _split_files(folder: Path) -> dict[str, Path] | None:
+    """A folder holding one file per split (train.jsonl, validation.parquet, ...): {split: file}, else None."""
+    from tandem.data.readers import _plain_name
+
+    found: dict[str, Path] = {}
+    for f in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        stem = _plain_name(f).split(".")[0]
+        for split, names in _SPLIT_NAMES.items():
+            if stem in names and split not in found:
+                found[split] = f
+    return found if "train" in found else None
+
+
+def _datasetdict_splits(folder: Path) -> list[str] | None:
+    meta = folder / "dataset_dict.json"
+    if not meta.is_file():
+        return None
+    from tandem import schema
+
+    return list(schema.read_json(meta, {"splits": [schema.STR]}, "datasets folder")["splits"])
+
+
+def domain_entry(path: Path, rel, fractions: dict[str, float]) -> dict:
+    """The config entry that reads `path` as one domain: its own splits where it has them (a DatasetDict with train,
+    validation and test; a folder of train/valid/test files), else the whole source cut by document."""
+    splits = _datasetdict_splits(path) if path.is_dir() else None
+    if splits is not None:
+        have = {s for s, names in _SPLIT_NAMES.items() if any(n in splits for n in names)}
+        if have == set(_SPLIT_NAMES):
+            return {s: rel(path) for s in _SPLIT_NAMES}
+        if len(splits) == 1:
+            return {"source": rel(path), "split": fractions}
+        raise InputError(f"{path}: a DatasetDict with splits {splits}: tandem init needs train, validation and test, "
+                         f"or a single split to cut; point at one split's folder")
+    files = _split_files(path) if path.is_dir() else None
+    if files is not None and len(files) == 3:
+        return {s: rel(files[s]) for s in _SPLIT_NAMES}
+    return {"source": rel(path), "split": fractions}
+
+
+def write_init_config(sources: list[str], out: Path, domain_column: str | None, text_field: str | None,
+                      valid: float, test: float) -> dict:
+    """A commented config reading `sources` as the user has them; checked by loading it before it is written."""
+    import yaml
+
+    from tandem.config import config_from_dict
+    from tandem.io import write_text
+
+    if not sources:
+        raise InputError("tandem init: expected at least one SOURCE (files, folders or datasets folders)")
+    if not (0 < valid < 0.5 and 0 < test < 0.5 and valid + test < 0.9):
+        raise InputError(f"--valid/--test: expected fractions above 0 that leave most documents for training, got "
+                         f"{valid} and {test}")
+    folder = out.parent.resolve()
+    paths = []
+    for s in sources:
+        p = Path(s).expanduser()
+        if not p.exists():
+            raise InputError(f"{s}: not found")
+        paths.append(p.resolve())
+
+    def rel(p: Path) -> str:  # relative to the config where the data sits beside or below it, else absolute
+        r = os.path.relpath(p, folder)
+        return str(p) if r.startswith("..") else r
+
+    fractions = {"train": round(1 - valid - test, 6), "valid": valid, "test": test}
+    domains: dict[str, dict] = {}
+    if domain_column:
+        if len(paths) != 1:
+            raise InputError("--domain-column: expected one SOURCE (a file, folder or datasets folder) holding every "
+                             "domain's rows")
+        entry = domain_entry(paths[0], rel, fractions)
+        domains["all"] = {**entry, "domain_field": domain_column}
+    else:
+        for p in paths:
+            name = _domain_name(p)
+            while name in domains:
+                name += "_2"
+            domains[name] = domain_entry(p, rel, fractions)
+    for entry in domains.values():
+        if text_field:
+            entry["text_field"] = text_field
+    raw = {"seed": 0, "data": {"domains": domains, "cache_dir": ".tandem_cache"},
+           "tokenizer": {"kind": "bpe", "vocab_size": 4096},
+           "model": {"preset": "mini"},
+           "train": {"steps": 300, "batch_size": 16, "seq_len": 128},
+           "mixer": {"method": "tandem", "proxy": {"preset": "tiny"}}}
+    cfg = config_from_dict(raw, base_dir=folder, source=str(out))  # every source read as the run will (groups too)
+    head = ("# Written by `tandem init`: one domain per source"
+            + (f", one per value of '{domain_column}'" if domain_column else "")
+            + ". Check it with `tandem validate` and see the plan with `--dry-run`.\n"
+            "# Sources without their own splits are cut by document (`split` fractions, seeded by `seed`).\n"
+            "# Sizes below are a first run on a CPU; the config reference lists every field (README).\n")
+    body = yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=120)
+    write_text(out, head + body)
+    return {"domains": list(cfg.data.domains), "config": raw}
+
+
+def cmd_init(args) -> int:
+    from tandem.io import check_writable_file
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise InputError(f"--out {out}: exists; add --force to replace it")
+    check_writable_file(out, "--out")
+    made = write_init_config(args.sources, out, args.domain_column, args.text_field, args.valid, args.test)
+    print(f"wrote {out}: {len(made['domains'])} domain(s): {', '.join(made['domains'])}")
+    print(f"next: tandem validate {out}   then   tandem run {out} --out runs/first")
+    return 0
+
+
+def register_init(sub, common) -> None:
+    sp = sub.add_parser("init", help="write a config from data as you have it (files, folders, datasets folders)",
+                        description="One domain per SOURCE (a file, a folder of shards, a folder of train/valid/test "
+                                    "files, a datasets save_to_disk folder), or with --domain-column one domain per "
+                                    "value of a column of one SOURCE. Splits come from the source where it has them, "
+                                    "else documents are cut by --valid/--test fractions.")
+    common(sp, config=False)
+    sp.add_argument("sources", nargs="+", metavar="SOURCE", help="files, folders or datasets folders")
+    sp.add_argument("--out", required=True, help="the config file to write")
+    sp.add_argument("--domain-column", default=None, help="a (dotted) field naming each row's domain")
+    sp.add_argument("--text-field", default=None, help="the field holding the text (default: text)")
+    sp.add_argument("--valid", type=float, default=0.05, help="share of documents for validation (default 0.05)")
+    sp.add_argument("--test", type=float, default=0.05, help="share of documents for test (default 0.05)")
+    sp.add_argument("--force", action="store_true", help="replace --out if it exists")
+    sp.set_defaults(func=cmd_init)
