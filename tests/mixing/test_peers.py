@@ -276,3 +276,34 @@ def test_online_methods_run_count_their_steps_and_resume_identically(online_setu
     again = optimize(mcfg, data, tmp_path / "b", resume=True, progress=False, log=lambda s: None)
     assert len(again.history) == 3
     assert np.allclose(again.final, res.final, atol=1e-12) and np.allclose(again.average, res.average, atol=1e-12)
+
+
+# --- DoGE ------------------------------------------------------------------------------------------------------------
+
+
+def test_doge_score_is_normalised_by_the_mean_training_gradient_norm_and_clipped():
+    """DoGE's released score W_i = lr <g_i, g_val> / mean_k ||g_k||, clipped to [0, 5 lr]; the probe measures
+    -lr <g_i, g_val> as the loss change after a step along g_val, so Delta = -W: by hand on fake twins."""
+    from tandem.mixing.loop import LoopSpec, measure_delta
+
+    class Proxy:
+        def domain_losses(self, held):
+            return np.array([3.0, 3.0, 3.0])
+
+        def domain_grad_norms(self, batches, max_norm):
+            assert max_norm == 5.0
+            return np.array([2.0, 4.0, 6.0])
+
+    class Reference:
+        valid_norm = 100.0  # not used: the training gradients' mean norm is
+
+        def domain_losses(self, held):
+            return np.array([2.9, 3.1, 0.0])  # domain 1 got worse (clipped to 0), domain 2 far better (clipped)
+
+        def lr(self):
+            return 0.01
+
+    spec = LoopSpec(episodes=1, probe_steps=1, free_steps=1, gamma=1.0, reference="valid", clip=True,
+                    per_valid_norm=True)
+    delta, _, _, _ = measure_delta(spec, [[object()], [object()]], Proxy(), Reference())
+    assert delta == pytest.approx([-0.1 / 4.0, 0.0, -5 * 0.01])

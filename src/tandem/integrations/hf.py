@@ -54,7 +54,7 @@ from tandem.data.sampler import MixtureSampler
 from tandem.errors import InputError
 from tandem.mixing import methods
 from tandem.mixing.lm import LMProblem, target_weights
-from tandem.mixing.loop import LoopState, update_alpha
+from tandem.mixing.loop import DOGE_MAX_GRAD_NORM, LoopState, update_alpha
 from tandem.models import HFCausalLM
 from tandem.training.learner import Learner, OptimConfig
 
@@ -366,7 +366,8 @@ class TandemCallback(TrainerCallback):
         parts = [problem.train_part(self.state.alpha)] if spec.reference == "twin" else []
         if spec.reference in ("twin", "valid") and not self._reference_failed:  # DoReMi's reference stays frozen
             try:
-                self.reference.step(parts, valid=[problem.valid_part()], valid_scale=1.0 / spec.gamma)
+                self.reference.step(parts, valid=[problem.valid_part()], valid_scale=1.0 / spec.gamma,
+                                    valid_clip=DOGE_MAX_GRAD_NORM if spec.per_valid_norm else None)
             except FloatingPointError:
                 if spec.on_nonfinite == "stop":
                     raise

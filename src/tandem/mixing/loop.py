@@ -59,6 +59,12 @@ class Twin(Protocol):
     def distance(self, other: "Twin") -> float: ...
 
 
+# DoGE's released settings (universal generalisation): every domain's gradient clipped at this norm, and each score
+# W_i clipped to [0, DOGE_MAX_SCORE x lr].
+DOGE_MAX_GRAD_NORM = 5.0
+DOGE_MAX_SCORE = 5.0
+
+
 @dataclass
 class LoopSpec:
     episodes: int
@@ -76,8 +82,8 @@ class LoopSpec:
     sync: bool = True  # reset w <- u at each episode start
     probe_proxy: bool = True  # the proxy also steps during the probe (False: DoGE measures from u itself)
     clip: bool = False  # Delta <- min(Delta, 0): DoReMi's clipped excess loss (per token), DoGE's clip of W at 0
-    # DoGE: Delta divided by the norm of the validation gradient the probe stepped along, so that -Delta is DoGE's
-    # W_i = lr <g_i, g_val> / (gradient norm) and eta_alpha plays 1/mu.
+    # DoGE: Delta divided by the mean norm of the training domains' gradients, so that -Delta is DoGE's
+    # W_i = lr <g_i, g_val> / mean_k ||g_k|| and eta_alpha plays 1/mu.
     per_valid_norm: bool = False
     # A non-finite Delta, or a reference step refused for a non-finite gradient: `stop` raises FloatingPointError,
     # `skip` keeps the episode's mixture (the record says so) and goes on.
@@ -144,9 +150,20 @@ def measure_delta(spec: LoopSpec, sets: list, proxy: Twin, reference: Twin):
         delta = twin_gap(lw, lu, spec.gamma, clip=spec.clip)
     delta_se = (per_set.std(axis=0, ddof=1) / np.sqrt(len(per_set)) if len(per_set) > 1
                 else np.full_like(delta, np.nan))
-    norm = getattr(reference, "valid_norm", None)
-    if spec.per_valid_norm and norm:  # DoGE: the alignment per unit of validation gradient
-        delta, delta_se = delta / norm, delta_se / norm
+    if spec.per_valid_norm:
+        # DoGE's score W_i = lr <g_i, g_val> / mean_k ||g_k||: the probe measured -lr <g_i, g_val> (to first order);
+        # the normaliser is the mean norm of the training domains' gradients, each clipped at DoGE's 5.0, as its
+        # released code divides (a proxy that cannot measure them, the Trainer callback's, falls back to ||g_val||)
+        norm = None
+        if hasattr(proxy, "domain_grad_norms"):
+            norms = proxy.domain_grad_norms([b for h in sets for b in h], DOGE_MAX_GRAD_NORM)[spec.mixed(len(delta))]
+            norm = float(np.nanmean(norms)) if np.any(np.isfinite(norms)) else None
+        norm = norm or getattr(reference, "valid_norm", None)
+        if norm:
+            delta, delta_se = delta / norm, delta_se / norm
+        lr = reference.lr() if hasattr(reference, "lr") else None
+        if lr:  # DoGE clips W_i to [0, 5 lr] (dw_max 5): the lower end is the clip at 0 above
+            delta = np.maximum(delta, -DOGE_MAX_SCORE * lr)
     return delta, delta_se, lu, lw
 
 
@@ -221,7 +238,8 @@ def run_loop(
                 try:
                     # twin: the proxy's own rows and coefficients, plus the validation step (the penalty form's
                     # w-direction g_train + g_val / gamma); valid (DoGE): the validation step alone.
-                    reference.step([part] if spec.reference == "twin" else [], valid=valid, valid_scale=1.0 / spec.gamma)
+                    reference.step([part] if spec.reference == "twin" else [], valid=valid, valid_scale=1.0 / spec.gamma,
+                                   valid_clip=DOGE_MAX_GRAD_NORM if spec.per_valid_norm else None)
                 except FloatingPointError:
                     if spec.on_nonfinite == "stop":
                         raise

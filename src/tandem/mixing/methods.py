@@ -41,8 +41,10 @@ METHOD_DEFAULTS = {
     # DoReMi's proxy minimises the alpha-reweighted per-domain losses (its minimax objective), not resampled batches.
     "doremi": {"probe_steps": 1, "free_steps": 0, "eta_alpha": 1.0, "smoothing": 1e-3, "gamma": 1.0,
                "sampling": "reweight"},
-    # DoGE updates alpha every step (one probe, one proxy step on the alpha-reweighted loss); its step is lr_t W / mu,
-    # W the gradient alignment over the gradient norm clipped at 0, mu = 0.01 (its universal setting).
+    # DoGE updates alpha every step (one probe, one proxy step on the alpha-reweighted loss); its step is W / mu with
+    # W = lr_t <g_i, g_val> / mean_k ||g_k|| clipped to [0, 5 lr_t] and every gradient clipped at 5 (tandem.mixing.loop),
+    # mu = 0.01: its released universal-generalisation setting, the mean mixture over steps as its output. Its
+    # out-of-domain setting (the target one held-out domain, mixer.target) is mu = 0.05: eta_alpha 20.
     "doge": {"probe_steps": 1, "free_steps": 1, "gamma": 1.0, "sampling": "reweight", "eta_alpha": 100.0},
     # The online peers' published settings; their own sections (mixer.odm, .aioli, .skillit, .ado) hold the rest.
     "odm": {"report": "final", "sampling": "resample"},  # ODM trains on its bandit's mixture as it goes; its last one is the learned one

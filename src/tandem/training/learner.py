@@ -118,7 +118,7 @@ class Learner:
         return lr_at(self.step_count, self.oc.lr, self.oc.warmup_steps, self.oc.total_steps, self.oc.min_lr_ratio)
 
     def step(self, parts: list[tuple[Batch, torch.Tensor]], valid: list[tuple[Batch, torch.Tensor]] | None = None,
-             valid_scale: float = 1.0) -> DomainLossMeter:
+             valid_scale: float = 1.0, valid_clip: float | None = None) -> DomainLossMeter:
         """One optimizer step on sum over parts of sum_t coef[domain(t)] * loss_t.
 
         `valid` (the TANDEM reference, DoGE's probe): parts whose gradient g_val moves the model by a second,
@@ -133,6 +133,8 @@ class Learner:
         To first order the gap on domain i is then -c <g_i, g_val> with c > 0 common to all domains: DoGE's
         signal.
 
+        `valid_clip`: the norm g_val is clipped at (default: the optimizer's grad_clip; DoGE clips at its own 5.0).
+
         Returns the per-domain losses of the first part, measured during the step (before the update).
         """
         self._train_model.train()
@@ -144,7 +146,7 @@ class Learner:
         if valid:
             self.optimizer.zero_grad(set_to_none=True)
             self._backward(valid, None)
-            self._clip_and_check(params, what="validation gradient")
+            self._clip_and_check(params, what="validation gradient", max_norm=valid_clip)
             g_val = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
         self.optimizer.zero_grad(set_to_none=True)
         meter = DomainLossMeter(self.num_domains)
@@ -212,12 +214,13 @@ class Learner:
             return contextlib.nullcontext()
         return self._train_model.no_sync()
 
-    def _clip_and_check(self, params: list[nn.Parameter], what: str) -> None:
-        """Clip the gradients (already summed over ranks by DDP or FSDP) and refuse non-finite ones before anything
-        moves."""
+    def _clip_and_check(self, params: list[nn.Parameter], what: str, max_norm: float | None = None) -> None:
+        """Clip the gradients (already summed over ranks by DDP or FSDP) at max_norm (default: the optimizer's
+        grad_clip) and refuse non-finite ones before anything moves."""
         norm = None
-        if self.oc.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.oc.grad_clip)
+        clip = self.oc.grad_clip if max_norm is None else max_norm
+        if clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(params, clip)
         if self.refuse_nonfinite is not None:
             # The model and optimizer state stay at the last good step. The clipping norm, when there is one, is
             # the same number, so the gradients are reduced once.
@@ -246,6 +249,29 @@ class Learner:
                 meter.add(*domain_sums(values.float(), mask, mb.domain, self.num_domains))
         distributed.all_reduce_meter(meter)
         return meter.losses()
+
+    def domain_grad_norms(self, batches: list[Batch], max_norm: float | None = None) -> np.ndarray:
+        """The norm of the gradient of each domain's token-mean loss over `batches` (DoGE's ||g_k||), each clipped at
+        max_norm as DoGE clips every domain's gradient; nan for a domain without tokens there. The model does not
+        move and the gradients are cleared afterwards."""
+        from tandem.training.loss import domain_token_counts
+
+        counts = sum(domain_token_counts(b.y, b.domain, self.num_domains) for b in batches)
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        out = np.full(self.num_domains, np.nan)
+        self._train_model.train()
+        for i in range(self.num_domains):
+            if float(counts[i]) == 0:
+                continue
+            coef = torch.zeros(self.num_domains, dtype=torch.float64)
+            coef[i] = 1.0 / float(counts[i])
+            self.optimizer.zero_grad(set_to_none=True)
+            self._backward([(b, coef) for b in batches], None)
+            grads = [p.grad for p in params if p.grad is not None]
+            norm = float(_full(torch.nn.utils.get_total_norm(grads))) if grads else 0.0
+            out[i] = min(norm, max_norm) if max_norm is not None else norm
+        self.optimizer.zero_grad(set_to_none=True)
+        return out
 
     def domain_losses(self, batches: list[Batch]) -> np.ndarray:
         """Exact per-domain token-mean loss over the given batches (no update)."""
