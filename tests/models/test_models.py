@@ -146,7 +146,7 @@ def test_hf_from_local_pretrained_folder(tmp_path):
 
 
 def test_load_model_errors(tmp_path):
-    with pytest.raises(InputError, match="not a tandem model folder"):
+    with pytest.raises(InputError, match="not a model folder"):
         load_model(tmp_path)
     (tmp_path / "tandem_model.json").write_text("{oops")
     with pytest.raises(InputError, match="not valid JSON"):

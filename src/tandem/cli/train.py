@@ -44,6 +44,11 @@ def _saved_model(cfg, args, data):
     fp = meta.get("tokenizer_fingerprint")
     if fp is not None and fp != data.tokenizer.fingerprint:
         raise InputError(f"{args.model}: the model was trained with a different tokenizer than {args.config} produces")
+    emb = getattr(model, "hf", None)
+    if emb is not None and emb.get_input_embeddings().num_embeddings < data.vocab_size:
+        raise InputError(f"{args.model}: the model's vocabulary ({emb.get_input_embeddings().num_embeddings}) is smaller "
+                         f"than the tokenizer's ({data.vocab_size}); evaluate with the model's own tokenizer "
+                         f"(tokenizer.kind: hf, tokenizer.path: the model folder)")
     block = getattr(getattr(model, "config", None), "block_size", None)
     if isinstance(block, int) and cfg.train.seq_len > block:
         raise InputError(f"{args.model}: the model's context is {block} tokens, shorter than train.seq_len="

@@ -176,11 +176,14 @@ def load_model(model_dir: Path | str) -> tuple[nn.Module, dict]:
     meta_path = model_dir / META_FILE
     if not model_dir.exists():
         raise InputError(f"{model_dir}: model folder not found")
-    if not meta_path.is_file():
-        raise InputError(f"{model_dir}: not a tandem model folder (no {META_FILE})")
     from tandem import schema
 
-    meta = schema.read_json(meta_path, {schema.opt("kind"): schema.one_of("gpt", "hf")}, "model metadata")
+    if meta_path.is_file():
+        meta = schema.read_json(meta_path, {schema.opt("kind"): schema.one_of("gpt", "hf")}, "model metadata")
+    elif (model_dir / "config.json").is_file():  # any Hugging Face causal LM folder (a Trainer checkpoint, a hub copy)
+        meta = {"kind": "hf"}
+    else:
+        raise InputError(f"{model_dir}: not a model folder (no {META_FILE} of tandem, nor a Hugging Face config.json)")
     if meta.get("kind") == "hf":
         import transformers
 
