@@ -226,8 +226,10 @@ def test_resume_without_a_readable_identity_is_refused(shared_cfg, tmp_path, cli
     out = tmp_path / "run"
     assert cli("train", shared_cfg, "--out", out, *FAST, "--set", "train.checkpoint_interval=1")[0] == 0
     (out / "run.json").unlink()
+    before = files_under(out)
     rc, _, err = cli("train", shared_cfg, "--out", out, "--resume", *FAST, "--set", "seed=1")
     assert "run.json" in one_line_refusal(rc, err)
+    assert files_under(out) == before  # the refused run's files are left as they were
     (out / "run.json").write_text("[1, 2]")
     rc, _, err = cli("train", shared_cfg, "--out", out, "--resume", *FAST)
     assert "unreadable run.json" in one_line_refusal(rc, err)

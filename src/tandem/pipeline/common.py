@@ -33,7 +33,8 @@ def removed_on_input_error(out: Path):
             created = created.parent
     # In a folder that existed but held no run, the files that claim a run (tandem.runs) must go too, or the
     # corrected rerun would be refused as a rerun into a used folder.
-    claimed = [] if created is not None or (out / "run.json").exists() else [out / "run.json", out / "config.yaml"]
+    # Only those this command creates: a refused --resume must not delete the files of the run it refused.
+    claimed = [] if created is not None else [f for f in (out / "run.json", out / "config.yaml") if not f.exists()]
     try:
         yield
     except (InputError, MemoryError, OSError):
