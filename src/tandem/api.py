@@ -56,9 +56,11 @@ def optimize(config: ConfigLike, out: Union[str, Path], overrides: list[str] | N
 
 
 def train(config: ConfigLike, out: Union[str, Path], weights: Union[str, dict] = "uniform",
-          overrides: list[str] | None = None, resume: bool = False, force: bool = False, quiet: bool = True) -> dict:
+          overrides: list[str] | None = None, resume: bool = False, force: bool = False, quiet: bool = True,
+          online: bool = False) -> dict:
     """Stage two (`tandem train`): train `model` on a mixture (a {domain: weight} dict, a weights file, `uniform` or
-    `natural`) and evaluate it per domain; returns OUT/eval.json."""
+    `natural`) and evaluate it per domain; returns OUT/eval.json. `online=True` (`tandem train --online`): the
+    config's online method (odm, ado, skillit, aioli) steers the mixture during this training instead."""
     from tandem.config import check_weights
     from tandem.data.cache import natural_weights
     from tandem.mixing.weights import resolve_weights
@@ -67,6 +69,17 @@ def train(config: ConfigLike, out: Union[str, Path], weights: Union[str, dict] =
     from tandem.runs import claim, release
 
     cfg, out = _config(config, overrides), Path(out)
+    if online:
+        from tandem.pipeline.stage_two import online_mixer, train_online_and_evaluate
+
+        online_mixer(cfg, len(cfg.data.domains))  # an online method, before any work
+        data = _data(cfg, quiet)
+        try:
+            with removed_on_input_error(out):
+                claim(out, cfg, data, "train --online", resume, force)
+                return train_online_and_evaluate(cfg, data, out, resume, quiet)
+        finally:
+            release()
     data = _data(cfg, quiet)
     w = (check_weights(weights, data.domains, "weights") if isinstance(weights, dict)
          else resolve_weights(str(weights), data.domains, natural_weights(data)))
@@ -133,7 +146,7 @@ def recommend(config: ConfigLike, out: Union[str, Path], candidates: dict[str, U
 
 def compare(config: ConfigLike, out: Union[str, Path], methods: list[str] | tuple[str, ...] =
             ("uniform", "natural", "doremi", "doge", "tandem"), seeds: int = 1, overrides: list[str] | None = None,
-            quiet: bool = True) -> dict:
+            quiet: bool = True, online: bool = True) -> dict:
     """Several methods side by side over paired seeds (`tandem compare`), every method on the same stage-one budget;
     returns OUT/results.json (one record per method and seed: weights, test and valid losses, stage-one tokens and
     time). Finished runs in OUT are kept, so a call after an interruption continues."""
@@ -145,7 +158,7 @@ def compare(config: ConfigLike, out: Union[str, Path], methods: list[str] | tupl
     where = str(config) if isinstance(config, (str, Path)) else "config"
     try:
         doc, _, warnings = compare_job(cfg, check_writable_dir(Path(out)), list(methods), seeds, quiet,
-                                       (lambda s: None) if quiet else print, where)
+                                       (lambda s: None) if quiet else print, where, online=online)
     finally:
         release()
     for line in warnings:  # a method whose stage one did not spend the equal budget

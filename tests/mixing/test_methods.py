@@ -164,3 +164,28 @@ def test_compare_bad_method(setup, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "nosuch" in err[0]
     assert not (tmp_path / "c").exists()
+
+
+def test_online_methods_steer_the_targets_own_training(tmp_path):
+    """`tandem train --online` and compare's default: the online method adapts the mixture during the target's run
+    (no stage one); the same config and seed give the same target either way."""
+    import json as _json
+
+    from conftest import tiny_config
+    from tandem.cli.main import main
+
+    path = tiny_config(tmp_path, train={"steps": 12}, mixer={"method": "odm", "warmup_steps": 2},
+                       eval={"max_tokens": 512})
+    assert main(["train", str(path), "--online", "--out", str(tmp_path / "t"), "-q"]) == 0
+    ev = _json.loads((tmp_path / "t" / "eval.json").read_text())
+    assert ev["online"]["method"] == "odm" and ev["online"]["target_steps"] == 12
+    assert abs(sum(ev["weights"].values()) - 1) < 1e-9
+    traj = (tmp_path / "t" / "online" / "trajectory.csv").read_text().splitlines()
+    assert len(traj) == 1 + 10  # one round per step after the warm-up
+    assert main(["compare", str(path), "--methods", "uniform,odm", "--out", str(tmp_path / "c"), "-q"]) == 0
+    runs = {r["method"]: r for r in _json.loads((tmp_path / "c" / "results.json").read_text())["runs"]}
+    assert runs["odm"]["online"] is True and runs["odm"]["stage1_tokens"] == 0
+    assert runs["odm"]["test_loss"]["average"] == ev["test_loss"]["average"]
+    # a static method cannot steer a run; the online run is not the plain run (resume refused between them)
+    assert main(["train", str(path), "--online", "--set", "mixer.method=tandem", "--out", str(tmp_path / "x"), "-q"]) == 2
+    assert main(["train", str(path), "--resume", "--out", str(tmp_path / "t"), "-q"]) == 2

@@ -22,7 +22,8 @@ def cmd_compare(args) -> int:
 
         return dry_run(cfg, args, "compare")
     out = check_writable_dir(args.out)
-    _, table, warnings = compare_job(cfg, out, names_m, args.seeds, args.quiet, log_to(args.quiet), args.config)
+    _, table, warnings = compare_job(cfg, out, names_m, args.seeds, args.quiet, log_to(args.quiet), args.config,
+                                     online=not args.static_online)
     print(table)
     # After the runs (bad input is one line and nothing else): where a method's stage one did not spend the budget.
     for line in warnings:
@@ -44,6 +45,10 @@ def register(sub, common) -> None:
     sp.add_argument("--resume", action="store_true",
                     help="continue from OUT (compare always does: finished runs are kept, unfinished ones resume "
                          "from their checkpoints)")
+    sp.add_argument("--static-online", action="store_true",
+                    help="run the online methods (odm, ado, skillit, aioli) in their static form: a stage one on the "
+                         "proxy that ends in one mixture, then the target on it (default: they steer the target's own "
+                         "training, as in their papers)")
     sp.add_argument("--dry-run", action="store_true", help="check the config, sources and OUT, print the plan, write "
                     "nothing")
     sp.set_defaults(func=cmd_compare, resume=True)

@@ -26,6 +26,20 @@ def cmd_train(args) -> int:
     out = check_writable_dir(args.out)
     if args.weights not in ("uniform", "natural"):
         resolve_weights(args.weights, cfg.domain_names)  # validate before any work
+    if args.online:
+        from tandem.pipeline.stage_two import online_mixer, train_online_and_evaluate
+
+        if args.weights != "uniform":
+            raise InputError("--online: the online method (mixer.method) chooses the mixture as training goes; "
+                             "leave out --weights")
+        online_mixer(cfg, len(cfg.data.domains))  # an online method, before any work
+        data = prepare(cfg, args)
+        with removed_on_input_error(out):
+            claim(out, cfg, data, "train --online", args.resume, args.force)
+            ev = train_online_and_evaluate(cfg, data, out, args.resume, args.quiet)
+        print(format_eval(ev))
+        print(f"wrote {out / 'eval.json'} (the mixture over the run: {out / 'online' / 'trajectory.csv'})")
+        return 0
     data = prepare(cfg, args)
     weights = resolve_weights(args.weights, data.domains, natural_weights(data))
     with removed_on_input_error(out):
@@ -133,6 +147,9 @@ def register(sub, common) -> None:
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
     sp.add_argument("--force", action="store_true", help="replace a run already in OUT instead of refusing")
+    sp.add_argument("--online", action="store_true",
+                    help="let mixer.method (odm, ado, skillit or aioli) steer the mixture during this training, as "
+                         "those methods run in their papers")
     sp.add_argument("--dry-run", action="store_true", help="check the config, sources and OUT, print the plan, write "
                     "nothing")
     sp.set_defaults(func=cmd_train)

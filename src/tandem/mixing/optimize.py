@@ -349,9 +349,10 @@ def online_context(cfg: Config, mc, data: PreparedData):
 
 
 def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: bool, progress: bool, log,
-                    t0: float) -> OptimizeResult:
+                    t0: float, keep: dict | None = None) -> OptimizeResult:
     """ODM, Aioli, Skill-It, ADO (tandem.mixing.online): one proxy, warm-up steps at the initial mixture, the
-    method's one-time work, then its rounds; checkpointed every checkpoint_interval rounds, resumable."""
+    method's one-time work, then its rounds; checkpointed every checkpoint_interval rounds, resumable. `keep`
+    receives the context (its `proxy` the trained model: the target, when the method steers the target's own run)."""
     from tandem.progress import bar as progress_bar
 
     names = data.domains
@@ -406,6 +407,8 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
     bar.close()
     if mc.checkpoint_interval:
         checkpoint()
+    if keep is not None:
+        keep["ctx"] = ctx
     return write_online_outputs(cfg, mc, data, ctx, alpha, history, batch_size, out_dir, time.perf_counter() - t0,
                                 log)
 

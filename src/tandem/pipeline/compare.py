@@ -18,7 +18,7 @@ from tandem.errors import InputError
 from tandem.io import write_json
 from tandem.mixing import budget as B
 from tandem.mixing import methods
-from tandem.mixing.methods import METHODS, STATIC_METHODS
+from tandem.mixing.methods import METHODS, ONLINE_METHODS, STATIC_METHODS
 from tandem.mixing.optimize import optimize
 from tandem.pipeline.common import prepare, removed_on_input_error, write_config
 from tandem.pipeline.stage_two import stage_two
@@ -86,10 +86,12 @@ def check_plan(names_m: list[str], seeds: int) -> None:
 
 
 def compare_job(cfg: Config, out: Path, names_m: list[str], seeds: int, quiet: bool = True,
-                log: Callable[[str], None] = lambda s: None, where: str = "config") -> tuple[dict, str, list[str]]:
+                log: Callable[[str], None] = lambda s: None, where: str = "config",
+                online: bool = True) -> tuple[dict, str, list[str]]:
     """`tandem compare`: stage one and stage two of each (method, seed) into OUT/runs/METHOD-seedS/, finished runs
     kept; returns OUT/results.json's content, the table (OUT/results.md) and the budget warnings (for after the
-    table). Every plan is validated before any run."""
+    table). Every plan is validated before any run. With `online` (the default) the online methods (ODM, ADO,
+    Skill-It, Aioli) steer the target's own training, as their papers run them, instead of a proxy's stage one."""
     if cfg.stages is not None:
         # Comparing two-stage runs means pretraining and fine-tuning per method; compare would silently mix the SFT
         # tasks into pretraining instead.
@@ -102,16 +104,17 @@ def compare_job(cfg: Config, out: Path, names_m: list[str], seeds: int, quiet: b
     m = len(cfg.data.domains or {})
     plans = [(m_, s, method_config(cfg, m_, s, m)) for s in range(seeds) for m_ in names_m]
     with removed_on_input_error(out):
-        results, data = _run_plans(cfg, out, plans, quiet, log)
+        results, data = _run_plans(cfg, out, plans, quiet, log, online)
     from tandem.mixing.optimize import rows_per_document
 
     # rows_per_document: what `tandem export --format datasets` needs to turn a method's weights into document
     # probabilities (the same data for every method and seed)
-    doc = {"methods": names_m, "seeds": seeds, "runs": results,
+    doc = {"methods": names_m, "seeds": seeds, "online_methods": "online" if online else "static", "runs": results,
            "rows_per_document": rows_per_document(data, cfg.train.seq_len)}
     write_json(out / "results.json", doc)
     table = write_report(out, results, names_m)
-    return doc, table, budget_lines(cfg, names_m, plans, m)
+    staged = [p for p in plans if not (online and p[0] in ONLINE_METHODS)]  # the online ones have no stage one
+    return doc, table, budget_lines(cfg, names_m, staged, m)
 
 
 def _read_identity(path: Path) -> dict | None:
@@ -146,7 +149,7 @@ def _kept_result(done: Path, fingerprint_: str) -> dict | None:
     return kept if kept.get("config_fingerprint") == fingerprint_ else None
 
 
-def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log) -> tuple[list[dict], object]:
+def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log, online: bool = True) -> tuple[list[dict], object]:
     """Every (method, seed) run, finished ones kept; returns the results and the first seed's prepared data."""
     from tandem.runs import lock
 
@@ -164,7 +167,9 @@ def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log) -> tuple[l
         data = data_by_seed[seed]
         # The run's identity (settings and the data's content) guards everything the folder holds: a finished
         # result and the checkpoints of an unfinished one are reused only for the same run.
-        now = {"command": "compare", "identity": _run_identity(mcfg, data, fingerprint_)}
+        run_online = online and method in ONLINE_METHODS
+        now = {"command": "compare --online" if run_online else "compare",
+               "identity": _run_identity(mcfg, data, fingerprint_)}
         if run_dir.exists():
             before = _read_identity(run_dir / "run.json")
             if before != now:
@@ -182,6 +187,21 @@ def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log) -> tuple[l
         log(f"[{i}/{len(plans)}] {method} seed {seed}{left}")
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "run.json", now)
+        if run_online:
+            from tandem.pipeline.stage_two import train_online_and_evaluate
+
+            ev = train_online_and_evaluate(mcfg, data, run_dir, True, quiet)
+            r = {
+                "method": method, "seed": mcfg.seed, "weights": ev["weights"], "online": True,
+                "test_loss": ev["test_loss"], "valid_loss": ev["valid_loss"], "epochs": ev["epochs"],
+                "stage1_wall_s": 0.0, "stage1_tokens": 0, "stage1_proxy_steps": 0,
+                "stage2_wall_s": ev["train_wall_time_s"], "stage2_tokens": int(sum(ev["tokens_seen"].values())),
+                "config_fingerprint": fingerprint_,
+            }
+            write_json(done, r)
+            results.append(r)
+            ran += 1
+            continue
         t0 = time.perf_counter()
         res = optimize(mcfg, data, run_dir / "optimize", resume=True, progress=not quiet, log=log)
         t1 = time.perf_counter()
