@@ -1,5 +1,5 @@
 """The README and the documentation site: the README stays short, the site builds with no warning, the generated
-config reference is current, and the README's links and `tandem` command lines are real."""
+config reference is current, and the README's links and the `tandem` command lines shown are real."""
 
 from __future__ import annotations
 
@@ -147,18 +147,20 @@ def test_readme_links_every_docs_page():
     assert pages <= linked, f"README.md does not link these docs pages: {sorted(pages - linked)}"
 
 
-def test_readme_commands_are_real():
-    commands = _command_lines(README.read_text(encoding="utf-8"))
-    assert len(commands) >= 5, commands
-    for argv in commands:
-        assert len(argv) >= 2, f"no subcommand in {shlex.join(argv)}"
+def test_shown_commands_are_real():
+    """Every `tandem ...` line in a shell block of the README or a docs page names a subcommand and its options."""
+    shown = {README: _command_lines(README.read_text(encoding="utf-8"))}
+    shown.update({page: _command_lines(page.read_text(encoding="utf-8")) for page in sorted(DOCS.glob("*.md"))})
+    assert len(shown[README]) >= 5, shown[README]
+    for source, argv in ((source, argv) for source, commands in shown.items() for argv in commands):
+        where = f"{source.relative_to(ROOT)}: {shlex.join(argv)}"
+        assert len(argv) >= 2, f"{where}: no subcommand"
         sub = argv[1]
         done = _help(sub)
-        assert done.returncode == 0, f"`tandem {sub}` is not a subcommand ({shlex.join(argv)}): {done.stderr.strip()}"
+        assert done.returncode == 0, f"{where}: `tandem {sub}` is not a subcommand: {done.stderr.strip()}"
         known = _options(done.stdout)
         used = {tok.split("=", 1)[0] for tok in argv[2:] if re.match(r"--?[A-Za-z]", tok)}
-        assert used <= known, (f"{shlex.join(argv)}: `tandem {sub} --help` lists no {sorted(used - known)} "
-                               f"(it lists {sorted(known)})")
+        assert used <= known, f"{where}: `tandem {sub} --help` lists no {sorted(used - known)} (it lists {sorted(known)})"
 
 
 def test_command_parsing():

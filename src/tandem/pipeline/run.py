@@ -56,7 +56,10 @@ def run_job(cfg: Config, data: PreparedData, out: Path, baselines: list[str], re
     """`tandem run`: stage one, then the target on the learned mixture and on each baseline; returns the summary
     table (also OUT/summary.md)."""
     with removed_on_input_error(out):
-        claim(out, cfg, data, "run", resume, force)
+        # The target-scale check decides what stage two trains on, so its settings are part of what the folder holds:
+        # a --resume that adds, drops or changes them is another run (refused before anything changes).
+        command = "run" + (f" --check-seeds {check_seeds} --check-steps {check_steps or 'default'}" if check_seeds else "")
+        claim(out, cfg, data, command, resume, force)
         if cfg.stages is not None:
             return run_two_stage(cfg, data, out, baselines, resume, quiet, log)
         log(f"stage one: {cfg.mixer.method} on a {cfg.mixer.proxy.preset} proxy")
