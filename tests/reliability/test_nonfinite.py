@@ -34,7 +34,7 @@ class FaultyTwin(LinearTwin):
         self.nan_losses_at, self.failing_steps_at = set(nan_losses_at), set(failing_steps_at)
         self.episode = 0  # counted by domain_losses, which the loop calls once per episode per twin
 
-    def step(self, parts, valid=None, valid_scale=1.0):
+    def step(self, parts, valid=None, valid_scale=1.0, valid_clip=None):
         if self.episode in self.failing_steps_at:
             raise FloatingPointError("non-finite gradient in the reference")
         super().step(parts, valid, valid_scale)

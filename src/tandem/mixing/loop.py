@@ -49,7 +49,8 @@ class Problem(Protocol):
 class Twin(Protocol):
     step_count: int  # optimizer steps taken
 
-    def step(self, parts: list[Part], valid: list[Part] | None = None, valid_scale: float = 1.0) -> Any:
+    def step(self, parts: list[Part], valid: list[Part] | None = None, valid_scale: float = 1.0,
+             valid_clip: float | None = None) -> Any:
         """One step on `parts`; `valid` parts add a separate step of size valid_scale (the reference's)."""
 
     def domain_losses(self, held: Any) -> np.ndarray: ...
@@ -161,7 +162,8 @@ def measure_delta(spec: LoopSpec, sets: list, proxy: Twin, reference: Twin):
         norm = norm or getattr(reference, "valid_norm", None)
         if norm:
             delta, delta_se = delta / norm, delta_se / norm
-        lr = reference.lr() if hasattr(reference, "lr") else None
+        lr = getattr(reference, "lr", None)
+        lr = lr() if callable(lr) else None
         if lr:  # DoGE clips W_i to [0, 5 lr] (dw_max 5): the lower end is the clip at 0 above
             delta = np.maximum(delta, -DOGE_MAX_SCORE * lr)
     return delta, delta_se, lu, lw
@@ -238,8 +240,9 @@ def run_loop(
                 try:
                     # twin: the proxy's own rows and coefficients, plus the validation step (the penalty form's
                     # w-direction g_train + g_val / gamma); valid (DoGE): the validation step alone.
+                    clip = {"valid_clip": DOGE_MAX_GRAD_NORM} if spec.per_valid_norm else {}  # DoGE clips at its 5
                     reference.step([part] if spec.reference == "twin" else [], valid=valid, valid_scale=1.0 / spec.gamma,
-                                   valid_clip=DOGE_MAX_GRAD_NORM if spec.per_valid_norm else None)
+                                   **clip)
                 except FloatingPointError:
                     if spec.on_nonfinite == "stop":
                         raise

@@ -279,7 +279,8 @@ class LinearTwin:
                 g += np.asarray(coef) @ self.bed.valid_grads(self.theta)
         return g
 
-    def step(self, parts: list[Part], valid: list[Part] | None = None, valid_scale: float = 1.0) -> None:
+    def step(self, parts: list[Part], valid: list[Part] | None = None, valid_scale: float = 1.0,
+             valid_clip: float | None = None) -> None:  # the toy's gradients are exact: nothing to clip
         g = self.gradient(parts)
         if valid:
             g = g + valid_scale * self.gradient(valid)
