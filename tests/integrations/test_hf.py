@@ -271,3 +271,27 @@ def test_doremi_callback_resumes_from_a_trainer_checkpoint_exactly(shared_cfg, t
         np.testing.assert_allclose(a.delta, b.delta, rtol=0, atol=1e-12)
     for p, q in zip(trainer_resumed.model.parameters(), trainer_full.model.parameters()):
         assert torch.equal(p, q)
+
+
+def test_the_mixture_reaches_the_trainers_log_history(shared_cfg, tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+
+    from tandem.integrations.hf import MixtureDataset, TandemCallback
+
+    cfg = load_config(shared_cfg, ["mixer.episodes=2", "mixer.probe_steps=1", "mixer.free_steps=1",
+                                   "mixer.eval_sequences=2"])
+    data = prepare_data(cfg)
+    dataset = MixtureDataset(data, cfg.train.seq_len, seed=cfg.seed, draw_size=4)
+    callback = TandemCallback(cfg, data, dataset, out_dir=tmp_path / "tandem")
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=data.vocab_size, n_positions=cfg.train.seq_len, n_embd=32,
+                                       n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0))
+    args = TrainingArguments(output_dir=str(tmp_path / "trainer"), max_steps=6, per_device_train_batch_size=4,
+                             learning_rate=3e-3, logging_steps=2, save_strategy="no", report_to="none", use_cpu=True,
+                             dataloader_num_workers=0, disable_tqdm=True, seed=0)
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, callbacks=[callback])
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert logged and all(abs(sum(v for k, v in h.items() if k.startswith("tandem/weight_")) - 1) < 1e-9
+                          for h in logged)
+    assert set(k for k in logged[-1] if k.startswith("tandem/")) == {f"tandem/weight_{d}" for d in data.domains}

@@ -356,6 +356,17 @@ class TandemCallback(TrainerCallback):
                 self._model.train()
             self._reference_failed = False
 
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        """The current mixture beside the Trainer's own metrics (`tandem/weight_<domain>`): in state.log_history,
+        and in the logs the callbacks after this one receive (report_to's integrations run first unless this
+        callback is placed before them)."""
+        if logs is None:
+            return
+        weights = {f"tandem/weight_{d}": float(x) for d, x in zip(self.names, self.state.alpha)}
+        logs.update(weights)
+        if state.log_history:
+            state.log_history[-1].update(weights)
+
     def on_step_end(self, args, state, control, **kwargs):
         if self._probe_left == 0:
             return
