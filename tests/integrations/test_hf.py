@@ -206,9 +206,9 @@ def test_callback_steers_your_own_datasets(tmp_path, method):
     dataset = MixtureDataset(data, 32, seed=0, draw_size=BATCH, record_draws=True)
     settings = {"mixer": {"method": method, "episodes": 6, "eval_sequences": 4, "target": ["ood"], "reference_steps": 5,
                           **({"probe_steps": K, "free_steps": E, "update": "eg", "eta_alpha": 30}
-                             if method == "tandem" else {})},
-                "train": {"seq_len": 32}}
+                             if method == "tandem" else {})}}  # train.seq_len: the dataset's (32), not said twice
     callback = TandemCallback(settings, data, dataset, out_dir=tmp_path / "tandem")
+    assert callback.cfg.train.seq_len == 32
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=32, n_embd=32, n_layer=1, n_head=2))
     args = TrainingArguments(output_dir=str(tmp_path / "trainer"), max_steps=STEPS, per_device_train_batch_size=BATCH,

@@ -27,8 +27,7 @@ target-only: never drawn, usable as mixer.target):
 
     data = token_data({"web": web, "code": code, "target": {"validation": target}}, tokenizer)
     dataset = MixtureDataset(data, seq_len=512, draw_size=per_device_batch)
-    tandem = TandemCallback({"mixer": {"method": "tandem", "target": ["target"]}, "train": {"seq_len": 512}},
-                            data, dataset)
+    tandem = TandemCallback({"mixer": {"method": "tandem", "target": ["target"]}}, data, dataset)  # rows: the dataset's
 
 Loop methods only: `tandem` and `doge` probe with a twin synchronised to the Trainer's model; `doremi` trains its
 frozen reference first (mixer.reference_steps, default the Trainer's max_steps) on mixer.reference_mixture. The
@@ -204,6 +203,9 @@ class TandemCallback(TrainerCallback):
 
     def __init__(self, cfg: Config | dict | str | Path, data: PreparedData, dataset: MixtureDataset,
                  out_dir: str | Path | None = None):
+        if isinstance(cfg, dict) and "seq_len" not in (cfg.get("train") or {}):
+            # the rows' length is the dataset's: settings given as a dict need not say it twice
+            cfg = {**cfg, "train": {**(cfg.get("train") or {}), "seq_len": dataset.seq_len}}
         cfg = cfg if isinstance(cfg, Config) else callback_config(cfg, data)
         mc = methods.effective(cfg.mixer)
         if mc.method not in methods.LOOP_METHODS:
