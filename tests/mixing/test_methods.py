@@ -189,3 +189,28 @@ def test_online_methods_steer_the_targets_own_training(tmp_path):
     # a static method cannot steer a run; the online run is not the plain run (resume refused between them)
     assert main(["train", str(path), "--online", "--set", "mixer.method=tandem", "--out", str(tmp_path / "x"), "-q"]) == 2
     assert main(["train", str(path), "--resume", "--out", str(tmp_path / "t"), "-q"]) == 2
+
+
+def test_compare_counts_each_stages_flops(tmp_path):
+    """Compute per run, forward and backward: a static mixture spends none in stage one; TANDEM at least 6 N per token
+    its twins trained, more for the held-set scoring; the same target training costs the same in stage two."""
+    import json as _json
+
+    from conftest import tiny_config
+    from tandem.cli.main import main
+    from tandem.models import build_model
+
+    path = tiny_config(tmp_path, train={"steps": 6}, eval={"max_tokens": 512},
+                       mixer={"episodes": 2, "probe_steps": 1, "free_steps": 1, "warmup_steps": 1,
+                              "eval_sequences": 2})
+    assert main(["compare", str(path), "--methods", "uniform,tandem", "--out", str(tmp_path / "c"), "-q"]) == 0
+    doc = _json.loads((tmp_path / "c" / "results.json").read_text())
+    runs = {r["method"]: r for r in doc["runs"]}
+    assert runs["uniform"]["stage1_flops"] == 0
+    from tandem.config import load_config
+
+    cfg = load_config(path)
+    n_proxy = sum(p.numel() for p in build_model(cfg.mixer.proxy, 512, cfg.train.seq_len, 0).parameters())
+    assert runs["tandem"]["stage1_flops"] > 6 * n_proxy * runs["tandem"]["stage1_tokens"]
+    assert runs["tandem"]["stage2_flops"] == runs["uniform"]["stage2_flops"] > 0
+    assert "stage-1 FLOPs" in (tmp_path / "c" / "results.md").read_text()

@@ -187,6 +187,9 @@ def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log, online: bo
         log(f"[{i}/{len(plans)}] {method} seed {seed}{left}")
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "run.json", now)
+        from tandem.training.learner import flops_used
+
+        f0 = flops_used()
         if run_online:
             from tandem.pipeline.stage_two import train_online_and_evaluate
 
@@ -196,6 +199,7 @@ def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log, online: bo
                 "test_loss": ev["test_loss"], "valid_loss": ev["valid_loss"], "epochs": ev["epochs"],
                 "stage1_wall_s": 0.0, "stage1_tokens": 0, "stage1_proxy_steps": 0,
                 "stage2_wall_s": ev["train_wall_time_s"], "stage2_tokens": int(sum(ev["tokens_seen"].values())),
+                "stage1_flops": 0.0, "stage2_flops": flops_used() - f0,
                 "config_fingerprint": fingerprint_,
             }
             write_json(done, r)
@@ -204,7 +208,7 @@ def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log, online: bo
             continue
         t0 = time.perf_counter()
         res = optimize(mcfg, data, run_dir / "optimize", resume=True, progress=not quiet, log=log)
-        t1 = time.perf_counter()
+        t1, f1 = time.perf_counter(), flops_used()
         weights = res.as_dict(res.recommended)
         ev = stage_two(mcfg, data, weights, run_dir, True, quiet)
         r = {
@@ -213,6 +217,8 @@ def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log, online: bo
             "stage1_wall_s": t1 - t0, "stage1_tokens": res.train_tokens, "stage1_proxy_steps": res.proxy_steps,
             "stage2_wall_s": ev.get("train_wall_time_s"),
             "stage2_tokens": int(sum(ev["tokens_seen"].values())),
+            # compute of this process (a resumed run counts only what it spent after resuming)
+            "stage1_flops": f1 - f0, "stage2_flops": flops_used() - f1,
             "config_fingerprint": fingerprint_,
         }
         write_json(done, r)

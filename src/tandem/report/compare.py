@@ -38,6 +38,7 @@ def summarize(results: list[dict], methods: list[str]) -> dict:
             row[d] = _stats([r["test_loss"]["per_domain"][d] for r in rs])
         row["stage1_wall_s"] = _stats([r["stage1_wall_s"] for r in rs])
         row["stage1_tokens"] = _stats([r["stage1_tokens"] for r in rs])
+        row["stage1_flops"] = _stats([r.get("stage1_flops") for r in rs])  # None in results written before FLOPs
         row["weights"] = {d: float(np.mean([r["weights"][d] for r in rs])) for d in domains}
         row["weights_std"] = {d: float(np.std([r["weights"][d] for r in rs], ddof=1)) if len(rs) > 1 else 0.0
                               for d in domains}
@@ -115,7 +116,7 @@ def markdown_table(summary: dict, domains: list[str], results: list[dict] | None
     loss_cols = ["average", "worst", *domains]
     best = {c: significant_best(results or [], list(summary), c) for c in loss_cols}
     head = ["method", "seeds", *(f"{c} test loss" if c in ("average", "worst") else c for c in loss_cols),
-            "stage-1 time (s)", "stage-1 tokens"]
+            "stage-1 time (s)", "stage-1 tokens", "stage-1 FLOPs"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m, row in summary.items():
         cells = [m, str(row["n"])]
@@ -125,6 +126,7 @@ def markdown_table(summary: dict, domains: list[str], results: list[dict] | None
             cells.append(f"**{s}**" if best[c] == m else s)
         cells.append(f"{row['stage1_wall_s'][0]:.1f}")
         cells.append(f"{row['stage1_tokens'][0]:,.0f}")
+        cells.append("-" if np.isnan(row["stage1_flops"][0]) else f"{row['stage1_flops'][0]:.3g}")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Mean ± standard deviation over seeds (lower is better); in bold the best mean of a column only where "

@@ -82,6 +82,18 @@ def _full(t: torch.Tensor) -> torch.Tensor:
     return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 
+# Compute spent by every Learner of this process, in floating-point operations: 6 N per token trained (forward and
+# backward), 2 N per token only scored (forward), N the model's parameters, tokens the input positions of the rows
+# (this rank's). `tandem compare` reads it around each stage, so every method's stage one is counted the same way,
+# probes, references, scratch copies and held-set scoring included.
+_FLOPS = [0.0]
+
+
+def flops_used() -> float:
+    """Floating-point operations the Learners of this process have spent so far."""
+    return _FLOPS[0]
+
+
 class Learner:
     """A model and its optimizer. Under torchrun every rank holds the same global batches and runs its own rows
     of them; gradients (through DistributedDataParallel, or FSDP) and per-domain sums are summed across ranks, so
@@ -94,6 +106,7 @@ class Learner:
     def __init__(self, model: nn.Module, oc: OptimConfig, num_domains: int, device: torch.device, precision: str = "auto",
                  compile: bool = False, fsdp: bool = False):
         self.fsdp = fsdp and distributed.active()
+        self.num_params = sum(p.numel() for p in model.parameters())  # before sharding: the whole model's
         self._skeleton = None
         if self.fsdp:
             distributed.broadcast_params(model)  # initialisation is seeded; this is the guard
@@ -192,6 +205,7 @@ class Learner:
                 loss, mask = token_losses(logits, mb.y)
                 weighted = (loss * mask * coef[mb.domain][:, None]).sum()
                 weighted.backward()
+            _FLOPS[0] += 6.0 * self.num_params * mb.x.numel()
             if j == 0 and meter is not None:
                 meter.add(*domain_sums(loss.detach(), mask, mb.domain, self.num_domains))
         if meter is not None:
@@ -246,6 +260,7 @@ class Learner:
                 mb = mb.to(self.device)
                 with self.autocast():
                     values, mask = per_token(mb)
+                _FLOPS[0] += 2.0 * self.num_params * mb.x.numel()
                 meter.add(*domain_sums(values.float(), mask, mb.domain, self.num_domains))
         distributed.all_reduce_meter(meter)
         return meter.losses()
@@ -286,6 +301,7 @@ class Learner:
         def excess(mb):
             mine, mask = token_losses(self.model(mb.x), mb.y)
             theirs, _ = token_losses(other.model(mb.x), mb.y)
+            _FLOPS[0] += 2.0 * other.num_params * mb.x.numel()  # the other model's forward (self's: _domain_means)
             return (mine - theirs).clamp_min(0.0), mask
 
         return self._domain_means(batches, excess)
