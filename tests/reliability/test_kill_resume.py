@@ -129,7 +129,7 @@ def _same_tensors(a: Path, b: Path) -> None:
 
 def _without_times(obj):
     if isinstance(obj, dict):
-        return {k: _without_times(v) for k, v in obj.items() if not k.endswith(("wall_s", "wall_time_s", "tokens_per_s"))}
+        return {k: _without_times(v) for k, v in obj.items() if not k.endswith(("wall_s", "wall_time_s", "tokens_per_s", "_flops"))}
     if isinstance(obj, list):
         return [_without_times(v) for v in obj]
     return obj
