@@ -48,3 +48,9 @@ class Parser(argparse.ArgumentParser):
         one_line = " ".join(message.split()).removeprefix("argument ")
         sys.stderr.write(f"error: {one_line} (see {self.prog} --help)\n")
         raise SystemExit(2)
+
+
+def add_dry_run(sp) -> None:
+    """--dry-run: check what needs no work (config, sources, OUT), print the plan, write nothing (tandem.cli.plan)."""
+    sp.add_argument("--dry-run", action="store_true", help="check the config, sources and OUT, print the plan, write "
+                    "nothing")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from tandem.cli.common import load, log_to
+from tandem.cli.common import add_dry_run, load, log_to
 from tandem.io import check_writable_dir
 
 
@@ -49,6 +49,5 @@ def register(sub, common) -> None:
                     help="run the online methods (odm, ado, skillit, aioli) in their static form: a stage one on the "
                          "proxy that ends in one mixture, then the target on it (default: they steer the target's own "
                          "training, as in their papers)")
-    sp.add_argument("--dry-run", action="store_true", help="check the config, sources and OUT, print the plan, write "
-                    "nothing")
+    add_dry_run(sp)
     sp.set_defaults(func=cmd_compare, resume=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tandem.cli.common import load, log_to, prepare
+from tandem.cli.common import add_dry_run, load, log_to, prepare
 from tandem.errors import InputError
 from tandem.io import check_writable_dir
 
@@ -93,8 +93,7 @@ def register(sub, common) -> None:
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
     sp.add_argument("--force", action="store_true", help="replace a run already in OUT instead of refusing")
-    sp.add_argument("--dry-run", action="store_true", help="check the config, sources and OUT, print the plan, "
-                    "write nothing")
+    add_dry_run(sp)
     sp.set_defaults(func=cmd_optimize)
 
     sp = sub.add_parser("run", help="stage one (optimize) then stage two (train the target on the learned weights) and evaluate",
@@ -107,8 +106,7 @@ def register(sub, common) -> None:
                          "(uniform, natural; empty string for none; default: uniform)")
     sp.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT")
     sp.add_argument("--force", action="store_true", help="replace a run already in OUT instead of refusing")
-    sp.add_argument("--dry-run", action="store_true", help="check the config, sources and OUT, print the plan, "
-                    "write nothing")
+    add_dry_run(sp)
     sp.add_argument("--check-seeds", type=int, default=0,
                     help="before stage two, score the learned mixture (capped and not), uniform and natural by short "
                          "trainings of the target on this many paired seeds (validation loss only) and train on the "

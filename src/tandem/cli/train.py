@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from tandem.cli.common import load, log_to, prepare
+from tandem.cli.common import add_dry_run, load, log_to, prepare
 from tandem.errors import InputError
 from tandem.io import check_writable_dir, check_writable_file, write_json
 
@@ -150,8 +150,7 @@ def register(sub, common) -> None:
     sp.add_argument("--online", action="store_true",
                     help="let mixer.method (odm, ado, skillit or aioli) steer the mixture during this training, as "
                          "those methods run in their papers")
-    sp.add_argument("--dry-run", action="store_true", help="check the config, sources and OUT, print the plan, write "
-                    "nothing")
+    add_dry_run(sp)
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("eval", help="evaluate a saved model per domain on the valid and test splits",
