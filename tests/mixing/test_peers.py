@@ -199,6 +199,11 @@ def test_skillit_estimates_its_graph_from_the_runs_start(shared_cfg, tmp_path, m
     assert np.all(np.abs(seen["before"] - np.log(vocab)) < 0.5)
     assert np.all(np.diag(seen["graph"]) > 0.01)
     assert res.proxy_steps == 3 * len(data.domains) + 6 + 2 * 1
+    import json
+
+    graph = json.loads((tmp_path / "weights.json").read_text())["skills_graph"]  # the measured graph, by name
+    names = data.domains
+    np.testing.assert_allclose([[graph[a][b] for b in names] for a in names], seen["graph"], rtol=1e-12)
 
 
 # --- ADO -------------------------------------------------------------------------------------------------------------

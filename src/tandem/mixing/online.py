@@ -82,6 +82,10 @@ class Policy:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    def outputs(self, names: list[str]) -> dict:
+        """What weights.json records of the method's own state (Skill-It's graph, Aioli's A), by domain name."""
+        return {}
+
 
 class ODM(Policy):
     """Online Data Mixing (Albalak et al. 2023): each step is made of `groups` single-domain groups (micro-batches),
@@ -170,6 +174,13 @@ class SkillIt(Policy):
 
     def state_dict(self):
         return {"graph": None if self.graph is None else self.graph.tolist(), "recent": self.recent}
+
+    def outputs(self, names):
+        # {skill i: {skill j: A_ij}}: the relative drop of j's validation loss after training on i (given or measured)
+        if self.graph is None:
+            return {}
+        return {"skills_graph": {a: {b: float(self.graph[i, j]) for j, b in enumerate(names)}
+                                 for i, a in enumerate(names)}}
 
     def load_state_dict(self, state):
         self.graph = None if state["graph"] is None else np.array(state["graph"], dtype=np.float64)

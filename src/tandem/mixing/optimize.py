@@ -410,11 +410,11 @@ def optimize_online(cfg: Config, mc, data: PreparedData, out_dir: Path, resume: 
     if keep is not None:
         keep["ctx"] = ctx
     return write_online_outputs(cfg, mc, data, ctx, alpha, history, batch_size, out_dir, time.perf_counter() - t0,
-                                log)
+                                log, policy.outputs(data.domains))
 
 
 def write_online_outputs(cfg: Config, mc, data: PreparedData, ctx, alpha: np.ndarray, history: list, batch_size: int,
-                         out_dir: Path, wall: float, log) -> OptimizeResult:
+                         out_dir: Path, wall: float, log, extra: dict | None = None) -> OptimizeResult:
     names = data.domains
     average = np.mean([r.alpha for r in history], axis=0) if history else alpha
     learned = average if mc.report == "average" else alpha
@@ -422,7 +422,7 @@ def write_online_outputs(cfg: Config, mc, data: PreparedData, ctx, alpha: np.nda
     tokens = int(ctx.steps * batch_size * cfg.train.seq_len)
     write_weights(out_dir, names, alpha, average, recommended, mc.method, {
         "target": {d: float(x) for d, x in zip(names, ctx.target)}, "episodes": mc.episodes,
-        "proxy_steps": ctx.steps, "train_tokens": tokens, "wall_time_s": wall, **capped})
+        "proxy_steps": ctx.steps, "train_tokens": tokens, "wall_time_s": wall, **capped, **(extra or {})})
     write_trajectory(out_dir, history, names, f"{mc.method}: domain weights per round")
     return OptimizeResult(names, alpha, average, recommended, history, wall, ctx.steps, tokens)
 
