@@ -85,7 +85,7 @@ def test_compare_report_renders_in_chromium(run_dir, tmp_path, cli):
     assert rc == 0, err
     text = (cmp / "report.html").read_text()
     n = assert_self_contained(text)
-    assert n == 3 and "Trajectories (seed 0)" in text and "mean ± std" in text
+    assert n == 3 and "Trajectories (every seed)" in text and "mean ± std" in text
     assert f'data-plots="rendered {n}/{n}"' in rendered_dom(cmp / "report.html")
 
 

@@ -145,6 +145,12 @@ def markdown_table(summary: dict, domains: list[str], results: list[dict] | None
     return "\n".join(lines)
 
 
+def seed_folders(out: Path, method: str) -> list[Path]:
+    """OUT/runs/METHOD-seedK of a comparison, in the order of K."""
+    found = [(f, f.name.rsplit("-seed", 1)[1]) for f in (out / "runs").glob(f"{method}-seed*") if f.is_dir()]
+    return [f for f, k in sorted(((f, k) for f, k in found if k.isdigit()), key=lambda fk: int(fk[1]))]
+
+
 def write_report(out: Path, results: list[dict], methods: list[str]) -> str:
     from tandem.report.plots import plot_domain_losses, plot_trajectories_grid, plot_weight_bars
 
@@ -159,13 +165,14 @@ def write_report(out: Path, results: list[dict], methods: list[str]) -> str:
                        title="test loss per domain (mean ± sd over seeds)",
                        errors={m: {d: s[d][1] for d in domains} for m, s in summary.items()})
     trajectories = {}
-    for m in methods:
-        path = out / "runs" / f"{m}-seed0" / "optimize" / "trajectory.csv"
-        if path.is_file():
-            rows = list(csv.DictReader(path.open()))
+    for m in methods:  # every seed's stage one (online runs: the target's own run)
+        for folder in seed_folders(out, m):
+            path = next((p for p in (folder / "optimize" / "trajectory.csv", folder / "online" / "trajectory.csv")
+                         if p.is_file()), None)
+            rows = list(csv.DictReader(path.open())) if path is not None else []
             if rows:
-                trajectories[m] = ([int(r["step"]) for r in rows],
-                                   np.array([[float(r[f"weight_{d}"]) for d in domains] for r in rows]))
+                trajectories.setdefault(m, []).append(
+                    ([int(r["step"]) for r in rows], np.array([[float(r[f"weight_{d}"]) for d in domains] for r in rows])))
     if trajectories:
         plot_trajectories_grid(trajectories, domains, out / "trajectories.png")
     return table

@@ -280,13 +280,16 @@ def _compare_sections(page: _Page, folder: Path, results: dict) -> None:
     page.plot(lambda p: plot_domain_losses({m: {d: s[d][0] for d in names} for m, s in summary.items()}, p,
                                            errors={m: {d: s[d][1] for d in names} for m, s in summary.items()}),
               "test loss per domain")
-    trajectories = {}
-    for m in methods:
-        t = _trajectory(folder / "runs" / f"{m}-seed0" / "optimize" / "trajectory.csv")
-        if t is not None:
-            trajectories[m] = (t[1], t[2])
+    from tandem.report.compare import seed_folders
+
+    trajectories: dict = {}
+    for m in methods:  # every seed (online runs: the target's own run)
+        for run in seed_folders(folder, m):
+            t = _trajectory(run / "optimize" / "trajectory.csv") or _trajectory(run / "online" / "trajectory.csv")
+            if t is not None:
+                trajectories.setdefault(m, []).append((t[1], t[2]))
     if trajectories:
-        page.h2("Trajectories (seed 0)")
+        page.h2("Trajectories (every seed)")
         page.plot(lambda p: plot_trajectories_grid(trajectories, names, p), "trajectories per method")
 
 

@@ -92,16 +92,23 @@ def plot_domain_losses(losses: dict[str, dict[str, float]], path: Path, title: s
     plot_weight_bars(losses, path, title, ylabel="loss (nats per token)", errors=errors, zoom=True)
 
 
-def plot_trajectories_grid(trajectories: dict[str, tuple[list[int], np.ndarray]], names: list[str], path: Path) -> None:
-    """One panel per method: its domain weights over proxy steps."""
+def plot_trajectories_grid(trajectories: dict[str, list[tuple[list[int], np.ndarray]]], names: list[str],
+                           path: Path) -> None:
+    """One panel per method: its domain weights over proxy steps, one line per domain for every seed (the first seed
+    drawn solid and labelled, the others thinner in the same colour)."""
     plt = _plt()
     n = len(trajectories)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False, sharey=True)
-    for ax, (method, (steps, w)) in zip(axes[0], trajectories.items()):
-        for j, d in enumerate(names):
-            ax.plot(steps, w[:, j], label=d, lw=1.4)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (method, runs) in zip(axes[0], trajectories.items()):
+        if isinstance(runs, tuple):  # one seed given as (steps, weights)
+            runs = [runs]
+        for k, (steps, w) in enumerate(runs):
+            for j, d in enumerate(names):
+                ax.plot(steps, w[:, j], label=d if k == 0 else None, lw=1.4 if k == 0 else 0.7,
+                        alpha=1.0 if k == 0 else 0.5, color=colors[j % len(colors)])
         ax.axhline(1.0 / len(names), color="grey", ls=":", lw=1)
-        ax.set_title(method)
+        ax.set_title(f"{method} ({len(runs)} seed{'s' if len(runs) != 1 else ''})")
         ax.set_xlabel("proxy step")
     axes[0, 0].set_ylabel("domain weight")
     axes[0, -1].legend(fontsize=7)
