@@ -396,18 +396,28 @@ def test_progress_in_a_log_file_is_a_few_plain_lines(shared_cfg, tmp_path, cli):
     assert 1 <= len(lines) <= 10 and lines[-1].startswith("train: 40/40 step")
 
 
-def test_dry_run_and_validate_check_everything_and_write_nothing(tiny_cfg, tmp_path, cli):
+def test_dry_run_and_validate_check_everything_and_train_nothing(tiny_cfg, tmp_path, cli):
+    """validate reads the config and the sources' names only; --dry-run also tokenizes (the token cache, as prepare
+    does) to show tokens per split and epochs, times two steps, and writes nothing to OUT."""
     cache = tiny_cfg.parent / ".tandem_cache"
-    for argv in (["validate", tiny_cfg], ["run", tiny_cfg, "--out", tmp_path / "r", "--dry-run"],
+    rc, out, err = cli("validate", tiny_cfg)
+    assert rc == 0 and "domains (3):" in out and "the config is valid" in out and not cache.exists(), err
+    for argv in (["run", tiny_cfg, "--out", tmp_path / "r", "--dry-run"],
                  ["optimize", tiny_cfg, "--out", tmp_path / "o", "--dry-run"],
                  ["train", tiny_cfg, "--out", tmp_path / "t", "--dry-run"],
                  ["compare", tiny_cfg, "--out", tmp_path / "c", "--methods", "uniform,tandem", "--seeds", "2",
                   "--dry-run"]):
-        rc, out, err = cli(*argv)
+        rc, out, err = cli(*argv, "-q")
         assert rc == 0, err
-        assert "domains (3):" in out and ("nothing was written" in out or "the config is valid" in out)
+        assert "nothing was trained or written to the output folder" in out
+        assert "epochs of each train split" in out and "estimated time on this machine" in out
+        from tandem.config import load_config
+        from tandem.data.cache import prepare_data
+
+        data = prepare_data(load_config(tiny_cfg))
+        for d in data.domains:  # the plan's token counts are the data's
+            assert f"{len(data.tokens(d, 'train')):,}" in out
     assert not any((tmp_path / n).exists() for n in ("r", "o", "t", "c"))
-    assert not cache.exists()
     (tiny_cfg.parent / "data" / "code" / "valid.jsonl").unlink()
     rc, _, err = cli("run", tiny_cfg, "--out", tmp_path / "r", "--dry-run")
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "valid" in err
@@ -437,6 +447,8 @@ def test_init_writes_a_config_from_data_as_it_is(tmp_path, cli):
     assert cfg.data.domains["code"].source == "code.jsonl" and cfg.data.domains["docs"].split["valid"] == 0.05
     assert cfg.data.domains["prose"].train == cfg.data.domains["prose"].valid == cfg.data.domains["prose"].test == "prose"
     assert cli("validate", cfg_path)[0] == 0
+    rc, out, err = cli("run", cfg_path, "--out", tmp_path / "r", "--dry-run", "-q")
+    assert rc == 0 and all(d in out for d in ("code", "docs", "prose")), err
     assert cli("init", tmp_path / "code.jsonl", "--out", cfg_path)[0] == 2  # exists: --force to replace
     # one file with a domain column: one domain per value
     rows = [{"text": t, "src": ["a", "b"][i % 2]} for i, t in enumerate(docs["docs"])]

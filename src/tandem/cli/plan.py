@@ -1,6 +1,8 @@
-"""`--dry-run` (on train, optimize, run, compare) and `tandem validate CONFIG`: every check that needs no work (the
-config, each source, the output folder), then the plan: what would be read, trained and written. Nothing is
-written, nothing is tokenized or trained."""
+"""`--dry-run` (on train, optimize, run, compare) and `tandem validate CONFIG`: every check that needs no training (the
+config, each source, the output folder), then the plan: what would be read, trained and written. `validate` reads
+only the config and the sources' names; `--dry-run` also tokenizes the data into the token cache (as `tandem
+prepare` does) to show tokens per domain and split and the epochs at the target's budget, and times two steps of
+each model for an estimate of the run's time. Neither writes to OUT or trains the run."""
 
 from __future__ import annotations
 
@@ -68,6 +70,63 @@ def plan_lines(cfg, command: str, args=None) -> list[str]:
     return lines
 
 
+def _step_seconds(model_cfg, data, seq_len: int, batch: int, seed: int) -> float:
+    """Seconds of one optimizer step of a model on this machine (the second of two, on random tokens)."""
+    import time
+
+    import torch
+
+    from tandem.models import build_model
+    from tandem.training.learner import Learner, OptimConfig
+    from tandem.data.sampler import Batch
+
+    learner = Learner(build_model(model_cfg, data.vocab_size, seq_len, seed), OptimConfig(lr=1e-4, total_steps=2),
+                      len(data.domains), torch.device("cpu"))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, data.vocab_size, (batch, seq_len), generator=g)
+    part = (Batch(x, x.clone(), torch.zeros(batch, dtype=torch.long)),
+            torch.full((len(data.domains),), 1.0 / (batch * seq_len), dtype=torch.float64))
+    learner.step([part])
+    t0 = time.perf_counter()
+    learner.step([part])
+    return time.perf_counter() - t0
+
+
+def data_lines(cfg, command: str, args) -> list[str]:
+    """Tokens per domain and split (the token cache, filled as `tandem prepare` fills it), the epochs of each train
+    split the target sees at its budget under uniform weights, and the run's time estimated from two timed steps."""
+    from tandem.cli.common import prepare
+    from tandem.data.cache import format_table
+    from tandem.mixing import budget, methods
+    from tandem.mixing.optimize import target_epochs
+
+    data = prepare(cfg, args)
+    lines = ["tokens per domain and split (the token cache):", format_table(data)]
+    rows, target_rows, _ = target_epochs(cfg, data)
+    trainable = data.trainable
+    share = trainable / max(trainable.sum(), 1)
+    eps = [f"{d} {float(share[i] * target_rows / rows[i]) if rows[i] else 0.0:.2f}" for i, d in enumerate(data.domains)]
+    tc = cfg.train
+    lines.append(f"epochs of each train split at the target's {int(target_rows):,} rows under uniform weights: "
+                 + ", ".join(eps))
+    seconds = 0.0
+    if command in ("train", "run", "compare"):
+        seconds += tc.steps * _step_seconds(cfg.model, data, tc.seq_len, tc.batch_size, cfg.seed)
+    if command in ("optimize", "run", "compare"):
+        mc = methods.effective(methods.resolve_mixer(cfg))
+        rows_one = budget.stage_one_rows(mc, len(data.domains), tc.batch_size)
+        proxy = mc.proxy if not isinstance(mc.proxy, str) else cfg.model
+        b = mc.batch_size or tc.batch_size
+        seconds += (rows_one / b) * _step_seconds(proxy, data, tc.seq_len, b, cfg.seed)
+    if command == "compare" and args is not None:
+        ms = [m.strip() for m in args.methods.split(",") if m.strip()]
+        seconds *= len(ms) * args.seeds
+    if seconds:
+        lines.append(f"estimated time on this machine: about {seconds / 60:.1f} min of training steps (two timed "
+                     f"steps per model; evaluation and scoring come on top)")
+    return lines
+
+
 def _check_out(out: Path, command: str, args) -> str:
     """The output folder as the command would find it; raises what the command would raise before any work."""
     from tandem.io import check_writable_dir
@@ -106,7 +165,10 @@ def dry_run(cfg, args, command: str) -> int:
         resolve_weights(weights, cfg.domain_names)
         lines.append(f"mixture: {weights}")
     lines += plan_lines(cfg, command, args)
-    lines.append("nothing was written (--dry-run)" if command != "validate" else "the config is valid")
+    if command != "validate":
+        lines += data_lines(cfg, command, args)
+    lines.append("nothing was trained or written to the output folder (--dry-run)" if command != "validate"
+                 else "the config is valid")
     print("\n".join(lines))
     return 0
 
