@@ -296,5 +296,45 @@ def read_mixture_file(path: Path | str) -> tuple[dict, object]:
         except yaml.YAMLError as err:
             raise InputError(f"{path}: invalid YAML ({getattr(err, 'problem', None) or err})") from None
     else:
-        obj = read_json(path, what="weights file")
+        text = read_text(path, "weights file")
+        blend = _megatron_blend(text)
+        if blend is not None:
+            return blend, {"megatron_blend": blend}
+        obj = parse_json(text, str(path))
     return _mixture_of(obj, path), obj
+
+
+def _megatron_blend(text: str) -> dict | None:
+    """Megatron-LM's blend (`WEIGHT PREFIX` pairs, tandem's `megatron` export) as {prefix: weight}; None when the
+    text is not one (JSON, say). Megatron normalises the weights itself, so they need not sum to 1 here."""
+    parts = text.split()
+    if not parts or len(parts) % 2 or text.lstrip().startswith(("{", "[")):
+        return None
+    out: dict = {}
+    for w, prefix in zip(parts[::2], parts[1::2]):
+        try:
+            x = float(w)
+        except ValueError:
+            return None
+        if prefix in out:
+            return None
+        out[prefix] = x
+    return out
+
+
+def blend_domains(blend: dict, names: list[str], where: str) -> dict:
+    """A Megatron blend's prefixes as the config's domains: a prefix that is a domain's name, or whose last path
+    component is (or starts with `NAME_`, as in `code_text_document`); a domain the blend leaves out weighs 0 (the
+    export leaves out zero weights); weights renormalised."""
+    out = {d: 0.0 for d in names}
+    for prefix, w in blend.items():
+        base = prefix.rstrip("/").rsplit("/", 1)[-1]
+        match = [d for d in names if prefix == d or base == d] or [d for d in names if base.startswith(d + "_")]
+        if len(match) != 1:
+            raise InputError(f"{where}: the blend's prefix {prefix!r} names {'no' if not match else 'more than one'} "
+                             f"domain of {names}")
+        out[match[0]] += float(w)
+    total = sum(out.values())
+    if not total > 0:
+        raise InputError(f"{where}: the blend's weights sum to {total}; expected a positive sum")
+    return {d: v / total for d, v in out.items()}

@@ -389,3 +389,22 @@ def test_infeasible_epoch_caps_say_which_bind(shared_cfg, tmp_path, cli):
     assert rc == 0, err
     w = json.loads((out / "weights.json").read_text())
     assert w["caps_feasible"] is False and sorted(w["caps_binding"]) == ["code", "docs", "prose"]
+
+
+def test_every_export_format_reads_back_as_the_same_mixture(tmp_path, cli):
+    """Export a weights.json in each format, read each back with the reader behind --weights: the same mixture."""
+    from tandem.mixing.weights import read_weights_file
+
+    names = ["code", "docs", "prose"]
+    w = {"code": 0.5, "docs": 0.3, "prose": 0.2}
+    src = tmp_path / "weights.json"
+    src.write_text(json.dumps({"domain_weights": w, "rows_per_document": {"code": 2.0, "docs": 0.5, "prose": 1.0}}))
+    for fmt, suffix, extra in (("megatron", ".txt", ["--prefix-template", "data/{domain}_text_document"]),
+                               ("doremi", ".json", []), ("datasets", ".json", []), ("yaml", ".yaml", [])):
+        out = tmp_path / f"w-{fmt}{suffix}"
+        rc, _, err = cli("export", src, "--format", fmt, "--out", out, *extra)
+        assert rc == 0, err
+        back = read_weights_file(out, names)
+        assert back == pytest.approx(w, abs=1e-9), fmt
+    (tmp_path / "blend.txt").write_text("0.7 data/code_text_document 0.3 data/prose_text_document\n")
+    assert read_weights_file(tmp_path / "blend.txt", names) == pytest.approx({"code": 0.7, "docs": 0.0, "prose": 0.3})

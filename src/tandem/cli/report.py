@@ -27,6 +27,11 @@ def cmd_export(args) -> int:
     order = [d.strip() for d in args.order.split(",") if d.strip()] if args.order else None
     weights, source = read_weights(args.weights, args.method)
     text = export(weights, args.format, source, order, args.prefix_template, _prefix_map(args.prefix), args.weights)
+    if args.format == "datasets" and not args.quiet:
+        print("note: pass stopping_strategy='all_exhausted' to interleave_datasets (with the default "
+              "'first_exhausted' the stream stops when one domain runs out and the shares drift from the weights); "
+              "the probabilities are per document for the tokenizer and seq_len in the file's 'assumes'",
+              file=sys.stderr)
     if args.out:
         out = check_writable_file(args.out, "--out")
         write_text(out, text)

@@ -149,7 +149,14 @@ def epoch_fields(cfg: Config, data: PreparedData, mixtures: dict[str, np.ndarray
 
     return {"epochs": {label: {d: float(x) for d, x in zip(data.domains, epochs_of(w))}
                        for label, w in mixtures.items()},
-            "target_rows": int(budget), "rows_per_document": rows_per_document(data, cfg.train.seq_len, per_row)}
+            "target_rows": int(budget), "rows_per_document": rows_per_document(data, cfg.train.seq_len, per_row),
+            "rows_measured_with": rows_measured_with(cfg, data)}
+
+
+def rows_measured_with(cfg: Config, data: PreparedData) -> dict:
+    """What rows_per_document depends on: the tokenizer (its fingerprint) and the row length."""
+    return {"tokenizer": cfg.tokenizer.kind, "tokenizer_fingerprint": data.tokenizer.fingerprint,
+            "seq_len": cfg.train.seq_len}
 
 
 def cap_epochs(weights: np.ndarray, limits: np.ndarray,

@@ -16,9 +16,12 @@ def uniform(names: list[str]) -> dict[str, float]:
 
 def read_weights_file(path: Path | str, names: list[str]) -> dict[str, float]:
     """Read and validate a weights file against the config's domains (order of `names`)."""
-    from tandem.schema import read_mixture_file
+    from tandem.schema import blend_domains, read_mixture_file
 
-    w = check_weights(read_mixture_file(path)[0], names, f"{path}: domain_weights")
+    mixture, obj = read_mixture_file(path)
+    if isinstance(obj, dict) and "megatron_blend" in obj:  # prefixes, and the zero-weight domains left out
+        mixture = blend_domains(mixture, list(names), str(path))
+    w = check_weights(mixture, names, f"{path}: domain_weights")
     return {d: w[d] for d in names}
 
 

@@ -105,12 +105,13 @@ def compare_job(cfg: Config, out: Path, names_m: list[str], seeds: int, quiet: b
     plans = [(m_, s, method_config(cfg, m_, s, m)) for s in range(seeds) for m_ in names_m]
     with removed_on_input_error(out):
         results, data = _run_plans(cfg, out, plans, quiet, log, online)
-    from tandem.mixing.optimize import rows_per_document
+    from tandem.mixing.optimize import rows_measured_with, rows_per_document
 
     # rows_per_document: what `tandem export --format datasets` needs to turn a method's weights into document
     # probabilities (the same data for every method and seed)
     doc = {"methods": names_m, "seeds": seeds, "online_methods": "online" if online else "static", "runs": results,
-           "rows_per_document": rows_per_document(data, cfg.train.seq_len)}
+           "rows_per_document": rows_per_document(data, cfg.train.seq_len),
+           "rows_measured_with": rows_measured_with(cfg, data)}
     write_json(out / "results.json", doc)
     table = write_report(out, results, names_m)
     staged = [p for p in plans if not (online and p[0] in ONLINE_METHODS)]  # the online ones have no stage one

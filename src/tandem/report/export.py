@@ -182,8 +182,11 @@ def export(weights: dict[str, float], fmt: str, source: dict | None = None, orde
         ev = {d: float(target[d]) for d in names} if isinstance(target, dict) and set(target) == set(weights) else None
         return doremi_config({d: weights[d] for d in names}, ev)
     if fmt == "datasets":
-        return json.dumps(datasets_probabilities(weights, order, (source or {}).get("rows_per_document"), where),
-                          indent=2) + "\n"
+        spec = datasets_probabilities(weights, order, (source or {}).get("rows_per_document"), where)
+        # what the probabilities assume, in the file itself: they are per document for these rows and this tokenizer
+        spec["assumes"] = {"stopping_strategy": "all_exhausted",
+                           **((source or {}).get("rows_measured_with") or {})}
+        return json.dumps(spec, indent=2) + "\n"
     if fmt == "yaml":
         return plain_yaml(weights, order)
     raise InputError(f"--format: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
