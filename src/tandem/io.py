@@ -153,6 +153,18 @@ def refuse_overlap(out: str | os.PathLike, inputs, what: str = "--out") -> None:
                              f"choose another {what}")
 
 
+def refuse_input_file(out: str | os.PathLike, inputs, what: str = "--out") -> None:
+    """An output file that is one of the inputs, or inside an input folder, is refused before anything is written."""
+    from tandem.errors import InputError
+
+    o = real_path(Path(out).expanduser())
+    for p in inputs:
+        r = real_path(p)
+        if o == r or r in o.parents:
+            raise InputError(f"{what} {out}: {'is' if o == r else 'lies inside'} the input {p}; tandem never writes "
+                             f"over its inputs, so choose another {what}")
+
+
 def refuse_targets(targets, inputs, what: str) -> None:
     """No file tandem is about to write (the token cache's shards and index) is one of the inputs."""
     from tandem.errors import InputError

@@ -328,6 +328,9 @@ def blend_domains(blend: dict, names: list[str], where: str) -> dict:
     export leaves out zero weights); weights renormalised."""
     out = {d: 0.0 for d in names}
     for prefix, w in blend.items():
+        if not NUM.test(w) or w < 0:
+            raise InputError(f"{where}: the blend's weight of {prefix!r}: expected a finite non-negative number, "
+                             f"got {w}")
         base = prefix.rstrip("/").rsplit("/", 1)[-1]
         match = [d for d in names if prefix == d or base == d] or [d for d in names if base.startswith(d + "_")]
         if len(match) != 1:

@@ -408,3 +408,25 @@ def test_every_export_format_reads_back_as_the_same_mixture(tmp_path, cli):
         assert back == pytest.approx(w, abs=1e-9), fmt
     (tmp_path / "blend.txt").write_text("0.7 data/code_text_document 0.3 data/prose_text_document\n")
     assert read_weights_file(tmp_path / "blend.txt", names) == pytest.approx({"code": 0.7, "docs": 0.0, "prose": 0.3})
+
+
+def test_no_output_is_written_over_an_input_file(tiny_cfg, tmp_path, cli):
+    """--out of export, eval, report and init, and an OUT folder holding the config, are refused before writing."""
+    w = tmp_path / "w.json"
+    w.write_text(json.dumps({"domain_weights": {"code": 0.5, "docs": 0.25, "prose": 0.25}}))
+    before = w.read_text()
+    rc, _, err = cli("export", w, "--format", "megatron", "--out", w)
+    assert "is the input" in one_line_refusal(rc, err) and w.read_text() == before
+    cfg_copy = tiny_cfg
+    text = cfg_copy.read_text()
+    rc, _, err = cli("eval", cfg_copy, "--model", tmp_path / "nope", "--out", cfg_copy)
+    assert "is the input" in one_line_refusal(rc, err) and cfg_copy.read_text() == text
+    folder = _optimize_folder(tmp_path)
+    rc, _, err = cli("report", folder, "--out", folder / "weights.json")
+    assert "the report reads" in one_line_refusal(rc, err)
+    rc, _, err = cli("train", cfg_copy, "--out", cfg_copy.parent, "--force", *FAST)
+    assert "holds the input" in one_line_refusal(rc, err) and cfg_copy.read_text() == text
+    src = tmp_path / "d.jsonl"
+    src.write_text('{"text": "hello"}\n')
+    rc, _, err = cli("init", src, "--out", src, "--force")
+    assert "is the input" in one_line_refusal(rc, err) and src.read_text() == '{"text": "hello"}\n'

@@ -297,6 +297,7 @@ def write_init_config(sources: list[str], out: Path, domain_column: str | None, 
            "train": {"steps": 300, "batch_size": 16, "seq_len": 128},
            "mixer": {"method": "tandem", "proxy": {"preset": "tiny"}}}
     cfg = config_from_dict(raw, base_dir=folder, source=str(out))  # every source read as the run will (groups too)
+    cfg.input_paths()  # every source resolved and checked (a pipe or device is refused) before the file is written
     head = ("# Written by `tandem init`: one domain per source"
             + (f", one per value of '{domain_column}'" if domain_column else "")
             + ". Check it with `tandem validate` and see the plan with `--dry-run`.\n"
@@ -314,6 +315,9 @@ def cmd_init(args) -> int:
     if out.exists() and not args.force:
         raise InputError(f"--out {out}: exists; add --force to replace it")
     check_writable_file(out, "--out")
+    from tandem.io import refuse_input_file
+
+    refuse_input_file(out, args.sources)
     made = write_init_config(args.sources, out, args.domain_column, args.text_field, args.valid, args.test)
     print(f"wrote {out}: {len(made['domains'])} domain(s): {', '.join(made['domains'])}")
     print(f"next: tandem validate {out}   then   tandem run {out} --out runs/first")

@@ -33,6 +33,9 @@ def cmd_export(args) -> int:
               "the probabilities are per document for the tokenizer and seq_len in the file's 'assumes'",
               file=sys.stderr)
     if args.out:
+        from tandem.io import refuse_input_file
+
+        refuse_input_file(args.out, [args.weights])
         out = check_writable_file(args.out, "--out")
         write_text(out, text)
         if not args.quiet:

@@ -50,6 +50,14 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _refuse_inputs(args, cfg) -> None:
+    """--out is never the config, the model folder or a data source (nor inside one)."""
+    from tandem.io import refuse_input_file
+
+    refuse_input_file(args.out, [args.config, *([args.model] if getattr(args, "model", None) else []),
+                                 *cfg.input_paths()])
+
+
 def _saved_model(cfg, args, data):
     """A model folder (--model) that fits the config: the same tokenizer, a context of at least train.seq_len."""
     from tandem.models import load_model
@@ -76,6 +84,7 @@ def cmd_eval(args) -> int:
 
     cfg = load(args)
     check_writable_file(args.out, "--out")
+    _refuse_inputs(args, cfg)
     data = prepare(cfg, args)
     model = _saved_model(cfg, args, data)
     device = resolve_device(cfg.train.device)
@@ -115,6 +124,7 @@ def cmd_metrics(args) -> int:
     if args.max_examples is not None and args.max_examples < 1:
         raise InputError(f"--max-examples: expected >= 1, got {args.max_examples}")
     check_writable_file(args.out, "--out")
+    _refuse_inputs(args, cfg)
     data = prepare(cfg, args)
     log = log_to(args.quiet)
     model = _metrics_model(cfg, args, data)

@@ -100,7 +100,8 @@ def compare_job(cfg: Config, out: Path, names_m: list[str], seeds: int, quiet: b
     check_plan(names_m, seeds)
     from tandem.io import refuse_overlap
 
-    refuse_overlap(out, cfg.input_paths())
+    config_file = [Path(where)] if Path(where).is_file() else []  # `where` names the config file when there is one
+    refuse_overlap(out, [*cfg.input_paths(), *config_file])
     m = len(cfg.data.domains or {})
     plans = [(m_, s, method_config(cfg, m_, s, m)) for s in range(seeds) for m_ in names_m]
     with removed_on_input_error(out):

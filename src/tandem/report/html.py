@@ -372,6 +372,11 @@ def write_report(folder: Path, out: Path | None = None) -> Path:
     from tandem.io import check_writable_file
 
     out = check_writable_file(Path(out) if out is not None else Path(folder) / "report.html", "--out")
+    from tandem.io import real_path
+
+    if out.exists() and out.suffix.lower() not in (".html", ".htm") and real_path(folder) in real_path(out).parents:
+        raise InputError(f"--out {out}: a file of the folder the report reads; tandem never writes over its inputs, "
+                         f"so choose another --out (an .html file)")
     text = build_report(Path(folder))
     write_text(out, text)
     return out
