@@ -172,3 +172,20 @@ def test_command_parsing():
                                     ["tandem", "export", "r", "--format", "yaml"]]
     assert {"-q", "--quiet", "--out", "--set"} <= _options(
         "usage: tandem x [-h]\n\noptions:\n  -h, --help  help\n  --set KEY=VALUE  x\n  -q, --quiet  q\n  --out OUT  o\n")
+
+
+def test_the_readme_quickstart_runs_as_written(tmp_path):
+    """The README's first-look command, run as written (from a folder laid out like the repository: its config in
+    configs/, the corpus it builds in data/)."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Quickstart"):]
+    command = next(" ".join(lines) for language, lines in _fenced_blocks(section) if language in SHELL_LANGUAGES)
+    assert command.startswith("tandem corpus") and "configs/quickstart.yaml" in command
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "quickstart.yaml").write_text((ROOT / "configs" / "quickstart.yaml").read_text())
+    tandem = str(Path(sys.executable).with_name("tandem"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    p = subprocess.run(["bash", "-c", command.replace("tandem ", f"{shlex.quote(tandem)} ") + " -q"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (tmp_path / "runs" / "quickstart" / "summary.md").is_file()
