@@ -139,16 +139,20 @@ def real_path(p: str | os.PathLike) -> Path:
     return Path(os.path.realpath(p))
 
 
+def _within(path, folder) -> bool:
+    """`path` is `folder` or lies inside it, symlinks resolved."""
+    p, f = real_path(Path(path).expanduser()), real_path(Path(folder).expanduser())
+    return p == f or f in p.parents
+
+
 def refuse_overlap(out: str | os.PathLike, inputs, what: str = "--out") -> None:
     """Inputs are read-only: an output folder that is, or holds, an input (a data source, the config's tokenizer or
     model) is refused before anything is written; `--force` would otherwise delete it, and a run could write over
     it."""
     from tandem.errors import InputError
 
-    o = real_path(Path(out).expanduser())
     for p in inputs:
-        r = real_path(p)
-        if r == o or o in r.parents:
+        if _within(p, out):
             raise InputError(f"{what} {out}: holds the input {p}; tandem never writes where its inputs are, so "
                              f"choose another {what}")
 
@@ -157,11 +161,10 @@ def refuse_input_file(out: str | os.PathLike, inputs, what: str = "--out") -> No
     """An output file that is one of the inputs, or inside an input folder, is refused before anything is written."""
     from tandem.errors import InputError
 
-    o = real_path(Path(out).expanduser())
     for p in inputs:
-        r = real_path(p)
-        if o == r or r in o.parents:
-            raise InputError(f"{what} {out}: {'is' if o == r else 'lies inside'} the input {p}; tandem never writes "
+        if _within(out, p):
+            same = real_path(Path(out).expanduser()) == real_path(p)
+            raise InputError(f"{what} {out}: {'is' if same else 'lies inside'} the input {p}; tandem never writes "
                              f"over its inputs, so choose another {what}")
 
 

@@ -154,6 +154,7 @@ def _kept_result(done: Path, fingerprint_: str) -> dict | None:
 def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log, online: bool = True) -> tuple[list[dict], object]:
     """Every (method, seed) run, finished ones kept; returns the results and the first seed's prepared data."""
     from tandem.runs import lock
+    from tandem.training.learner import flops_used
 
     lock(out)  # one compare per folder: a second process on the same OUT refuses instead of racing this one
     data_by_seed = {}
@@ -189,8 +190,6 @@ def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log, online: bo
         log(f"[{i}/{len(plans)}] {method} seed {seed}{left}")
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "run.json", now)
-        from tandem.training.learner import flops_used
-
         f0 = flops_used()
         if run_online:
             from tandem.pipeline.stage_two import train_online_and_evaluate
