@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 SCENARIOS = ("transfer", "restricted", "oracle", "ecommerce", "abundant")
-ROWS = {"A": "", "G": "-G10", "C": "-C", "B": "-B", "natural start": "-init"}
+ROWS = {"A": "", "G": "-G10", "C": "-C", "B": "-B", "natural start": "-init", "G9": "-G", "E": "-E32", "EV": "-E32V"}
 LABELS = {"A": "tandem (defaults at gamma 1)", "G": "tandem, gamma 10 (the final defaults)", "C": "tandem, proxy = target, horizon = target",
-          "B": "tandem, Delta on held-out windows (0.15)", "natural start": "tandem, initial: natural"}
+          "B": "tandem, Delta on held-out windows (0.15)", "natural start": "tandem, initial: natural", "G9": "tandem, the defaults (rerun, session 9)",
+          "E": "tandem, eval_sequences 32", "EV": "tandem, eval_sequences 32, valid_fraction 0.9"}
 
 
 def runs(folder: Path, method: str) -> dict[int, dict]:
@@ -64,6 +65,18 @@ def scenario_table(root: Path, scenario: str) -> tuple[str, dict]:
             v, vs, n = paired(rows[k], rows["A"], "valid_loss")
             out[f"{k}-A"] = (v, vs, n)
             lines.append(f"| {k} - A, valid ({n}) | | | {v:+.4f} ± {vs:.4f} | | |")
+    for k in ("E", "EV"):
+        if k in rows and "G9" in rows:
+            v, vs, n = paired(rows[k], rows["G9"], "valid_loss")
+            t, ts, _ = paired(rows[k], rows["G9"], "test_loss")
+            flops = max(rows[k][s]["stage1_flops"] / rows["G9"][s]["stage1_flops"] for s in rows[k] if s in rows["G9"])
+            out[f"{k}-G"] = (v, vs, n, flops)
+            lines.append(f"| {k} - G9, valid ({n}); test for the record; stage-one FLOPs ratio | {t:+.4f} ± {ts:.4f} | | "
+                         f"{v:+.4f} ± {vs:.4f} | | x{flops:.3f} |")
+    if "G9" in rows and "G" in rows:
+        same = all(abs(rows["G9"][s]["test_loss"]["average"] - rows["G"][s]["test_loss"]["average"]) < 1e-9
+                   for s in rows["G9"] if s in rows["G"])
+        lines.append(f"| G9 reproduces G's test losses to 1e-9: {same} | | | | | |")
     return "\n".join(lines), out
 
 
@@ -88,6 +101,26 @@ def main(argv: list[str] | None = None) -> int:
         losses = sum(m - 2 * se > 0 for m, se, _ in c)
         print(f"decision 2 (proxy): C wins {wins}, loses {losses} -> "
               f"{'proxy: target, horizon: target' if wins >= 2 and losses == 0 else 'the config proxy'}")
+    # Decision 4 (more evidence per episode): eligible if no scenario's validation is worse than G9 by > 2 s.e.,
+    # the same-pool null's largest weight change <= 0.05 in every seed, and stage-one FLOPs <= 1.2x G9's;
+    # the eligible variant with the lowest mean validation difference over the four signal scenarios, if below 0.
+    best = None
+    for k in ("E", "EV"):
+        d = [results.get(s, {}).get(f"{k}-G") for s in SCENARIOS]
+        if not all(d):
+            continue
+        null = [max(abs(w - 1 / 6) for w in json.loads(f.read_text())["domain_weights"].values())
+                for f in sorted((root / f"null-{'E32' if k == 'E' else 'E32V'}").glob("seed*/weights.json"))]
+        worse = sum(m - 2 * se > 0 for m, se, _, _ in d)
+        flops = max(f for *_, f in d)
+        mean4 = float(np.mean([m for m, *_ in d[:4]]))
+        ok = worse == 0 and len(null) == 5 and max(null) <= 0.05 and flops <= 1.2
+        print(f"decision 4, {k}: worse in {worse}, null largest changes {', '.join(f'{x:.3f}' for x in null)}, "
+              f"FLOPs x{flops:.3f}, mean valid difference (4 scenarios) {mean4:+.4f} -> {'eligible' if ok else 'not eligible'}")
+        if ok and mean4 < 0 and (best is None or mean4 < best[1]):
+            best = (k, mean4)
+    if any(f"{k}-G" in results.get(s, {}) for k in ("E", "EV") for s in SCENARIOS):
+        print(f"decision 4: {'adopt ' + best[0] if best else 'the defaults stay'}")
     return 0
 
 
