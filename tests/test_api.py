@@ -62,3 +62,35 @@ def test_the_package_lists_its_api():
     public = [n for n in dir(tandem) if not n.startswith("_")]
     assert {"optimize", "train", "recommend", "compare", "InputError", "load_config"} <= set(public)
     assert tandem.InputError is InputError and callable(tandem.compare)
+
+
+def test_relative_paths_resolve_against_the_configs_folder_for_a_file_and_a_dict_alike(tmp_path, monkeypatch):
+    """One rule: a file's relative paths against the folder it lies in, a dict's against base_dir (default: the
+    working directory)."""
+    from pathlib import Path
+
+    import yaml
+
+    from tandem.api import _config
+    from tandem.config import load_config
+
+    shipped = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    raw = yaml.safe_load(shipped.read_text())
+
+    def read(cfg):  # what the config reads and where it caches
+        return cfg.to_dict(), cfg.input_paths(), cfg.resolve(cfg.data.cache_dir)
+
+    monkeypatch.chdir(tmp_path)  # a working directory unrelated to the config
+    from_file = read(load_config(shipped))
+    assert from_file[1][0] == (shipped.parent / raw["data"]["domains"]["code"]["train"]).resolve()
+    assert read(_config(raw, None, base_dir=shipped.parent)) == from_file
+    monkeypatch.chdir(shipped.parent)  # the default base of a dict
+    assert read(_config(raw, None)) == from_file
+    monkeypatch.chdir(tmp_path)
+    moved = _config(raw, None)  # the same dict from elsewhere reads elsewhere
+    assert moved.resolve(moved.data.cache_dir) == (tmp_path / raw["data"]["cache_dir"]).resolve()
+    with pytest.raises(InputError, match="base_dir: applies to a config given as a dict"):
+        tandem.optimize(shipped, tmp_path / "out", base_dir=shipped.parent)
+    with pytest.raises(InputError, match="base_dir: .* is not a folder"):
+        tandem.optimize(raw, tmp_path / "out", base_dir=tmp_path / "missing")
+    assert not (tmp_path / "out").exists()

@@ -1,7 +1,13 @@
 """The Python API: the CLI's jobs as functions. Each takes a config (a path, a dict shaped like the YAML file, or a
 `tandem.config.Config`) and an
 output folder, and returns what the job wrote (the JSON it leaves in the folder), so a notebook or a pipeline gets
-the same results, files and checks as `tandem optimize`, `tandem train` and `tandem recommend`."""
+the same results, files and checks as `tandem optimize`, `tandem train` and `tandem recommend`.
+
+Relative paths in a config (data files, cache_dir, tokenizer, chat template) resolve one way, whatever form the
+config takes: against the config's folder. A file's folder is where the file lies; a dict's is `base_dir` (default:
+the working directory), so a dict read from a YAML file and given `base_dir` = that file's folder is the same
+config as the file. `base_dir` applies only to a dict (a file's base is its own folder; a Config's paths are
+already resolved)."""
 
 from __future__ import annotations
 
@@ -16,17 +22,23 @@ from tandem.errors import InputError
 ConfigLike = Union[str, Path, dict, Config]
 
 
-def _config(config: ConfigLike, overrides: list[str] | None) -> Config:
+def _config(config: ConfigLike, overrides: list[str] | None, base_dir: Union[str, Path, None] = None) -> Config:
+    if base_dir is not None and not isinstance(config, dict):
+        raise InputError("base_dir: applies to a config given as a dict (a file's relative paths resolve against its "
+                         "own folder; a Config's are already resolved)")
     if isinstance(config, Config):
         if overrides:
             raise InputError("overrides apply to a config file or dict; change a Config object with model_copy "
                              "instead")
         return config
     if isinstance(config, dict):
-        # Relative paths in a dict have no file to be relative to: they are read from the working directory.
+        # The dict's folder is base_dir (default: the working directory), as a file's is the folder it lies in.
         import copy
 
-        return config_from_dict(apply_overrides(copy.deepcopy(config), overrides), base_dir=Path.cwd())
+        base = Path.cwd() if base_dir is None else Path(base_dir)
+        if not base.is_dir():
+            raise InputError(f"base_dir: {base} is not a folder")
+        return config_from_dict(apply_overrides(copy.deepcopy(config), overrides), base_dir=base.resolve())
     if not isinstance(config, (str, Path)):
         raise InputError(f"config: expected a path, a dict or a tandem.config.Config, got {type(config).__name__}")
     return load_config(config, overrides)
@@ -39,13 +51,13 @@ def _data(cfg: Config, quiet: bool):
 
 
 def optimize(config: ConfigLike, out: Union[str, Path], overrides: list[str] | None = None, resume: bool = False,
-             force: bool = False, quiet: bool = True) -> dict:
+             force: bool = False, quiet: bool = True, base_dir: Union[str, Path, None] = None) -> dict:
     """Stage one (`tandem optimize`): learn the mixture; returns OUT/weights.json (recommended `domain_weights`,
     their `interval` and `within_noise`, `epochs`, ...)."""
     from tandem.pipeline.run import optimize_job, validate
     from tandem.runs import release
 
-    cfg, out = _config(config, overrides), Path(out)
+    cfg, out = _config(config, overrides, base_dir), Path(out)
     cfg = validate(cfg)
     data = _data(cfg, quiet)
     try:
@@ -57,7 +69,7 @@ def optimize(config: ConfigLike, out: Union[str, Path], overrides: list[str] | N
 
 def train(config: ConfigLike, out: Union[str, Path], weights: Union[str, dict] = "uniform",
           overrides: list[str] | None = None, resume: bool = False, force: bool = False, quiet: bool = True,
-          online: bool = False) -> dict:
+          online: bool = False, base_dir: Union[str, Path, None] = None) -> dict:
     """Stage two (`tandem train`): train `model` on a mixture (a {domain: weight} dict, a weights file, `uniform` or
     `natural`) and evaluate it per domain; returns OUT/eval.json. `online=True` (`tandem train --online`): the
     config's online method (odm, ado, skillit, aioli) steers the mixture during this training instead."""
@@ -68,7 +80,7 @@ def train(config: ConfigLike, out: Union[str, Path], weights: Union[str, dict] =
     from tandem.pipeline.stage_two import train_and_evaluate
     from tandem.runs import claim, release
 
-    cfg, out = _config(config, overrides), Path(out)
+    cfg, out = _config(config, overrides, base_dir), Path(out)
     if online:
         from tandem.pipeline.stage_two import online_mixer, train_online_and_evaluate
 
@@ -93,7 +105,7 @@ def train(config: ConfigLike, out: Union[str, Path], weights: Union[str, dict] =
 
 def recommend(config: ConfigLike, out: Union[str, Path], candidates: dict[str, Union[str, dict]], seeds: int = 3,
               steps: int | None = None, overrides: list[str] | None = None, force: bool = False, quiet: bool = True,
-              log=None) -> dict:
+              log=None, base_dir: Union[str, Path, None] = None) -> dict:
     """The target-scale check (`tandem recommend`): {label: mixture} (a {domain: weight} dict, a weights file,
     `uniform` or `natural`) scored by short trainings of the target over paired seeds on validation loss; writes
     OUT/recommend.json and OUT/weights.json (the recommended mixture) and returns the report. The CLI runs this
@@ -107,7 +119,7 @@ def recommend(config: ConfigLike, out: Union[str, Path], candidates: dict[str, U
     from tandem.pipeline.common import removed_on_input_error
     from tandem.runs import claim, release
 
-    cfg, out = _config(config, overrides), Path(out)
+    cfg, out = _config(config, overrides, base_dir), Path(out)
     out = check_writable_dir(out)
     if cfg.stages is not None:
         where = f"{config}: " if isinstance(config, (str, Path)) else ""
@@ -146,7 +158,7 @@ def recommend(config: ConfigLike, out: Union[str, Path], candidates: dict[str, U
 
 def compare(config: ConfigLike, out: Union[str, Path], methods: list[str] | tuple[str, ...] =
             ("uniform", "natural", "doremi", "doge", "tandem"), seeds: int = 1, overrides: list[str] | None = None,
-            quiet: bool = True, online: bool = True) -> dict:
+            quiet: bool = True, online: bool = True, base_dir: Union[str, Path, None] = None) -> dict:
     """Several methods side by side over paired seeds (`tandem compare`), every method on the same stage-one budget;
     returns OUT/results.json (one record per method and seed: weights, test and valid losses, stage-one tokens and
     time). Finished runs in OUT are kept, so a call after an interruption continues."""
@@ -154,7 +166,7 @@ def compare(config: ConfigLike, out: Union[str, Path], methods: list[str] | tupl
     from tandem.pipeline.compare import compare_job
     from tandem.runs import release
 
-    cfg = _config(config, overrides)
+    cfg = _config(config, overrides, base_dir)
     where = str(config) if isinstance(config, (str, Path)) else "config"
     try:
         doc, _, warnings = compare_job(cfg, check_writable_dir(Path(out)), list(methods), seeds, quiet,
