@@ -37,6 +37,11 @@ CASES = [
     ("tandem-eg", {"method": "tandem", "update": "eg", "eta_alpha": 20.0}, EXACT),
     ("doremi", {"method": "doremi"}, EXACT),
     ("doge", {"method": "doge"}, DOGE),
+    # the online peers (tandem.mixing.online): their rounds, one proxy step at a time
+    ("odm", {"method": "odm", "episodes": 12}, EXACT),
+    ("ado", {"method": "ado", "episodes": 12, "ado.warmup_steps": 4, "ado.fit_interval": 2}, EXACT),
+    ("skillit", {"method": "skillit", "skillit.graph_steps": 2}, EXACT),
+    ("aioli", {"method": "aioli"}, EXACT),
 ]
 
 
@@ -74,5 +79,5 @@ def test_stage_one_trajectory_is_pinned(problem, tmp_path, name, mixer, toleranc
     weight_atol, delta_rtol = tolerance
     np.testing.assert_allclose(got[:, weights], want[:, weights], rtol=0, atol=weight_atol)
     np.testing.assert_allclose(got[:, ~weights], want[:, ~weights], rtol=delta_rtol, atol=1e-6)
-    if name in ("tandem-eg", "doremi"):  # the pin would be vacuous if these never left the start
+    if name in ("tandem-eg", "doremi", "odm", "ado", "skillit", "aioli"):  # the pin would be vacuous if these never left the start
         assert np.abs(want[:, weights] - want[0, weights]).max() > 1e-3
