@@ -267,17 +267,17 @@ def test_online_methods_run_count_their_steps_and_resume_identically(online_setu
     assert w["proxy_steps"] == res.proxy_steps and w["method"] == method
     # a run killed in round 3 (after round 2's checkpoint) and resumed gives the same weights as the uninterrupted run
     policy = online.POLICIES[method]
-    original = policy.round
+    original = policy.after_step
 
-    def killed(self, ctx, alpha, t):
-        if t == 2:
+    def killed(self, ctx, meter, alpha, t):
+        if t == 2:  # mid-round where a round has several steps
             raise KeyboardInterrupt
-        return original(self, ctx, alpha, t)
+        return original(self, ctx, meter, alpha, t)
 
-    monkeypatch.setattr(policy, "round", killed)
+    monkeypatch.setattr(policy, "after_step", killed)
     with pytest.raises(KeyboardInterrupt):
         optimize(mcfg, data, tmp_path / "b", progress=False, log=lambda s: None)
-    monkeypatch.setattr(policy, "round", original)
+    monkeypatch.setattr(policy, "after_step", original)
     again = optimize(mcfg, data, tmp_path / "b", resume=True, progress=False, log=lambda s: None)
     assert len(again.history) == 3
     assert np.allclose(again.final, res.final, atol=1e-12) and np.allclose(again.average, res.average, atol=1e-12)

@@ -10,6 +10,13 @@ only in what they observe and how they turn it into a mixture (the math: tandem.
 | skillit  | free_steps steps, then an evaluation                        | per-domain validation losses     |
 | aioli    | per group: probe_steps on a smoothed one-hot mixture; then free_steps at the new mixture | validation loss drops |
 
+A round is taken one proxy step at a time: `Policy.next_step` names the mixture of the next step, `after_step`
+reads what that step measured (its per-domain training losses) and, when the round is over, returns the new
+mixture. So the same policy runs in two drivers: `run_online` here (the proxy's steps, `tandem optimize` and
+`tandem train --online`) and a Hugging Face Trainer whose own steps it steers
+(tandem.integrations.hf.OnlineCallback). A policy's state between two steps is all in `state_dict`, so either
+driver can stop and resume anywhere, mid-round included.
+
 A round's record keeps the mixture and the method's own signal (in the `delta` column of trajectory.csv: ODM's
 reward estimates, ADO's scores, Skill-It's drive A L, Aioli's column sums of A). Every probe and graph step trains
 a model of the proxy's size and counts in the stage-one budget (tandem.mixing.budget).
@@ -59,7 +66,9 @@ class Context:
 
 
 class Policy:
-    """One method's state and its round. `round` trains the proxy and returns (new alpha, signal, losses)."""
+    """One method's state and its rounds, a step at a time: `next_step` gives the mixture of the round's next proxy
+    step (and whether it is in shares of rows), `after_step` takes that step's meter of per-domain training losses
+    and returns (new alpha, signal, losses) when the round ends, None while it goes on."""
 
     def __init__(self, mc, num_domains: int, alpha0: np.ndarray):
         self.mc = mc
@@ -73,7 +82,10 @@ class Policy:
         """One-time work before the first round (after the warm-up steps); returns the first round's mixture."""
         return alpha
 
-    def round(self, ctx: Context, alpha: np.ndarray, t: int):
+    def next_step(self, ctx: Context, alpha: np.ndarray, t: int) -> tuple[np.ndarray, bool]:
+        raise NotImplementedError
+
+    def after_step(self, ctx: Context, meter, alpha: np.ndarray, t: int):
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -105,16 +117,18 @@ class ODM(Policy):
         self.pi = row_shares(alpha, ctx.problem.train.tokens_per_row)
         return alpha
 
-    def round(self, ctx, alpha, t):
-        per_row = ctx.problem.train.tokens_per_row
+    def next_step(self, ctx, alpha, t):
         batch = ctx.problem.batch_size
         g = min(self.mc.odm.groups, batch)
         picks = ctx.rng.choice(self.m, size=g, p=self.pi / self.pi.sum())
         rows = np.full(g, batch // g)
         rows[: batch % g] += 1
-        counts = np.bincount(picks, weights=rows, minlength=self.m)
-        meter = ctx.train(counts / batch, rows=True)[0]
-        observed = np.where(counts > 0, meter.losses(), np.nan)
+        return np.bincount(picks, weights=rows, minlength=self.m) / batch, True
+
+    def after_step(self, ctx, meter, alpha, t):
+        per_row = ctx.problem.train.tokens_per_row
+        # the domains the step trained on (in a Trainer, its rows may lag the picks by the loader's prefetch)
+        observed = np.where(np.asarray(meter.counts) > 0, meter.losses(), np.nan)
         step = self.mc.warmup_steps + t + 1  # steps taken; the new probabilities serve step + 1
         if self.mc.odm.updater == "smoothed_mean":
             self.rewards = peers.odm_smoothed_rewards(self.rewards, observed, self.mc.odm.smoothing)
@@ -143,6 +157,7 @@ class SkillIt(Policy):
         super().__init__(mc, num_domains, alpha0)
         self.graph: np.ndarray | None = None
         self.recent: list[list[float]] = []
+        self.done = 0  # steps taken in the current round
 
     def initial(self, ctx):
         # The graph as Skill-It's authors measure it: a separate run per skill from the run's own start (here a copy
@@ -165,15 +180,21 @@ class SkillIt(Policy):
         return peers.skillit_mixture(self.alpha0, self.graph, np.ones((1, self.m)) * (ctx.target > 0),
                                      self.mc.eta_alpha)
 
-    def round(self, ctx, alpha, t):
-        ctx.train(alpha, max(1, self.mc.free_steps))
+    def next_step(self, ctx, alpha, t):
+        return alpha, False
+
+    def after_step(self, ctx, meter, alpha, t):
+        self.done += 1
+        if self.done < max(1, self.mc.free_steps):
+            return None
+        self.done = 0
         losses = ctx.valid_losses()
         self.recent = (self.recent + [losses.tolist()])[-self.mc.skillit.window:]
         new = peers.skillit_mixture(self.alpha0, self.graph, np.array(self.recent), self.mc.eta_alpha)
         return new, self.graph @ np.array(self.recent).sum(axis=0), losses
 
     def state_dict(self):
-        return {"graph": None if self.graph is None else self.graph.tolist(), "recent": self.recent}
+        return {"graph": None if self.graph is None else self.graph.tolist(), "recent": self.recent, "done": self.done}
 
     def outputs(self, names):
         # {skill i: {skill j: A_ij}}: the relative drop of j's validation loss after training on i (given or measured)
@@ -185,6 +206,7 @@ class SkillIt(Policy):
     def load_state_dict(self, state):
         self.graph = None if state["graph"] is None else np.array(state["graph"], dtype=np.float64)
         self.recent = state["recent"]
+        self.done = int(state.get("done", 0))
 
 
 class Aioli(Policy):
@@ -199,33 +221,62 @@ class Aioli(Policy):
             raise InputError(f"mixer.aioli.one_hot_factor: {mc.aioli.one_hot_factor} = 1/M makes every probe "
                              f"mixture uniform, so A cannot be unmixed; use a larger value (published: 0.75)")
         self.A: np.ndarray | None = None
+        # Where the round stands: None between rounds; else the sweep, the probe order of this sweep, the probe
+        # (position in the order), its steps taken, the drops so far (B), the losses after the last probe, and,
+        # once the probes are done, the new mixture and its free steps taken.
+        self.round_state: dict | None = None
 
-    def round(self, ctx, alpha, t):
-        ai = self.mc.aioli
-        P = peers.aioli_probe_mixtures(self.m, ai.one_hot_factor)
-        B = np.zeros((self.m, self.m))
-        last = ctx.valid_losses()
-        for _ in range(ai.sweeps):
-            for j in ctx.rng.permutation(self.m):
-                ctx.train(P[:, j], self.mc.probe_steps)
-                now = ctx.valid_losses()
-                B[:, j] += last - now
-                last = now
-        A = peers.aioli_normalise(peers.aioli_unmix(B / ai.sweeps, ai.one_hot_factor))
-        if ai.ema is None:  # the paper's cumulative multiplicative weights
-            self.A = A
-            new = peers.aioli_update(alpha, A, self.mc.eta_alpha, ctx.target)
-        else:  # Aioli's code: a moving average of A, and p from the initial mixture each round
-            self.A = A if self.A is None else (1.0 - ai.ema) * A + ai.ema * self.A
-            new = peers.aioli_update(self.alpha0, self.A, self.mc.eta_alpha, ctx.target)
-        ctx.train(new, self.mc.free_steps)
-        return new, (ctx.target * self.m) @ self.A, last
+    def next_step(self, ctx, alpha, t):
+        r = self.round_state
+        if r is None:  # a round begins: the losses every probe's drop is measured from
+            r = self.round_state = {"sweep": 0, "order": ctx.rng.permutation(self.m).tolist(), "probe": 0, "done": 0,
+                                    "B": np.zeros((self.m, self.m)), "last": ctx.valid_losses(), "new": None}
+        if r["new"] is not None:
+            return r["new"], False
+        P = peers.aioli_probe_mixtures(self.m, self.mc.aioli.one_hot_factor)
+        return P[:, r["order"][r["probe"]]], False
+
+    def after_step(self, ctx, meter, alpha, t):
+        ai, r = self.mc.aioli, self.round_state
+        r["done"] += 1
+        if r["new"] is None:
+            if r["done"] < self.mc.probe_steps:
+                return None
+            now = ctx.valid_losses()
+            r["B"][:, r["order"][r["probe"]]] += r["last"] - now
+            r["last"], r["probe"], r["done"] = now, r["probe"] + 1, 0
+            if r["probe"] < self.m:
+                return None
+            r["sweep"] += 1
+            if r["sweep"] < ai.sweeps:  # the next sweep's probes, in a new random order
+                r["order"], r["probe"] = ctx.rng.permutation(self.m).tolist(), 0
+                return None
+            A = peers.aioli_normalise(peers.aioli_unmix(r["B"] / ai.sweeps, ai.one_hot_factor))
+            if ai.ema is None:  # the paper's cumulative multiplicative weights
+                self.A = A
+                r["new"] = peers.aioli_update(alpha, A, self.mc.eta_alpha, ctx.target)
+            else:  # Aioli's code: a moving average of A, and p from the initial mixture each round
+                self.A = A if self.A is None else (1.0 - ai.ema) * A + ai.ema * self.A
+                r["new"] = peers.aioli_update(self.alpha0, self.A, self.mc.eta_alpha, ctx.target)
+        if r["done"] < self.mc.free_steps:
+            return None
+        self.round_state = None
+        return r["new"], (ctx.target * self.m) @ self.A, r["last"]
 
     def state_dict(self):
-        return {"A": None if self.A is None else self.A.tolist()}
+        r = self.round_state
+        if r is not None:
+            r = {**r, "B": r["B"].tolist(), "last": np.asarray(r["last"]).tolist(),
+                 "new": None if r["new"] is None else np.asarray(r["new"]).tolist()}
+        return {"A": None if self.A is None else self.A.tolist(), "round": r}
 
     def load_state_dict(self, state):
         self.A = None if state["A"] is None else np.array(state["A"], dtype=np.float64)
+        r = state.get("round")
+        if r is not None:
+            r = {**r, "B": np.array(r["B"], dtype=np.float64), "last": np.array(r["last"], dtype=np.float64),
+                 "new": None if r["new"] is None else np.array(r["new"], dtype=np.float64)}
+        self.round_state = r
 
 
 class ADO(Policy):
@@ -247,9 +298,11 @@ class ADO(Policy):
         self.average = np.array(ctx.prior, dtype=np.float64)
         return np.array(ctx.prior, dtype=np.float64)
 
-    def round(self, ctx, alpha, t):
+    def next_step(self, ctx, alpha, t):
+        return alpha, False
+
+    def after_step(self, ctx, meter, alpha, t):
         ad = self.mc.ado
-        meter = ctx.train(alpha)[0]
         loss = meter.losses()
         counts = np.asarray(meter.counts, dtype=np.float64)
         step = self.mc.warmup_steps + t + 1  # steps since the start, the proxy's warm-up included
@@ -323,7 +376,11 @@ def run_online(policy: Policy, ctx: Context, alpha: np.ndarray, episodes: int, s
                on_round=None) -> np.ndarray:
     """Rounds `start`..episodes-1 of `policy`; appends an EpisodeRecord per round to `history`."""
     for t in range(start, episodes):
-        alpha, signal, losses = policy.round(ctx, alpha, t)
+        out = None
+        while out is None:
+            mixture, rows = policy.next_step(ctx, alpha, t)
+            out = policy.after_step(ctx, ctx.train(mixture, rows=rows)[0], alpha, t)
+        alpha, signal, losses = out
         nan = np.full(len(alpha), np.nan)
         rec = EpisodeRecord(t, ctx.steps, np.asarray(alpha, dtype=np.float64).copy(), np.asarray(signal, dtype=np.float64),
                             float("nan"), np.asarray(losses, dtype=np.float64), nan)
