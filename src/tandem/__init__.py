@@ -1,7 +1,8 @@
 """tandem: learn how to mix training data across domains for language models.
 
 The Python API (tandem.api): `optimize`, `train`, `recommend`, `compare`; `InputError` is what they raise on bad
-input; `load_config` reads a config file. For a Hugging Face Trainer: `tandem.integrations.hf.TandemCallback`."""
+input; `load_config` reads a config file. For a Hugging Face Trainer: `tandem.integrations.hf.TandemCallback`
+(the online peers: `OnlineCallback`)."""
 
 __version__ = "0.1.0"
 

@@ -236,7 +236,7 @@ def test_callback_settings_and_datasets_errors_are_one_line(tmp_path):
     domains, tokenizer = _own_datasets(tmp_path)
     data = token_data(domains, tokenizer)
     dataset = MixtureDataset(data, 32)
-    bad = [({"mixer": {"method": "odm"}, "train": {"seq_len": 32}}, "trains its own proxy"),
+    bad = [({"mixer": {"method": "odm"}, "train": {"seq_len": 32}}, "steer the Trainer with tandem.integrations.hf.OnlineCallback"),
            ({"mixer": {"method": "fixed", "weights": {"code": 0.5, "ood": 0.5}}, "train": {"seq_len": 32}},
             "mixer.weights.ood"),
            ({"data": {}}, "leave out `data`")]

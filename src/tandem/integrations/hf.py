@@ -29,9 +29,23 @@ target-only: never drawn, usable as mixer.target):
     dataset = MixtureDataset(data, seq_len=512, draw_size=per_device_batch)
     tandem = TandemCallback({"mixer": {"method": "tandem", "target": ["target"]}}, data, dataset)  # rows: the dataset's
 
-Loop methods only: `tandem` and `doge` probe with a twin synchronised to the Trainer's model; `doremi` trains its
-frozen reference first (mixer.reference_steps, default the Trainer's max_steps) on mixer.reference_mixture. The
-online peers (odm, aioli, skillit, ado) schedule their own proxy's steps and run in `tandem optimize`.
+Loop methods: `tandem` and `doge` probe with a twin synchronised to the Trainer's model; `doremi` trains its
+frozen reference first (mixer.reference_steps, default the Trainer's max_steps) on mixer.reference_mixture.
+
+The online peers (odm, ado, skillit, aioli) adapt the mixture during the target's own training, as their papers
+run them: `OnlineCallback` lets one steer the Trainer, step by step, through the same policy code as `tandem
+optimize` and `tandem train --online` (tandem.mixing.online):
+
+    tandem = OnlineCallback({"mixer": {"method": "odm"}}, data, dataset, out_dir="runs/hf-odm")
+    Trainer(model=model, args=args, train_dataset=dataset, callbacks=[tandem]).train()
+
+Each Trainer step is one of the policy's proxy steps: the mixture it asks for is set on the dataset at the step's
+start, and ODM and ADO read the per-domain training losses of the very rows the Trainer trains on in that step
+(scored by the model before the step's update: one more forward pass of the batch). Skill-It's graph is measured
+at the start on a copy of the model; Aioli's probes are Trainer steps. Two differences from `tandem optimize`: the
+Trainer's loader has drawn a batch or two ahead, so a new mixture reaches the rows one or two steps later; and the
+run has one process (dataloader_num_workers=0, no torchrun), because the rows a step trains on are read back
+from the dataset.
 """
 
 from __future__ import annotations
@@ -49,7 +63,7 @@ from transformers import TrainerCallback
 from tandem.config import Config
 from tandem.data.cache import PreparedData, check_trainable, natural_weights
 from tandem.data.objects import token_data  # noqa: F401  (your own datasets -> the data this module reads)
-from tandem.data.sampler import MixtureSampler
+from tandem.data.sampler import Batch, MixtureSampler, token_shares
 from tandem.errors import InputError
 from tandem.mixing import methods
 from tandem.mixing.lm import LMProblem, target_weights
@@ -89,6 +103,11 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         self._draws_done = 0
         self._before: collections.deque = collections.deque(maxlen=64)
         self._resume: dict | None = None
+        # For OnlineCallback (main process): every row handed out is numbered (the resume's placeholders too); the
+        # most recent `keep_rows` of them are kept with their targets and domains, so a callback can score the rows
+        # a Trainer step trains on.
+        self._rows_out = 0
+        self._kept: collections.deque | None = None
         if weights is not None:
             self.set_weights(weights)
 
@@ -119,6 +138,18 @@ class MixtureDataset(torch.utils.data.IterableDataset):
                 return {"draw": draw, "offset": offset, "sampler": state, "weights": w.tolist()}
         raise RuntimeError(f"MixtureDataset: draw {draw} is no longer remembered (last {len(self._before)} kept)")
 
+    def keep_rows(self, n: int) -> None:
+        """Remember the last `n` rows handed out (see rows)."""
+        self._kept = collections.deque(maxlen=int(n))
+
+    def rows(self, start: int, stop: int) -> Batch:
+        """Rows start..stop-1 of the stream (counted from this process's first row), as a Batch with domain ids."""
+        kept = {i: r for i, *r in (self._kept or ())}
+        if any(i not in kept for i in range(start, stop)):
+            raise RuntimeError(f"MixtureDataset: rows {start}..{stop - 1} are not all kept (keep_rows, main process)")
+        x, y, d = zip(*(kept[i] for i in range(start, stop)))
+        return Batch(torch.stack(x), torch.stack(y), torch.tensor(d, dtype=torch.int64))
+
     def resume_from(self, state: dict, skipped_rows: int) -> None:
         """Continue the stream exactly where `state` (from state_at) left it; the first `skipped_rows` rows the
         Trainer discards while it skips the batches it already trained on are placeholders."""
@@ -136,6 +167,7 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             r, self._resume = self._resume, None
             blank = torch.zeros(self.seq_len, dtype=torch.int64)
             for _ in range(r["skip"]):  # discarded by the Trainer's skip of the batches already trained on
+                self._rows_out += 1
                 yield {"input_ids": blank, "labels": blank.clone()}
             sampler.load_state_dict(r["sampler"])
             self._draws_done = r["draw"]
@@ -148,7 +180,11 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             self._draws_done += 1
             if self.record_draws:
                 self.draws.append((w, np.bincount(batch.domain.numpy(), minlength=len(self.names))))
-            for row in batch.x[offset:]:
+            for k in range(offset, len(batch)):
+                row = batch.x[k]
+                if self._kept is not None:
+                    self._kept.append((self._rows_out, row, batch.y[k], int(batch.domain[k])))
+                self._rows_out += 1
                 # Hugging Face causal LMs shift the labels themselves.
                 yield {"input_ids": row, "labels": row.clone()}
             offset = 0
@@ -185,6 +221,24 @@ class _Recorded:
         return self._by_id[id(held)]
 
 
+def _settings(cfg, data: PreparedData, dataset: MixtureDataset) -> Config:
+    """A callback's Config from a Config, a dict of sections or a YAML file; the rows' length is the dataset's, so
+    settings given as a dict need not say it twice."""
+    if isinstance(cfg, dict) and "seq_len" not in (cfg.get("train") or {}):
+        cfg = {**cfg, "train": {**(cfg.get("train") or {}), "seq_len": dataset.seq_len}}
+    return cfg if isinstance(cfg, Config) else callback_config(cfg, data)
+
+
+def _log_weights(names: list[str], alpha, state, logs) -> None:
+    """The current mixture beside the Trainer's own metrics (`tandem/weight_<domain>`), in state.log_history."""
+    if logs is None:
+        return
+    weights = {f"tandem/weight_{d}": float(x) for d, x in zip(names, alpha)}
+    logs.update(weights)
+    if state.log_history:
+        state.log_history[-1].update(weights)
+
+
 def _is_main(args) -> bool:
     return getattr(args, "process_index", 0) == 0
 
@@ -203,15 +257,13 @@ class TandemCallback(TrainerCallback):
 
     def __init__(self, cfg: Config | dict | str | Path, data: PreparedData, dataset: MixtureDataset,
                  out_dir: str | Path | None = None):
-        if isinstance(cfg, dict) and "seq_len" not in (cfg.get("train") or {}):
-            # the rows' length is the dataset's: settings given as a dict need not say it twice
-            cfg = {**cfg, "train": {**(cfg.get("train") or {}), "seq_len": dataset.seq_len}}
-        cfg = cfg if isinstance(cfg, Config) else callback_config(cfg, data)
+        cfg = _settings(cfg, data, dataset)
         mc = methods.effective(cfg.mixer)
         if mc.method not in methods.LOOP_METHODS:
-            raise InputError(f"mixer.method: the Trainer callback runs the loop methods {', '.join(methods.LOOP_METHODS)}"
-                             f"; {mc.method!r} trains its own proxy on its own schedule (run it with `tandem "
-                             f"optimize` and train on its weights)")
+            hint = ("adapts during training: steer the Trainer with tandem.integrations.hf.OnlineCallback"
+                    if mc.method in methods.ONLINE_METHODS else "has no stage one to run inside a Trainer")
+            raise InputError(f"mixer.method: TandemCallback runs the loop methods {', '.join(methods.LOOP_METHODS)}; "
+                             f"{mc.method!r} {hint}")
         if dataset.names != list(data.domains) or dataset.seq_len != cfg.train.seq_len:
             raise InputError(f"TandemCallback: the dataset must draw the config's domains {data.domains} with "
                              f"train.seq_len={cfg.train.seq_len} tokens per row")
@@ -362,12 +414,7 @@ class TandemCallback(TrainerCallback):
         """The current mixture beside the Trainer's own metrics (`tandem/weight_<domain>`): in state.log_history,
         and in the logs the callbacks after this one receive (report_to's integrations run first unless this
         callback is placed before them)."""
-        if logs is None:
-            return
-        weights = {f"tandem/weight_{d}": float(x) for d, x in zip(self.names, self.state.alpha)}
-        logs.update(weights)
-        if state.log_history:
-            state.log_history[-1].update(weights)
+        _log_weights(self.names, self.state.alpha, state, logs)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._probe_left == 0:
@@ -453,3 +500,224 @@ class TandemCallback(TrainerCallback):
             from tandem.tracking import append_metrics
 
             append_metrics(self.out_dir / "metrics.jsonl", _record_to_json(rec, self.names), self.cfg.train.report_to)
+
+
+class OnlineCallback(TrainerCallback):
+    """Steers a running `Trainer` whose `train_dataset` is `dataset` by an online method (odm, ado, skillit, aioli:
+    `cfg.mixer.method`), one Trainer step per proxy step of the method's rounds (tandem.mixing.online), for as
+    long as the Trainer trains. The first mixer.warmup_steps Trainer steps draw the initial mixture.
+
+    out_dir: where to write what `tandem optimize` writes for the method (weights.json with the mixture averaged
+    over the run and the final one, trajectory.csv, metrics.jsonl, weights.png); None writes nothing.
+    """
+
+    def __init__(self, cfg: Config | dict | str | Path, data: PreparedData, dataset: MixtureDataset,
+                 out_dir: str | Path | None = None):
+        from tandem.mixing import online
+
+        cfg = _settings(cfg, data, dataset)
+        mc = methods.effective(cfg.mixer)
+        if mc.method not in online.ONLINE_METHODS:
+            raise InputError(f"mixer.method: OnlineCallback runs the online methods {', '.join(online.ONLINE_METHODS)}; "
+                             f"{mc.method!r} " + ("runs in TandemCallback" if mc.method in methods.LOOP_METHODS
+                                                  else "has no rounds to run inside a Trainer"))
+        if mc.sampling == "reweight":
+            raise InputError(f"mixer.sampling: {mc.method} draws its batches by its mixture; sampling=reweight applies "
+                             f"to the loop methods only")
+        if dataset.names != list(data.domains) or dataset.seq_len != cfg.train.seq_len:
+            raise InputError(f"OnlineCallback: the dataset must draw the config's domains {data.domains} with "
+                             f"train.seq_len={cfg.train.seq_len} tokens per row")
+        self.cfg, self.data, self.dataset, self.mc = cfg, data, dataset, mc
+        self.names = list(data.domains)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.alpha0 = methods.initial_weights(mc, self.names, natural_weights(data))
+        self.alpha = self.alpha0.copy()  # the current round's mixture
+        self.dataset.set_weights(self.alpha)
+        self.history: list = []  # one EpisodeRecord per finished round
+        self.started = False  # warm-up over and the policy's start done
+        self.ctx = None
+        self.policy = None
+        self._model = None
+        self._meter = None  # the per-domain training losses of the step under way (ODM, ADO)
+        self._rows_per_step = 0
+        self._row_shift = 0  # rows the stream's numbering runs ahead of (global_step x rows per step)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The current round's mixture."""
+        return {d: float(x) for d, x in zip(self.names, self.alpha)}
+
+    @property
+    def average(self) -> np.ndarray:
+        return np.mean([r.alpha for r in self.history], axis=0) if self.history else self.alpha
+
+    @property
+    def recommended(self) -> dict[str, float]:
+        """The mixture `mixer.report` recommends: the average over rounds (what the model trained on) or the last."""
+        w = self.average if self.mc.report == "average" else self.alpha
+        return {d: float(x) for d, x in zip(self.names, w)}
+
+    # --- Trainer events -------------------------------------------------------------------------------------
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        from tandem.mixing import online
+        from tandem.mixing.lm import target_weights as targets
+
+        if model is None:
+            raise InputError("OnlineCallback: the Trainer passed no model")
+        if args.dataloader_num_workers > 0 or max(args.world_size, 1) > 1:
+            raise InputError("OnlineCallback: the rows a step trains on are read back from the dataset, which needs "
+                             "one process: set dataloader_num_workers=0 and run without torchrun")
+        device = next(model.parameters()).device
+        self._rows_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps
+        # the rows of the step under way, the loader's look-ahead and a resume's margin
+        self.dataset.keep_rows(4 * self._rows_per_step + 4 * self.dataset.draw_size + 64)
+        problem = LMProblem(self.cfg, self.data, self._rows_per_step)
+        oc = OptimConfig(lr=args.learning_rate, total_steps=1 << 30, warmup_steps=0, min_lr_ratio=1.0,
+                         weight_decay=args.weight_decay, beta1=args.adam_beta1, beta2=args.adam_beta2,
+                         grad_clip=args.max_grad_norm, micro_batch_size=args.per_device_train_batch_size)
+        precision = self.cfg.train.precision
+        # The model's Learner only measures losses (its optimizer never steps: the Trainer trains the model);
+        # Skill-It's graph trains a copy of the model as it is at the start.
+        proxy = Learner(HFCausalLM(model), oc, len(self.names), device, precision)
+        scratch = (Learner(HFCausalLM(copy.deepcopy(model)), oc, len(self.names), device, precision)
+                   if self.mc.method == "skillit" and self.mc.skillit.graph is None else None)
+        natural = natural_weights(self.data)
+        self.ctx = online.Context(proxy, problem, online.fixed_valid_sets(problem, self.mc.eval_sequences),
+                                  targets(self.mc.target, self.names), np.array([natural[d] for d in self.names]),
+                                  np.random.default_rng([self.cfg.seed, 0x0A11]), scratch=scratch)
+        self.policy = online.POLICIES[self.mc.method](self.mc, len(self.names), self.alpha0)
+        self._model = model
+        if state.global_step > 0:
+            self._restore(args, state)
+            return
+        try:
+            self.policy.initial(self.ctx)  # Skill-It's graph, from the model as initialised
+        finally:
+            model.train()
+        self.ctx.scratch = None  # the copy is no longer needed
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        from tandem.training.loss import DomainLossMeter, domain_token_counts
+
+        try:
+            if state.global_step >= self.mc.warmup_steps:
+                if not self.started:
+                    self.alpha = np.asarray(self.policy.start(self.ctx, self.alpha), dtype=np.float64)
+                    self.started = True
+                mixture, rows = self.policy.next_step(self.ctx, self.alpha, len(self.history))
+                per_row = self.ctx.problem.train.tokens_per_row
+                self.dataset.set_weights(token_shares(mixture, per_row) if rows else mixture)
+                self._meter = None
+                if self.mc.method in ("odm", "ado"):  # they read the training losses of the step's own rows
+                    first = state.global_step * self._rows_per_step - self._row_shift
+                    batch = self.dataset.rows(first, first + self._rows_per_step)
+                    losses = self.ctx.proxy.domain_losses([batch])
+                    counts = domain_token_counts(batch.y, batch.domain, len(self.names)).double()
+                    meter = DomainLossMeter(len(self.names))
+                    meter.add(torch.from_numpy(np.nan_to_num(losses)) * counts, counts)
+                    self._meter = meter
+        finally:
+            self._model.train()  # measuring leaves the model in eval mode
+
+    def on_step_end(self, args, state, control, **kwargs):
+        from tandem.mixing.loop import EpisodeRecord
+
+        self.ctx.steps += 1
+        if not self.started:
+            return
+        t = len(self.history)
+        try:
+            out = self.policy.after_step(self.ctx, self._meter, self.alpha, t)
+        finally:
+            self._model.train()
+        if out is None:
+            return
+        alpha, signal, losses = out
+        self.alpha = np.asarray(alpha, dtype=np.float64).copy()
+        nan = np.full(len(self.names), np.nan)
+        rec = EpisodeRecord(t, state.global_step, self.alpha.copy(), np.asarray(signal, dtype=np.float64),
+                            float("nan"), np.asarray(losses, dtype=np.float64), nan)
+        self.history.append(rec)
+        if self.out_dir is not None:
+            from tandem.mixing.optimize import _record_to_json
+            from tandem.tracking import append_metrics
+
+            append_metrics(self.out_dir / "metrics.jsonl", _record_to_json(rec, self.names), self.cfg.train.report_to)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        """The current mixture in state.log_history and the logs later callbacks receive (`tandem/weight_<d>`)."""
+        _log_weights(self.names, self.alpha, state, logs)
+
+    def on_save(self, args, state, control, **kwargs):
+        """Beside the Trainer's checkpoint: the policy's state between two steps (mid-round too), its random
+        generator, the mixture, the rounds so far and the samplers, so that resuming continues exactly."""
+        from tandem.io import write_json
+        from tandem.mixing.optimize import _record_to_json
+
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if not folder.is_dir() or not _is_main(args):
+            return
+        rows = state.global_step * self._rows_per_step
+        write_json(folder / "tandem_online.json", {
+            "global_step": state.global_step, "method": self.mc.method, "alpha": self.alpha.tolist(),
+            "started": self.started, "steps": self.ctx.steps, "policy": self.policy.state_dict(),
+            "policy_rng": self.ctx.rng.bit_generator.state, "problem": self.ctx.problem.state_dict(),
+            "history": [_record_to_json(r, self.names) for r in self.history],
+            "dataset": self.dataset.state_at(rows - self._row_shift),
+            # what the loader's next draws read (those it makes before the next step begins)
+            "dataset_weights": list(self.dataset.weights.values())})
+
+    def _restore(self, args, state) -> None:
+        from tandem.mixing.optimize import _record_from_json
+        from tandem.training.trainer import truncate_metrics
+
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}" / "tandem_online.json"
+        if not path.is_file():
+            raise InputError(f"{path}: the Trainer resumed at step {state.global_step} but this checkpoint has no "
+                             f"OnlineCallback state (save it with the callback attached, or start over)")
+        st = json.loads(path.read_text(encoding="utf-8"))
+        if st.get("method") != self.mc.method:
+            raise InputError(f"{path}: method: the checkpoint was steered by {st.get('method')!r}, this callback runs "
+                             f"{self.mc.method!r}")
+        self.alpha = np.array(st["alpha"], dtype=np.float64)
+        self.started, self.ctx.steps = bool(st["started"]), int(st["steps"])
+        self.policy.load_state_dict(st["policy"])
+        self.ctx.rng.bit_generator.state = st["policy_rng"]
+        self.ctx.problem.load_state_dict(st["problem"])
+        self.history = [_record_from_json(h, self.names) for h in st["history"]]
+        skipped = 0 if args.ignore_data_skip else state.global_step * self._rows_per_step
+        # the stream's rows are numbered from this process's first: the skipped placeholders count, rows the
+        # Trainer does not skip again (ignore_data_skip) do not
+        self._row_shift = state.global_step * self._rows_per_step - skipped
+        self.dataset.set_weights(np.asarray(st["dataset_weights"], dtype=np.float64))
+        self.dataset.resume_from(st["dataset"], skipped)
+        self.ctx.scratch = None
+        if self.out_dir is not None and (self.out_dir / "metrics.jsonl").is_file():
+            truncate_metrics(self.out_dir / "metrics.jsonl", len(self.history) - 1, key="episode")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.out_dir is None:
+            return
+        from tandem.io import write_text
+        from tandem.mixing.lm import target_weights as targets
+        from tandem.mixing.optimize import rows_per_document, trajectory_csv, write_weights
+
+        average = self.average
+        recommended = average if self.mc.report == "average" else self.alpha
+        write_weights(self.out_dir, self.names, self.alpha, average, recommended, self.mc.method, {
+            "target": {d: float(x) for d, x in zip(self.names, targets(self.mc.target, self.names))},
+            "episodes": len(self.history), "proxy_steps": self.ctx.steps, "trainer": "transformers.Trainer",
+            "online": True, "rows_per_document": rows_per_document(self.data, self.cfg.train.seq_len),
+            **self.policy.outputs(self.names)})
+        write_text(self.out_dir / "trajectory.csv", trajectory_csv(self.history, self.names))
+        if self.history:
+            from tandem.report.plots import plot_trajectories
+
+            h = self.history
+            plot_trajectories([r.step for r in h], np.stack([r.alpha for r in h]), self.names,
+                              self.out_dir / "weights.png",
+                              title=f"{self.mc.method} (online, Trainer callback): domain weights per round")
