@@ -28,37 +28,108 @@ def setup(tmp_path_factory):
 
 
 def test_method_config_uses_published_defaults_and_same_budget(setup):
-    from tandem.mixing.budget import compare_budget, stage_one_rows
+    from tandem.mixing.budget import compare_budget, compare_flops, flops_inputs, predicted_flops, stage_one_rows
 
     _, cfg, data = setup
     M, B = len(data.domains), cfg.train.batch_size
-    budget = compare_budget(cfg.mixer, M, B)
-    # TANDEM's own: warm-up and proxy steps, plus the reference's probe steps on the proxy's rows and validation rows
+    # TANDEM's own rows: warm-up and proxy steps, plus the reference's probe steps on the proxy's rows and validation
+    # rows; its FLOPs add the twins' scoring of the held windows (two halves of eval_sequences / 2 windows per domain)
     b = MIXER["batch_size"]
-    assert budget == (2 + 4 * (2 + 3)) * b + 4 * 2 * (b + round(0.5 * b))
-    d = method_config(cfg, "doremi", 1, M)
+    assert compare_budget(cfg.mixer, M, B) == (2 + 4 * (2 + 3)) * b + 4 * 2 * (b + round(0.5 * b))
+    budget = compare_flops(cfg, data)
+    n, T = flops_inputs(cfg, cfg.mixer, data)["params"], cfg.train.seq_len
+    # 6 N T per row trained; each of 4 episodes, both twins score (2 N T per row) two halves of 1 window per domain
+    assert budget == 6 * n * T * compare_budget(cfg.mixer, M, B) + 4 * 2 * (2 * n * T) * (2 * 1 * M)
+    d = method_config(cfg, "doremi", 1, M, data)
     assert (d.mixer.probe_steps, d.mixer.free_steps, d.mixer.eta_alpha, d.mixer.smoothing) == (1, 0, 1.0, 1e-3)
     assert d.seed == cfg.seed + 1
-    t = method_config(cfg, "tandem", 0, M)
+    t = method_config(cfg, "tandem", 0, M, data)
     assert t.mixer.episodes == 4
     for method in ("doremi", "doge", "odm", "aioli", "skillit", "ado", "regmix"):
-        mc = method_config(cfg, method, 0, M).mixer
-        rows = stage_one_rows(mc, M, B)
-        per_episode = (mc.regmix_samples * B if method == "regmix"  # RegMix: one more step per proxy
-                       else stage_one_rows(mc.model_copy(update={"episodes": 2}), M, B)
-                       - stage_one_rows(mc.model_copy(update={"episodes": 1}), M, B))
+        mc = method_config(cfg, method, 0, M, data).mixer
+        flops = predicted_flops(cfg, mc, data)
+        count = "regmix_steps" if method == "regmix" else "episodes"  # RegMix: one more step per proxy
+        per_episode = (predicted_flops(cfg, mc.model_copy(update={count: 2}), data)
+                       - predicted_flops(cfg, mc.model_copy(update={count: 1}), data))
         # as close to the budget as whole episodes allow (or one episode, where one already costs more)
-        assert abs(rows - budget) <= per_episode / 2 or mc.episodes == 1, method
+        assert abs(flops - budget) <= per_episode / 2 * (1 + 1e-9) or getattr(mc, count) == 1, method
+        # matched on FLOPs, not rows: a method that scores more per episode than TANDEM trains fewer rows
+        if method in ("doremi", "doge"):
+            assert stage_one_rows(mc, M, B) != compare_budget(cfg.mixer, M, B)
+    # the same fit without the data (no cap binds on these windows): the same episodes
+    assert method_config(cfg, "doge", 0, M).mixer.episodes == method_config(cfg, "doge", 0, M, data).mixer.episodes
     # an override that changes a method's cost per episode changes its episodes, not its budget (DoGE with more free
     # steps per update gets fewer episodes, not five times the proxy steps)
     over = cfg.model_copy(update={"methods": {"doge": {"free_steps": 5}}})
-    g = method_config(over, "doge", 0, M).mixer
-    assert g.free_steps == 5 and abs(stage_one_rows(g, M, B) - budget) <= 5 * b
+    g = method_config(over, "doge", 0, M, data).mixer
+    before = method_config(cfg, "doge", 0, M, data).mixer
+    assert g.free_steps == 5 and g.episodes < before.episodes
+    per = (predicted_flops(cfg, g.model_copy(update={"episodes": 2}), data)
+           - predicted_flops(cfg, g.model_copy(update={"episodes": 1}), data))
+    assert abs(predicted_flops(cfg, g, data) - budget) <= per / 2 * (1 + 1e-9)
     over = cfg.model_copy(update={"methods": {"doremi": {"eta_alpha": 0.25}}})
     assert method_config(over, "doremi", 0, M).mixer.eta_alpha == 0.25
     bad = cfg.model_copy(update={"methods": {"doremi": {"eta_alpha": -1}}})
     with pytest.raises(InputError, match="methods.doremi"):
         method_config(bad, "doremi", 0, M)
+
+
+# Every method with a stage one, on two episodes (RegMix: three proxies of two steps), and settings where the data
+# caps a count: held halves cut short by horizon matching, a held-out part, validation sets longer than the data.
+FLOP_CASES = [
+    ("tandem", {}), ("doremi", {}), ("doge", {}), ("odm", {}), ("ado", {}), ("skillit", {"graph_steps": 2}),
+    ("aioli", {}), ("regmix", {"regmix_samples": 3, "regmix_steps": 2}),
+    ("tandem", {"eval_sequences": 400, "horizon": "target"}), ("doremi", {"reference_steps": 3, "free_steps": 1}),
+    ("doge", {"held_out_fraction": 0.2, "eval_sequences": 7}), ("skillit", {"eval_sequences": 400, "graph_steps": 1}),
+    ("aioli", {"eval_sequences": 3, "batch_size": 4}), ("odm", {"warmup_steps": 0}),
+]
+
+
+@pytest.mark.parametrize("method,extra", FLOP_CASES,
+                         ids=[m + "".join(f"-{k}" for k in e) for m, e in FLOP_CASES])
+def test_stage_one_flops_predicts_what_stage_one_meters(setup, tmp_path, method, extra):
+    """tandem.mixing.budget.stage_one_flops, which compare matches methods on, is what stage one computes: the meter
+    (tandem.training.learner.flops_used, compare's stage1_flops) counts the same FLOPs."""
+    from tandem.mixing.budget import predicted_flops
+    from tandem.training.learner import flops_used
+
+    _, cfg, data = setup
+    mc = methods.resolve_mixer(cfg, method)
+    extra = dict(extra)
+    if "graph_steps" in extra:
+        extra["skillit"] = mc.skillit.model_copy(update={"graph_steps": extra.pop("graph_steps")})
+    mc = mc.model_copy(update={"episodes": 2, **extra})
+    run = cfg.model_copy(update={"mixer": mc})
+    if mc.horizon == "target":  # a target 25 times the proxy's rows: the proxy sees 1/25 of each train split
+        run = run.model_copy(update={"train": cfg.train.model_copy(update={"steps": 25 * 12})})
+    predicted = predicted_flops(run, mc, data)
+    before = flops_used()
+    optimize(run, data, tmp_path, progress=False, log=lambda s: None)
+    assert flops_used() - before == pytest.approx(predicted, rel=1e-9, abs=0)
+
+
+def test_compare_matches_stage_one_flops_across_methods(setup, tmp_path, capsys):
+    """With --static-online every method runs a stage one; each spends (as metered) the FLOPs its fitted episodes
+    predict, within half an episode of the budget, and the table shows its tokens and FLOPs."""
+    from tandem.mixing.budget import compare_flops, predicted_flops
+
+    path, cfg, data = setup
+    out = tmp_path / "cmp"
+    assert main(["compare", str(path), "--methods", "doremi,skillit", "--static-online", "--out", str(out), "-q"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    runs = {r["method"]: r for r in doc["runs"]}
+    budget = compare_flops(cfg, data)
+    assert doc["stage1_budget"]["flops"] == budget and doc["stage1_budget"]["tokens"] > 0
+    for method in ("doremi", "skillit"):
+        mc = method_config(cfg, method, 0, len(data.domains), data).mixer
+        assert runs[method]["stage1_flops"] == pytest.approx(predicted_flops(cfg, mc, data), rel=1e-9)
+        per = (predicted_flops(cfg, mc.model_copy(update={"episodes": 2}), data)
+               - predicted_flops(cfg, mc.model_copy(update={"episodes": 1}), data))
+        assert abs(runs[method]["stage1_flops"] - budget) <= per / 2 * (1 + 1e-9)
+        assert runs[method]["stage1_tokens"] > 0
+    md = (out / "results.md").read_text()
+    assert "stage-1 tokens" in md and "stage-1 FLOPs" in md
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_compare_warns_when_a_users_override_breaks_the_equal_budget(setup, tmp_path, capsys):
@@ -77,6 +148,7 @@ def test_compare_warns_when_a_users_override_breaks_the_equal_budget(setup, tmp_
     assert main(["compare", str(cfg_path), "--methods", "doge,uniform", "--out", str(out), "-q"]) == 0
     err = capsys.readouterr().err
     assert "warning: doge spends" in err and "methods.doge.episodes is set" in err
+    assert "stage-one FLOPs" in err and "tokens" in err
 
 
 def test_effective_keeps_explicit_settings(setup):
@@ -212,5 +284,10 @@ def test_compare_counts_each_stages_flops(tmp_path):
     cfg = load_config(path)
     n_proxy = sum(p.numel() for p in build_model(cfg.mixer.proxy, 512, cfg.train.seq_len, 0).parameters())
     assert runs["tandem"]["stage1_flops"] > 6 * n_proxy * runs["tandem"]["stage1_tokens"]
+    # what compare matches the methods on is what it measures
+    from tandem.data.cache import prepare_data
+    from tandem.mixing.budget import compare_flops
+
+    assert runs["tandem"]["stage1_flops"] == pytest.approx(compare_flops(cfg, prepare_data(cfg)), rel=1e-9)
     assert runs["tandem"]["stage2_flops"] == runs["uniform"]["stage2_flops"] > 0
     assert "stage-1 FLOPs" in (tmp_path / "c" / "results.md").read_text()

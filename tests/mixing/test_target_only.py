@@ -95,3 +95,23 @@ def test_training_on_a_target_only_domain_is_refused(ood_cfg, tmp_path, cli):
     assert uniform["weights"]["ood"] == 0 and uniform["weights"]["code"] == pytest.approx(1 / 3)
     rc, _, err = cli("optimize", ood_cfg, "--out", tmp_path / "odm", "--set", "mixer.method=odm", "-q")
     assert rc == 2 and "target-only" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("method", ["tandem", "doge"])
+def test_stage_one_flops_count_the_trainable_domains_only(ood_cfg, tmp_path, method):
+    """Delta is measured on the trainable domains' held windows (DoGE: one gradient norm per trainable domain), so the
+    FLOPs compare matches methods on count those, as the meter does."""
+    from tandem.mixing import methods
+    from tandem.mixing.budget import flops_inputs, predicted_flops
+    from tandem.mixing.optimize import optimize
+    from tandem.training.learner import flops_used
+
+    cfg = load_config(ood_cfg)
+    data = prepare_data(cfg)
+    mc = methods.resolve_mixer(cfg, method).model_copy(update={"episodes": 2})
+    run = cfg.model_copy(update={"mixer": mc})
+    assert flops_inputs(run, mc, data)["trainable"] == 3 and len(data.domains) == 4
+    predicted = predicted_flops(run, mc, data)
+    before = flops_used()
+    optimize(run, data, tmp_path, progress=False, log=lambda s: None)
+    assert flops_used() - before == pytest.approx(predicted, rel=1e-9, abs=0)

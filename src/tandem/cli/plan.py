@@ -64,9 +64,11 @@ def plan_lines(cfg, command: str, args=None) -> list[str]:
                      f"tokens; " + ", ".join(f"{k} {v}" for k, v in settings.items()))
     if command == "compare" and args is not None:
         target = budget.compare_budget(cfg.mixer, len(names), tc.batch_size)
+        flops = budget.compare_flops(cfg)  # before the data is read: as if no data cap binds
         ms = [m.strip() for m in args.methods.split(",") if m.strip()]
         lines.append(f"compare: {', '.join(ms)} x {args.seeds} seed(s) = {len(ms) * args.seeds} runs, each stage one "
-                     f"on a budget of {target * tc.seq_len:,.0f} proxy-sized tokens, each target as above")
+                     f"on a budget of about {flops:.3g} FLOPs (the config's own mixer: {target * tc.seq_len:,.0f} "
+                     f"proxy-sized training tokens), each target as above")
     return lines
 
 

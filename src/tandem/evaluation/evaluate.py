@@ -13,7 +13,7 @@ from tandem.data.cache import PreparedData
 from tandem.data.sampler import eval_windows
 from tandem.data.sft import SFTExamples, eval_rows, trim_padding
 from tandem.training import distributed
-from tandem.training.learner import autocast_for
+from tandem.training.learner import autocast_for, count_flops
 from tandem.training.loss import DomainLossMeter, domain_sums, token_losses
 
 
@@ -39,12 +39,15 @@ def domain_split_losses(
     batch_size: int,
     device: torch.device,
     precision: str = "auto",
+    flops_params: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token-mean loss and token count per array, scoring every (capped) target token once.
 
     SFT examples are scored one per row with the training rows' masking: only response tokens count. Under torchrun
     each rank scores a share of the batches and the per-domain sums are added over ranks (a collective: every rank
     calls it); a sharded model is forwarded equally often on every rank, with empty batches where a share is short.
+    `flops_params`: the model's parameters N, to add its forward (2 N per input position, this rank's) to the
+    process's FLOPs meter (tandem.training.learner.flops_used), as a search's evaluation of its models counts.
     """
     model.eval()
     autocast = autocast_for(device, precision)
@@ -56,6 +59,8 @@ def domain_split_losses(
         dom = torch.full((len(x),), i, dtype=torch.long, device=device)
         with autocast():
             logits = model(x)
+        if flops_params is not None:
+            count_flops(2.0 * flops_params * x.numel())
         loss, mask = token_losses(logits, y)
         meter.add(*domain_sums(loss, mask, dom, len(arrays)))
     distributed.all_reduce_meter(meter)
@@ -80,6 +85,21 @@ def _eval_batches(arrays: list[np.ndarray | SFTExamples], seq_len: int, max_toke
             groups = [full[j : j + batch_size] for j in range(0, len(full), batch_size)] + [[t] for t in tail]
         out += [(i, g, isinstance(arr, SFTExamples)) for g in groups]
     return out
+
+
+def eval_positions(arrays: list[np.ndarray | SFTExamples], seq_len: int, max_tokens: int | None,
+                   batch_size: int) -> int:
+    """Input positions domain_split_losses forwards over `arrays` (one process): what one evaluation costs, 2 N
+    FLOPs each. A text split of n scored tokens (capped) is n - 1 of them; an SFT split's batches are trimmed of
+    their common padding, so they are counted batch by batch."""
+    total = 0
+    for i, arr in enumerate(arrays):
+        if isinstance(arr, SFTExamples):
+            total += sum(_stacked(j, rows, True, seq_len)[1].size
+                         for j, rows, _ in _eval_batches([arr], seq_len, max_tokens, batch_size))
+        elif len(arr) >= 2:
+            total += (len(arr) if max_tokens is None else min(len(arr), max_tokens + 1)) - 1
+    return total
 
 
 def _stacked(i: int, rows: list, sft: bool, seq_len: int) -> tuple[int, np.ndarray, np.ndarray]:

@@ -286,7 +286,7 @@ def mixture_valid_loss(cfg: Config, data: PreparedData, weights: np.ndarray, mod
         fixed_mixture_step(learner, sampler, weights, batch_size)
     target = target_weights(cfg.mixer.target, names)
     losses, _ = domain_split_losses(learner.model, data.split_arrays("valid"), cfg.train.seq_len, cfg.eval.max_tokens,
-                                    cfg.eval.batch_size, device, cfg.train.precision)
+                                    cfg.eval.batch_size, device, cfg.train.precision, flops_params=learner.num_params)
     return float(np.nansum(target * losses))
 
 

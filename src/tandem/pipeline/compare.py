@@ -25,40 +25,49 @@ from tandem.pipeline.stage_two import stage_two
 from tandem.report.compare import write_report
 
 
-def method_config(cfg, method: str, seed_offset: int, num_domains: int | None = None):
+def method_config(cfg, method: str, seed_offset: int, num_domains: int | None = None, data=None):
     """The config of one (method, seed) run: the method's settings (tandem.mixing.methods.resolve_mixer: published
-    defaults, the config's `mixer`, then `methods.<name>`), with as many episodes (rounds) as bring its stage-one
-    rows to those of the config's own mixer (tandem.mixing.budget: warm-up, probes, reference steps, graph steps and
-    sweeps all counted). An episode count the user sets in `methods.<name>` is kept, with a warning when it breaks
-    the equal budget."""
+    defaults, the config's `mixer`, then `methods.<name>`), with as many episodes (rounds; RegMix: steps per proxy)
+    as bring its stage-one FLOPs nearest those of the config's own mixer (tandem.mixing.budget.stage_one_flops: 6 N
+    per trained token, warm-up, probes, reference steps, graph steps and sweeps; 2 N per scored token, the held
+    windows Delta is measured on, validation sets and RegMix's evaluations; DoGE's per-domain gradient norms). The
+    counts the data decides (windows a domain holds, tokens an evaluation scores) are read from the prepared `data`
+    (compare passes its first seed's); without it they are taken not to bind. An episode count the user sets in
+    `methods.<name>` is kept, with a warning when it breaks the equal budget."""
     mc = cfg.mixer
     m = num_domains or len(cfg.data.domains or {}) or 1
-    batch = cfg.train.batch_size
     new_mc = methods.resolve_mixer(cfg, method)
     own = cfg.methods.get(method, {})
     if B.has_budget(method) and not {"episodes", "regmix_steps"} & set(own) and method != mc.method:
         try:
-            new_mc = B.fit_budget(new_mc, m, batch, B.compare_budget(mc, m, batch))
+            new_mc = B.fit_budget(new_mc, B.compare_flops(cfg, data), lambda c: B.predicted_flops(cfg, c, data))
         except ValidationError as err:
             raise InputError(format_validation_error(err, f"methods.{method}")) from None
     return cfg.model_copy(update={"mixer": new_mc, "seed": cfg.seed + seed_offset})
 
 
-def budget_lines(cfg, names_m: list[str], plans: list, num_domains: int) -> list[str]:
-    """One line per method: its stage-one rows against the budget, flagged where they differ by more than 10%."""
-    target = B.compare_budget(cfg.mixer, num_domains, cfg.train.batch_size)
+def budget_lines(cfg, names_m: list[str], plans: list, num_domains: int, data=None) -> list[str]:
+    """One line per method whose stage-one FLOPs differ from the budget by more than 10%, with its tokens and FLOPs
+    against the budget's (`data`: the prepared data the plans were fitted on)."""
+    target = B.compare_flops(cfg, data)
+    target_tokens = B.compare_budget(cfg.mixer, num_domains, cfg.train.batch_size) * cfg.train.seq_len
     seen, lines = set(), []
     for method, _, mcfg in plans:
         if method in seen or not B.has_budget(method):
             continue
         seen.add(method)
-        rows = B.stage_one_rows(mcfg.mixer, num_domains, cfg.train.batch_size)
-        off = B.mismatch(rows, target)
+        flops = B.predicted_flops(mcfg, mcfg.mixer, data)
+        off = B.mismatch(flops, target)
         if off > 0.10:
-            why = ("methods." + method + ".episodes is set" if {"episodes", "regmix_steps"} & set(cfg.methods.get(method, {}))
-                   else "one episode already costs more" if mcfg.mixer.episodes == 1 else "its episodes are coarse")
-            lines.append(f"warning: {method} spends {rows * cfg.train.seq_len:,.0f} stage-one tokens against a budget "
-                         f"of {target * cfg.train.seq_len:,.0f} ({off:.0%} off: {why})")
+            tokens = B.stage_one_rows(mcfg.mixer, num_domains, cfg.train.batch_size) * cfg.train.seq_len
+            count = mcfg.mixer.regmix_steps if method == "regmix" else mcfg.mixer.episodes
+            set_ = [k for k in ("episodes", "regmix_steps") if k in cfg.methods.get(method, {})]
+            why = (f"methods.{method}.{set_[0]} is set" if set_
+                   else ("one step per proxy" if method == "regmix" else "one episode") + " already costs more"
+                   if count == 1 else "its episodes are coarse")
+            lines.append(f"warning: {method} spends {flops:.3g} stage-one FLOPs ({tokens:,.0f} proxy-sized training "
+                         f"tokens) against a budget of {target:.3g} FLOPs ({target_tokens:,.0f} training tokens) "
+                         f"({off:.0%} off: {why})")
     return lines
 
 
@@ -103,20 +112,29 @@ def compare_job(cfg: Config, out: Path, names_m: list[str], seeds: int, quiet: b
     config_file = [Path(where)] if Path(where).is_file() else []  # `where` names the config file when there is one
     refuse_overlap(out, [*cfg.input_paths(), *config_file])
     m = len(cfg.data.domains or {})
-    plans = [(m_, s, method_config(cfg, m_, s, m)) for s in range(seeds) for m_ in names_m]
+    for m_ in names_m:  # every method's settings are checked before the data is prepared
+        method_config(cfg, m_, 0, m)
     with removed_on_input_error(out):
-        results, data = _run_plans(cfg, out, plans, quiet, log, online)
+        # episodes are fitted on the first seed's data (what it holds caps the held and validation sets), the same
+        # for every seed
+        first = prepare(cfg, quiet, log)
+        plans = [(m_, s, method_config(cfg, m_, s, m, first)) for s in range(seeds) for m_ in names_m]
+        results, data = _run_plans(cfg, out, plans, quiet, log, online, first)
     from tandem.mixing.optimize import rows_measured_with, rows_per_document
 
+    # the budget every method's stage one was fitted to (each run's own: stage1_tokens and stage1_flops)
+    budget = {"flops": B.compare_flops(cfg, first),
+              "tokens": B.compare_budget(cfg.mixer, m, cfg.train.batch_size) * cfg.train.seq_len}
     # rows_per_document: what `tandem export --format datasets` needs to turn a method's weights into document
     # probabilities (the same data for every method and seed)
-    doc = {"methods": names_m, "seeds": seeds, "online_methods": "online" if online else "static", "runs": results,
+    doc = {"methods": names_m, "seeds": seeds, "online_methods": "online" if online else "static",
+           "stage1_budget": budget, "runs": results,
            "rows_per_document": rows_per_document(data, cfg.train.seq_len),
            "rows_measured_with": rows_measured_with(cfg, data)}
     write_json(out / "results.json", doc)
     table = write_report(out, results, names_m)
     staged = [p for p in plans if not (online and p[0] in ONLINE_METHODS)]  # the online ones have no stage one
-    return doc, table, budget_lines(cfg, names_m, staged, m)
+    return doc, table, budget_lines(cfg, names_m, staged, m, first)
 
 
 def _read_identity(path: Path) -> dict | None:
@@ -151,13 +169,15 @@ def _kept_result(done: Path, fingerprint_: str) -> dict | None:
     return kept if kept.get("config_fingerprint") == fingerprint_ else None
 
 
-def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log, online: bool = True) -> tuple[list[dict], object]:
-    """Every (method, seed) run, finished ones kept; returns the results and the first seed's prepared data."""
+def _run_plans(cfg: Config, out: Path, plans: list, quiet: bool, log, online: bool = True,
+               first=None) -> tuple[list[dict], object]:
+    """Every (method, seed) run, finished ones kept; returns the results and the first seed's prepared data
+    (`first`: already prepared)."""
     from tandem.runs import lock
     from tandem.training.learner import flops_used
 
     lock(out)  # one compare per folder: a second process on the same OUT refuses instead of racing this one
-    data_by_seed = {}
+    data_by_seed = {} if first is None else {0: first}
     results = []
     write_config(cfg, out)
     started, ran = time.perf_counter(), 0  # for the time left: the runs this call trained, and how long they took

@@ -85,13 +85,18 @@ def _full(t: torch.Tensor) -> torch.Tensor:
 # Compute spent by every Learner of this process, in floating-point operations: 6 N per token trained (forward and
 # backward), 2 N per token only scored (forward), N the model's parameters, tokens the input positions of the rows
 # (this rank's). `tandem compare` reads it around each stage, so every method's stage one is counted the same way,
-# probes, references, scratch copies and held-set scoring included.
+# probes, references, scratch copies, held-set scoring and a search's evaluations (count_flops) included.
 _FLOPS = [0.0]
 
 
 def flops_used() -> float:
     """Floating-point operations the Learners of this process have spent so far."""
     return _FLOPS[0]
+
+
+def count_flops(flops: float) -> None:
+    """Add work done outside a Learner's own methods to the meter (a search's evaluation of its models)."""
+    _FLOPS[0] += flops
 
 
 class Learner:
