@@ -9,8 +9,8 @@ sweep; times train.seq_len, the stage-one tokens compare reports.
 (tandem.training.learner.flops_used): 6 N per token trained (forward and backward), 2 N per token only scored
 (forward), N the proxy's parameters, a row seq_len tokens. Beside the rows it counts what only scores: the held
 windows on which TANDEM, DoReMi and DoGE measure Delta every episode (both twins; DoReMi also its per-token excess
-loss, one more forward of each), DoGE's per-domain gradient norms there (a backward pass over all held windows per
-domain: 6 N), the validation sets Skill-It and Aioli evaluate, and RegMix's evaluation of each proxy on every
+loss, one more forward of each), DoGE's per-domain gradient norms there (each held window back-propagated once, for its
+own domain: 6 N), the validation sets Skill-It and Aioli evaluate, and RegMix's evaluation of each proxy on every
 validation split. `tandem compare` matches methods on FLOPs: each runs as many episodes (RegMix: steps per proxy)
 as bring its FLOPs nearest the budget, the FLOPs of the config's own mixer.
 
@@ -90,9 +90,9 @@ def stage_one_flops(mc, num_domains: int, batch_size: int, *, params: int, seq_l
         per_half = min(per_half, max(1, held_windows))
     held = 2 * per_half * trainable  # rows of an episode's two held halves
     # Delta's measurement: each twin scores the held rows; DoReMi's clipped excess loss forwards both models again;
-    # DoGE's normaliser takes one backward pass over all held rows per trainable domain (Learner.domain_grad_norms).
+    # DoGE's normaliser back-propagates each held row once, for its own domain's gradient (Learner.domain_grad_norms).
     forwards = {"twin": 2, "valid": 2, "frozen": 4, "none": 1}[spec.reference]
-    backwards = trainable if spec.per_valid_norm else 0
+    backwards = 1 if spec.per_valid_norm else 0
     return (stage_one_rows(mc, num_domains, batch_size) * train
             + spec.episodes * held * (forwards * score + backwards * train))
 

@@ -285,8 +285,10 @@ class Learner:
                 continue
             coef = torch.zeros(self.num_domains, dtype=torch.float64)
             coef[i] = 1.0 / float(counts[i])
+            # Only domain i's rows: the others' coefficient is 0, so their backward passes would add nothing but cost.
+            own = [Batch(b.x[k], b.y[k], b.domain[k]) for b in batches if (k := b.domain == i).any()]
             self.optimizer.zero_grad(set_to_none=True)
-            self._backward([(b, coef) for b in batches], None)
+            self._backward([(b, coef) for b in own], None)
             grads = [p.grad for p in params if p.grad is not None]
             norm = float(_full(torch.nn.utils.get_total_norm(grads))) if grads else 0.0
             out[i] = min(norm, max_norm) if max_norm is not None else norm
