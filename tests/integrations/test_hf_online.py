@@ -28,7 +28,7 @@ def _config(shared_cfg, method):
     return load_config(shared_cfg, [f"mixer.method={method}"] + SETTINGS[method])
 
 
-def _run(cfg, data, out, stop_at=None, resume=None, seen=None):
+def _run(cfg, data, out, stop_at=None, resume=None, seen=None, accumulate=1):
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
 
     from tandem.integrations.hf import MixtureDataset, OnlineCallback
@@ -56,7 +56,8 @@ def _run(cfg, data, out, stop_at=None, resume=None, seen=None):
                 seen.append(kwargs["input_ids"].detach().clone())
 
         model.register_forward_pre_hook(record, with_kwargs=True)
-    args = TrainingArguments(output_dir=str(out / "trainer"), max_steps=STEPS, per_device_train_batch_size=BATCH,
+    args = TrainingArguments(output_dir=str(out / "trainer"), max_steps=STEPS,
+                             per_device_train_batch_size=BATCH // accumulate, gradient_accumulation_steps=accumulate,
                              learning_rate=3e-3, logging_steps=5, save_strategy="steps", save_steps=9,
                              report_to="none", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0)
     watch = Watch()
@@ -106,9 +107,10 @@ def test_online_callback_steers_the_trainer_and_resumes_exactly(shared_cfg, tmp_
     assert len((tmp_path / "cut" / "online" / "metrics.jsonl").read_text().splitlines()) == rounds
 
 
-def test_odm_reads_the_training_losses_of_the_rows_each_step_trains_on(shared_cfg, tmp_path, monkeypatch):
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_odm_reads_the_training_losses_of_the_rows_each_step_trains_on(shared_cfg, tmp_path, monkeypatch, accumulate):
     """The rows OnlineCallback scores at a step's start are the very rows the Trainer's forward trains on in that
-    step, and ODM's observed losses are the model's own losses on them."""
+    step (its micro-batches, under gradient accumulation), and ODM reads their losses."""
     from tandem.integrations import hf
 
     cfg = _config(shared_cfg, "odm")
@@ -132,8 +134,9 @@ def test_odm_reads_the_training_losses_of_the_rows_each_step_trains_on(shared_cf
 
     monkeypatch.setattr(online.ODM, "after_step", spy)
     seen: list = []
-    callback, trainer = _run(cfg, data, tmp_path / "odm", seen=seen)
-    trained = seen[2:]  # the warm-up's two steps read no losses
+    callback, trainer = _run(cfg, data, tmp_path / "odm", seen=seen, accumulate=accumulate)
+    trained = [torch.cat(seen[i:i + accumulate]) for i in range(0, len(seen), accumulate)]
+    trained = trained[2:]  # the warm-up's two steps read no losses
     assert len(scored) == len(trained) == STEPS - 2
     for a, b in zip(scored, trained):
         assert torch.equal(a, b)
