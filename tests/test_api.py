@@ -67,30 +67,39 @@ def test_the_package_lists_its_api():
 def test_relative_paths_resolve_against_the_configs_folder_for_a_file_and_a_dict_alike(tmp_path, monkeypatch):
     """One rule: a file's relative paths against the folder it lies in, a dict's against base_dir (default: the
     working directory)."""
-    from pathlib import Path
+    import os
 
     import yaml
 
     from tandem.api import _config
     from tandem.config import load_config
 
-    shipped = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
-    raw = yaml.safe_load(shipped.read_text())
+    raw = yaml.safe_load(tiny_config(tmp_path / "project").read_text())
+    folder = tmp_path / "project" / "configs"
+    folder.mkdir()
+    for spec in raw["data"]["domains"].values():  # the data's paths relative to the config's folder
+        for split, path in spec.items():
+            spec[split] = os.path.relpath(tmp_path / "project" / path, folder)  # an absolute path stays itself
+    raw["data"]["cache_dir"] = "../cache"
+    shipped = folder / "config.yaml"
+    shipped.write_text(yaml.safe_dump(raw))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
 
     def read(cfg):  # what the config reads and where it caches
         return cfg.to_dict(), cfg.input_paths(), cfg.resolve(cfg.data.cache_dir)
 
-    monkeypatch.chdir(tmp_path)  # a working directory unrelated to the config
+    monkeypatch.chdir(elsewhere)  # a working directory unrelated to the config
     from_file = read(load_config(shipped))
-    assert from_file[1][0] == (shipped.parent / raw["data"]["domains"]["code"]["train"]).resolve()
-    assert read(_config(raw, None, base_dir=shipped.parent)) == from_file
-    monkeypatch.chdir(shipped.parent)  # the default base of a dict
+    assert from_file[2] == (tmp_path / "project" / "cache").resolve()
+    assert read(_config(raw, None, base_dir=folder)) == from_file
+    monkeypatch.chdir(folder)  # the default base of a dict
     assert read(_config(raw, None)) == from_file
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(elsewhere)
     moved = _config(raw, None)  # the same dict from elsewhere reads elsewhere
-    assert moved.resolve(moved.data.cache_dir) == (tmp_path / raw["data"]["cache_dir"]).resolve()
+    assert moved.resolve(moved.data.cache_dir) == (tmp_path / "cache").resolve()
     with pytest.raises(InputError, match="base_dir: applies to a config given as a dict"):
-        tandem.optimize(shipped, tmp_path / "out", base_dir=shipped.parent)
+        tandem.optimize(shipped, tmp_path / "out", base_dir=folder)
     with pytest.raises(InputError, match="base_dir: .* is not a folder"):
         tandem.optimize(raw, tmp_path / "out", base_dir=tmp_path / "missing")
     assert not (tmp_path / "out").exists()
