@@ -93,30 +93,18 @@ def test_outputs_match_tandem_optimize_and_export(trained, cli):
 
 
 def _run(cfg, data, out, stop_at=None, resume=None):
-    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainingArguments
 
     from tandem.integrations.hf import MixtureDataset, TandemCallback
-
-    class Stop(TrainerCallback):
-        first_step = None
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            if self.first_step is None:
-                self.first_step = state.global_step
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if stop_at is not None and state.global_step == stop_at:
-                raise KeyboardInterrupt
+    from trainer_kit import Watch, tiny_gpt2
 
     dataset = MixtureDataset(data, cfg.train.seq_len, seed=cfg.seed, draw_size=BATCH)
     callback = TandemCallback(cfg, data, dataset, out_dir=out / "tandem")
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=data.vocab_size, n_positions=cfg.train.seq_len, n_embd=32,
-                                       n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0))
+    model = tiny_gpt2(data.vocab_size, cfg.train.seq_len)
     args = TrainingArguments(output_dir=str(out / "trainer"), max_steps=STEPS, per_device_train_batch_size=BATCH,
                              learning_rate=3e-3, logging_strategy="no", save_strategy="steps", save_steps=9,
                              report_to="none", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0)
-    stop = Stop()
+    stop = Watch(stop_at)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, callbacks=[callback, stop])
     trainer.train(resume_from_checkpoint=resume)
     trainer.first_step = stop.first_step

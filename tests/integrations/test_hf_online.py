@@ -29,27 +29,15 @@ def _config(shared_cfg, method):
 
 
 def _run(cfg, data, out, stop_at=None, resume=None, seen=None, accumulate=1):
-    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainingArguments
 
     from tandem.integrations.hf import MixtureDataset, OnlineCallback
-
-    class Watch(TrainerCallback):
-        first_step = None
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            if self.first_step is None:
-                self.first_step = state.global_step
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if stop_at is not None and state.global_step == stop_at:
-                raise KeyboardInterrupt
+    from trainer_kit import Watch, tiny_gpt2
 
     torch.set_num_threads(1)
     dataset = MixtureDataset(data, cfg.train.seq_len, seed=cfg.seed, draw_size=BATCH)
     callback = OnlineCallback(cfg, data, dataset, out_dir=out / "online")
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=data.vocab_size, n_positions=cfg.train.seq_len, n_embd=32, n_layer=1,
-                                 n_head=2, bos_token_id=0, eos_token_id=0))
+    model = tiny_gpt2(data.vocab_size, cfg.train.seq_len)
     if seen is not None:
         def record(module, args, kwargs):
             if torch.is_grad_enabled():  # the Trainer's own training forward (the callback scores without grad)
@@ -60,7 +48,7 @@ def _run(cfg, data, out, stop_at=None, resume=None, seen=None, accumulate=1):
                              per_device_train_batch_size=BATCH // accumulate, gradient_accumulation_steps=accumulate,
                              learning_rate=3e-3, logging_steps=5, save_strategy="steps", save_steps=9,
                              report_to="none", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0)
-    watch = Watch()
+    watch = Watch(stop_at)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, callbacks=[callback, watch])
     trainer.train(resume_from_checkpoint=resume)
     trainer.first_step = watch.first_step
