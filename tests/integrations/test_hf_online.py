@@ -144,3 +144,16 @@ def test_online_callback_refuses_what_it_cannot_run(shared_cfg, tmp_path):
         TandemCallback(cfg, data, dataset)
     with pytest.raises(InputError, match="sampling=reweight"):
         OnlineCallback(load_config(shared_cfg, ["mixer.method=aioli", "mixer.sampling=reweight"]), data, dataset)
+
+
+def test_online_callback_refuses_a_target_only_domain(tmp_path):
+    from test_hf import _own_datasets
+
+    from tandem.errors import InputError
+    from tandem.integrations.hf import MixtureDataset, OnlineCallback, token_data
+
+    sets, tokenizer = _own_datasets(tmp_path)
+    data = token_data(sets, tokenizer)
+    assert not data.trainable.all()  # one of them has only a validation split
+    with pytest.raises(InputError, match="has no train split .* steer with TandemCallback"):
+        OnlineCallback({"mixer": {"method": "odm"}}, data, MixtureDataset(data, seq_len=32))

@@ -527,6 +527,11 @@ class OnlineCallback(TrainerCallback):
         if dataset.names != list(data.domains) or dataset.seq_len != cfg.train.seq_len:
             raise InputError(f"OnlineCallback: the dataset must draw the config's domains {data.domains} with "
                              f"train.seq_len={cfg.train.seq_len} tokens per row")
+        if not data.trainable.all():
+            only = [d for d, t in zip(data.domains, data.trainable) if not t]
+            raise InputError(f"mixer.method={mc.method}: domain {only[0]!r} has no train split (a target-only domain); "
+                             f"{mc.method} mixes every domain it is given, so steer with TandemCallback (tandem, "
+                             f"doremi, doge) or give the domain a train split")
         self.cfg, self.data, self.dataset, self.mc = cfg, data, dataset, mc
         self.names = list(data.domains)
         self.out_dir = Path(out_dir) if out_dir is not None else None
