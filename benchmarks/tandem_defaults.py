@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 SCENARIOS = ("transfer", "restricted", "oracle", "ecommerce", "abundant")
-ROWS = {"A": "", "G": "-G10", "C": "-C", "B": "-B", "natural start": "-init", "G9": "-G", "E": "-E32", "EV": "-E32V"}
+ROWS = {"A": "", "G": "-G10", "C": "-C", "B": "-B", "natural start": "-init", "G9": "-G", "E": "-E32", "EV": "-E32V", "S": "-K1E1"}
 LABELS = {"A": "tandem (defaults at gamma 1)", "G": "tandem, gamma 10 (the final defaults)", "C": "tandem, proxy = target, horizon = target",
           "B": "tandem, Delta on held-out windows (0.15)", "natural start": "tandem, initial: natural", "G9": "tandem, the defaults (rerun, session 9)",
-          "E": "tandem, eval_sequences 32", "EV": "tandem, eval_sequences 32, valid_fraction 0.9"}
+          "E": "tandem, eval_sequences 32", "EV": "tandem, eval_sequences 32, valid_fraction 0.9",
+          "S": "tandem, probe 1, free 1, episodes to the same FLOPs"}
 
 
 def runs(folder: Path, method: str) -> dict[int, dict]:
@@ -65,7 +66,7 @@ def scenario_table(root: Path, scenario: str) -> tuple[str, dict]:
             v, vs, n = paired(rows[k], rows["A"], "valid_loss")
             out[f"{k}-A"] = (v, vs, n)
             lines.append(f"| {k} - A, valid ({n}) | | | {v:+.4f} ± {vs:.4f} | | |")
-    for k in ("E", "EV"):
+    for k in ("E", "EV", "S"):
         if k in rows and "G9" in rows:
             v, vs, n = paired(rows[k], rows["G9"], "valid_loss")
             t, ts, _ = paired(rows[k], rows["G9"], "test_loss")
@@ -121,6 +122,17 @@ def main(argv: list[str] | None = None) -> int:
             best = (k, mean4)
     if any(f"{k}-G" in results.get(s, {}) for k in ("E", "EV") for s in SCENARIOS):
         print(f"decision 4: {'adopt ' + best[0] if best else 'the defaults stay'}")
+    # Decision 5 (shorter, more episodes): S if it beats G9 on validation by > 2 s.e. in at least one scenario, loses
+    # by > 2 s.e. in none, and the null's largest weight change is <= 0.05 in every seed.
+    d = [results.get(s, {}).get("S-G") for s in SCENARIOS]
+    if all(d):
+        null = [max(abs(w - 1 / 6) for w in json.loads(f.read_text())["domain_weights"].values())
+                for f in sorted((root / "null-K1E1").glob("seed*/weights.json"))]
+        wins = sum(m + 2 * se < 0 for m, se, _, _ in d)
+        losses = sum(m - 2 * se > 0 for m, se, _, _ in d)
+        ok = wins >= 1 and losses == 0 and len(null) == 5 and max(null) <= 0.05
+        print(f"decision 5: S wins {wins}, loses {losses}, null largest changes {', '.join(f'{x:.3f}' for x in null)}"
+              f" -> {'adopt S' if ok else 'the schedule stays'}")
     return 0
 
 
