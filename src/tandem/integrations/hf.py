@@ -239,6 +239,24 @@ def _log_weights(names: list[str], alpha, state, logs) -> None:
         state.log_history[-1].update(weights)
 
 
+def _trainer_optim(args) -> OptimConfig:
+    """The Trainer's optimizer settings for a Learner beside its model (a twin or a measuring copy): constant learning
+    rate (a twin takes the Trainer's current one at each sync), the Trainer's AdamW and micro-batches."""
+    return OptimConfig(lr=args.learning_rate, total_steps=1 << 30, warmup_steps=0, min_lr_ratio=1.0,
+                       weight_decay=args.weight_decay, beta1=args.adam_beta1, beta2=args.adam_beta2,
+                       grad_clip=args.max_grad_norm, micro_batch_size=args.per_device_train_batch_size)
+
+
+def _append_record(out_dir: Path | None, rec, names: list[str], report_to) -> None:
+    """One episode's (round's) record in out_dir/metrics.jsonl and the configured trackers."""
+    if out_dir is None:
+        return
+    from tandem.mixing.optimize import _record_to_json
+    from tandem.tracking import append_metrics
+
+    append_metrics(out_dir / "metrics.jsonl", _record_to_json(rec, names), report_to)
+
+
 def _is_main(args) -> bool:
     return getattr(args, "process_index", 0) == 0
 
@@ -314,9 +332,7 @@ class TandemCallback(TrainerCallback):
         device = next(model.parameters()).device
         batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
         self.problem = LMProblem(self.cfg, self.data, batch)
-        oc = OptimConfig(lr=args.learning_rate, total_steps=1 << 30, warmup_steps=0, min_lr_ratio=1.0,
-                         weight_decay=args.weight_decay, beta1=args.adam_beta1, beta2=args.adam_beta2,
-                         grad_clip=args.max_grad_norm, micro_batch_size=args.per_device_train_batch_size)
+        oc = _trainer_optim(args)
         precision = self.cfg.train.precision
         # The proxy's Learner only measures losses (its optimizer never steps: the Trainer trains the model).
         self.proxy = Learner(HFCausalLM(model), oc, len(self.names), device, precision)
@@ -495,11 +511,7 @@ class TandemCallback(TrainerCallback):
         finally:
             self._model.train()  # domain_losses leaves the model in eval mode
         self.dataset.set_weights(self.state.alpha)
-        if self.out_dir is not None:
-            from tandem.mixing.optimize import _record_to_json
-            from tandem.tracking import append_metrics
-
-            append_metrics(self.out_dir / "metrics.jsonl", _record_to_json(rec, self.names), self.cfg.train.report_to)
+        _append_record(self.out_dir, rec, self.names, self.cfg.train.report_to)
 
 
 class OnlineCallback(TrainerCallback):
@@ -566,7 +578,6 @@ class OnlineCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         from tandem.mixing import online
-        from tandem.mixing.lm import target_weights as targets
 
         if model is None:
             raise InputError("OnlineCallback: the Trainer passed no model")
@@ -578,19 +589,15 @@ class OnlineCallback(TrainerCallback):
         # the rows of the step under way, the loader's look-ahead and a resume's margin
         self.dataset.keep_rows(4 * self._rows_per_step + 4 * self.dataset.draw_size + 64)
         problem = LMProblem(self.cfg, self.data, self._rows_per_step)
-        oc = OptimConfig(lr=args.learning_rate, total_steps=1 << 30, warmup_steps=0, min_lr_ratio=1.0,
-                         weight_decay=args.weight_decay, beta1=args.adam_beta1, beta2=args.adam_beta2,
-                         grad_clip=args.max_grad_norm, micro_batch_size=args.per_device_train_batch_size)
+        oc = _trainer_optim(args)
         precision = self.cfg.train.precision
         # The model's Learner only measures losses (its optimizer never steps: the Trainer trains the model);
         # Skill-It's graph trains a copy of the model as it is at the start.
         proxy = Learner(HFCausalLM(model), oc, len(self.names), device, precision)
         scratch = (Learner(HFCausalLM(copy.deepcopy(model)), oc, len(self.names), device, precision)
                    if self.mc.method == "skillit" and self.mc.skillit.graph is None else None)
-        natural = natural_weights(self.data)
-        self.ctx = online.Context(proxy, problem, online.fixed_valid_sets(problem, self.mc.eval_sequences),
-                                  targets(self.mc.target, self.names), np.array([natural[d] for d in self.names]),
-                                  np.random.default_rng([self.cfg.seed, 0x0A11]), scratch=scratch)
+        self.ctx = online.make_context(self.mc, problem, self.names, natural_weights(self.data), self.cfg.seed, proxy,
+                                       scratch)
         self.policy = online.POLICIES[self.mc.method](self.mc, len(self.names), self.alpha0)
         self._model = model
         if state.global_step > 0:
@@ -647,11 +654,7 @@ class OnlineCallback(TrainerCallback):
         rec = EpisodeRecord(t, state.global_step, self.alpha.copy(), np.asarray(signal, dtype=np.float64),
                             float("nan"), np.asarray(losses, dtype=np.float64), nan)
         self.history.append(rec)
-        if self.out_dir is not None:
-            from tandem.mixing.optimize import _record_to_json
-            from tandem.tracking import append_metrics
-
-            append_metrics(self.out_dir / "metrics.jsonl", _record_to_json(rec, self.names), self.cfg.train.report_to)
+        _append_record(self.out_dir, rec, self.names, self.cfg.train.report_to)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         """The current mixture in state.log_history and the logs later callbacks receive (`tandem/weight_<d>`)."""
@@ -708,13 +711,12 @@ class OnlineCallback(TrainerCallback):
         if self.out_dir is None:
             return
         from tandem.io import write_text
-        from tandem.mixing.lm import target_weights as targets
         from tandem.mixing.optimize import rows_per_document, trajectory_csv, write_weights
 
         average = self.average
         recommended = average if self.mc.report == "average" else self.alpha
         write_weights(self.out_dir, self.names, self.alpha, average, recommended, self.mc.method, {
-            "target": {d: float(x) for d, x in zip(self.names, targets(self.mc.target, self.names))},
+            "target": {d: float(x) for d, x in zip(self.names, target_weights(self.mc.target, self.names))},
             "episodes": len(self.history), "proxy_steps": self.ctx.steps, "trainer": "transformers.Trainer",
             "online": True, "rows_per_document": rows_per_document(self.data, self.cfg.train.seq_len),
             **self.policy.outputs(self.names)})

@@ -362,6 +362,15 @@ def proxy_steps(mc, num_domains: int) -> int:
     return mc.warmup_steps + once + mc.episodes * round_steps(mc, num_domains)
 
 
+def make_context(mc, problem, names: list[str], natural: dict, seed: int, proxy, scratch=None) -> Context:
+    """The context of an online method's run, whichever driver takes its steps (`tandem optimize`, `tandem train
+    --online`, the Trainer callback): fixed validation sets, target, prior and the policy's seeded generator."""
+    from tandem.mixing.lm import target_weights
+
+    return Context(proxy, problem, fixed_valid_sets(problem, mc.eval_sequences), target_weights(mc.target, names),
+                   np.array([natural[d] for d in names]), np.random.default_rng([seed, 0x0A11]), scratch=scratch)
+
+
 def fixed_valid_sets(problem, eval_sequences: int) -> list[Batch]:
     """eval_sequences validation windows of every target domain, drawn once from the problem's validation stream."""
     k = len(problem.valid_ids)

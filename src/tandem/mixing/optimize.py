@@ -349,9 +349,7 @@ def online_context(cfg: Config, mc, data: PreparedData):
     problem = LMProblem(cfg, data, batch_size, horizon_rows=total * batch_size)
     natural = natural_weights(data)
     alpha0 = methods.initial_weights(mc, names, natural)
-    ctx = online.Context(proxy, problem, online.fixed_valid_sets(problem, mc.eval_sequences),
-                         target_weights(mc.target, names), np.array([natural[d] for d in names]),
-                         np.random.default_rng([cfg.seed, 0x0A11]), scratch=scratch)
+    ctx = online.make_context(mc, problem, names, natural, cfg.seed, proxy, scratch)
     return ctx, online.POLICIES[mc.method](mc, len(names), alpha0), alpha0, batch_size
 
 
