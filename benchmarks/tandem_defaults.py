@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 
 SCENARIOS = ("transfer", "restricted", "oracle", "ecommerce", "abundant")
-ROWS = {"A": "", "G": "-G10", "C": "-C", "B": "-B", "natural start": "-init", "G9": "-G", "E": "-E32", "EV": "-E32V", "S": "-K1E1"}
+ROWS = {"A": "", "G": "-G10", "C": "-C", "B": "-B", "natural start": "-init", "G9": "-G", "E": "-E32", "EV": "-E32V", "S": "-K1E1", "CS": "-CS"}
 LABELS = {"A": "tandem (defaults at gamma 1)", "G": "tandem, gamma 10 (the final defaults)", "C": "tandem, proxy = target, horizon = target",
           "B": "tandem, Delta on held-out windows (0.15)", "natural start": "tandem, initial: natural", "G9": "tandem, the defaults (rerun, session 9)",
           "E": "tandem, eval_sequences 32", "EV": "tandem, eval_sequences 32, valid_fraction 0.9",
-          "S": "tandem, probe 1, free 1, episodes to the same FLOPs"}
+          "S": "tandem, probe 1, free 1, episodes to the same FLOPs",
+          "CS": "tandem, proxy = target, horizon = target, probe 1, free 1, S's episodes"}
 
 
 def runs(folder: Path, method: str) -> dict[int, dict]:
@@ -66,7 +67,7 @@ def scenario_table(root: Path, scenario: str) -> tuple[str, dict]:
             v, vs, n = paired(rows[k], rows["A"], "valid_loss")
             out[f"{k}-A"] = (v, vs, n)
             lines.append(f"| {k} - A, valid ({n}) | | | {v:+.4f} ± {vs:.4f} | | |")
-    for k in ("E", "EV", "S"):
+    for k in ("E", "EV", "S", "CS"):
         if k in rows and "G9" in rows:
             v, vs, n = paired(rows[k], rows["G9"], "valid_loss")
             t, ts, _ = paired(rows[k], rows["G9"], "test_loss")
@@ -133,6 +134,17 @@ def main(argv: list[str] | None = None) -> int:
         ok = wins >= 1 and losses == 0 and len(null) == 5 and max(null) <= 0.05
         print(f"decision 5: S wins {wins}, loses {losses}, null largest changes {', '.join(f'{x:.3f}' for x in null)}"
               f" -> {'adopt S' if ok else 'the schedule stays'}")
+    # Decision 6 (a proxy that sees what the target sees, with S's reach): CS if it beats G9 on validation by > 2 s.e.
+    # in at least one scenario, loses by > 2 s.e. in none, and the null's largest weight change is <= 0.05 in every seed.
+    d = [results.get(s, {}).get("CS-G") for s in SCENARIOS]
+    if all(d):
+        null = [max(abs(w - 1 / 6) for w in json.loads(f.read_text())["domain_weights"].values())
+                for f in sorted((root / "null-CS").glob("seed*/weights.json"))]
+        wins = sum(m + 2 * se < 0 for m, se, _, _ in d)
+        losses = sum(m - 2 * se > 0 for m, se, _, _ in d)
+        ok = wins >= 1 and losses == 0 and len(null) == 5 and max(null) <= 0.05
+        print(f"decision 6: CS wins {wins}, loses {losses}, null largest changes {', '.join(f'{x:.3f}' for x in null)}"
+              f" -> {'adopt CS' if ok else 'the defaults stay'}")
     return 0
 
 
