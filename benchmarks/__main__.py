@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import power
 
         return power.main(argv[1:])
+    if argv[:1] == ["callback"]:  # the Trainer callbacks' cost per step (benchmarks/callback.py)
+        from benchmarks import callback
+
+        return callback.main(argv[1:])
     if argv[:1] == ["signal"]:  # its own options (benchmarks/signal.py)
         from benchmarks import signal
 
