@@ -131,3 +131,19 @@ def test_tandem_defaults_tables_pair_by_seed_and_apply_the_decisions(tmp_path, c
     assert "| tandem (defaults at gamma 1) (5) | -0.1000 ± 0.0000 | better |" in out
     assert "decision 1 (where Delta is measured): train rows" in out  # B wins in one scenario only
     assert "decision 2 (proxy): C wins 4, loses 0 -> proxy: target, horizon: target" in out
+
+
+def test_callback_benchmark_times_each_variant_against_the_plain_trainer(shared_cfg, tmp_path):
+    """benchmarks/callback.py: every variant runs a real Trainer and its time per step is reported beside the plain
+    run's, from the same alternating rounds."""
+    pytest.importorskip("transformers")
+    out = tmp_path / "callback.json"
+    rc = bench_main(["callback", "--config", str(shared_cfg), "--steps", "8", "--repeats", "2",
+                     "--variants", "plain,odm,tandem", "--set", "mixer.warmup_steps=2", "--set", "mixer.probe_steps=1",
+                     "--set", "mixer.free_steps=1", "--out", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert set(res["seconds_per_step"]) == {"plain", "odm", "tandem"}
+    assert all(len(t) == 2 and all(x > 0 for x in t) for t in res["seconds_per_step"].values())
+    assert res["ratio_to_plain"]["plain"] == 1.0
+    assert bench_main(["callback", "--variants", "odm", "--out", str(out)]) == 2  # no plain run to compare with
