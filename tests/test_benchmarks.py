@@ -113,7 +113,7 @@ def test_tandem_defaults_tables_pair_by_seed_and_apply_the_decisions(tmp_path, c
     from benchmarks import tandem_defaults as td
 
     def write(folder, method):
-        runs = [{"method": m, "seed": s, "weights": {"a": 0.5, "b": 0.5}, "stage1_wall_s": 1.0,
+        runs = [{"method": m, "seed": s, "weights": {"a": 0.5, "b": 0.5}, "stage1_wall_s": 1.0, "stage1_flops": 1.0,
                  "valid_loss": {"average": v}, "test_loss": {"average": v}}
                 for m, vals in method.items() for s, v in enumerate(vals)]
         (tmp_path / folder).mkdir()
@@ -131,6 +131,16 @@ def test_tandem_defaults_tables_pair_by_seed_and_apply_the_decisions(tmp_path, c
     assert "| tandem (defaults at gamma 1) (5) | -0.1000 ± 0.0000 | better |" in out
     assert "decision 1 (where Delta is measured): train rows" in out  # B wins in one scenario only
     assert "decision 2 (proxy): C wins 4, loses 0 -> proxy: target, horizon: target" in out
+    assert "decision 6" not in out  # no CS rows: nothing to decide
+
+    # a variant that loses beyond two standard errors in one scenario is decided before the others have run
+    write("ecommerce-G", {"tandem": [x - 0.1 for x in base]})
+    write("ecommerce-CS", {"tandem": [x - 0.05 + 0.01 * (k % 2) for k, x in enumerate(base)]})
+    write("restricted-G", {"tandem": [x - 0.1 for x in base]})
+    write("restricted-CS", {"tandem": [x - 0.1 for x in base]})
+    assert td.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "decision 6: CS wins 0, loses 1 (in 2 of 5 scenarios), null largest changes not run -> the defaults stay" in out
 
 
 def test_callback_benchmark_times_each_variant_against_the_plain_trainer(shared_cfg, tmp_path):
