@@ -82,6 +82,40 @@ def scenario_table(root: Path, scenario: str) -> tuple[str, dict]:
     return "\n".join(lines), out
 
 
+def check_runs(folder: Path) -> dict[int, dict]:
+    """R's runs (`tandem run --check-seeds`, one folder per seed: FOLDER/seedS): eval.json with the check's winner."""
+    out = {}
+    for d in sorted(folder.glob("seed*")):
+        if (d / "eval.json").is_file() and (d / "check.json").is_file():
+            ev = json.loads((d / "eval.json").read_text())
+            check = json.loads((d / "check.json").read_text())
+            out[int(d.name[4:])] = {**ev, "picked": check["recommended"],
+                                    "trainings": check["cost"]["trainings"]}
+    return out
+
+
+def check_table(root: Path, scenario: str) -> tuple[str, tuple | None]:
+    """R (the check with longer moves) against uniform and G9, paired by seed; returns the table and R - G9 on
+    validation (mean, s.e., n)."""
+    rs = check_runs(root / f"{scenario}-R")
+    uniform = runs(root / scenario, "uniform")
+    g = runs(root / f"{scenario}-G", "tandem")
+    if not rs or not uniform or not g:
+        return "", None
+    t, ts, n = paired(rs, uniform, "test_loss")
+    v, vs, _ = paired(rs, uniform, "valid_loss")
+    gv, gvs, gn = paired(rs, g, "valid_loss")
+    gt, gts, _ = paired(rs, g, "test_loss")
+    picked = ", ".join(f"{s}: {r['picked']}" for s, r in sorted(rs.items()))
+    same = [s for s, r in rs.items() if r["picked"] == "tandem" and s in g]
+    reproduced = all(abs(rs[s]["test_loss"]["average"] - g[s]["test_loss"]["average"]) < 1e-9 for s in same)
+    lines = [f"| {scenario}: R, the check with longer moves ({n}) | test - uniform {t:+.4f} ± {ts:.4f} ({verdict(t, ts)}) "
+             f"| valid - uniform {v:+.4f} ± {vs:.4f} | R - G9: valid {gv:+.4f} ± {gvs:.4f}, test {gt:+.4f} ± {gts:.4f} |",
+             f"| picked per seed | {picked} | trainings per check: {rs[min(rs)]['trainings']} | runs that picked "
+             f"tandem reproduce G9: {reproduced if same else 'none picked it'} |"]
+    return "\n".join(lines), (gv, gvs, gn)
+
+
 def variant_decision(results: dict, root: Path, number: int, key: str, folder: str, stay: str) -> None:
     """Print decision `number` for variant `key` against G9 (rows `KEY-G`, null runs in ROOT/null-FOLDER). A loss
     beyond two standard errors in any scenario decides it (the defaults stay) before every scenario has run;
@@ -147,6 +181,20 @@ def main(argv: list[str] | None = None) -> int:
     # in none, and the null's largest weight change is <= 0.05 in every seed.
     variant_decision(results, root, 5, "S", "K1E1", "the schedule stays")
     variant_decision(results, root, 6, "CS", "CS", "the defaults stay")
+    # Decision 7 (the target-scale check with longer moves): they stay among the check's candidates if R beats G9 on
+    # validation by > 2 s.e. in at least one scenario and loses by > 2 s.e. in none.
+    r = {}
+    for s in ("restricted", "ecommerce", "oracle", "abundant"):
+        text, res = check_table(root, s)
+        if text:
+            print(text)
+            r[s] = res
+    if r:
+        wins = sum(m + 2 * se < 0 for m, se, _ in r.values())
+        losses = sum(m - 2 * se > 0 for m, se, _ in r.values())
+        if losses or len(r) == 4:
+            print(f"decision 7: R wins {wins}, loses {losses} (in {len(r)} of 4 scenarios) -> "
+                  f"{'the longer moves stay in the check' if wins and not losses else 'the longer moves leave the check'}")
     return 0
 
 
