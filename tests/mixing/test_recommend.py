@@ -46,15 +46,6 @@ def test_run_with_the_check_trains_on_the_winner(tmp_path, cli):
     assert rc == 0, err
     check = json.loads((out / "check.json").read_text())
     assert set(check["candidates"]) >= {"tandem", "uniform", "natural"}
-    # the learned move from uniform, twice and four times as long, along the same line in log-weights
-    import numpy as np
-
-    from tandem.mixing.updates import extend_move
-
-    cand = {k: np.array(list(v["weights"].values())) for k, v in check["candidates"].items()}
-    assert not np.allclose(cand["tandem"], cand["uniform"])  # stage one moved (else no longer move to try)
-    for k in (2, 4):
-        np.testing.assert_allclose(cand[f"tandem ({k}x the move)"], extend_move(cand["uniform"], cand["tandem"], k))
     chosen = check["candidates"][check["recommended"]]["weights"]
     assert json.loads((out / "weights.json").read_text())["domain_weights"] == chosen
     assert json.loads((out / "eval.json").read_text())["weights"] == chosen

@@ -15,7 +15,6 @@ from tandem.mixing.updates import (
     doge_update,
     doremi_update,
     eg_update,
-    extend_move,
     project_simplex,
     projected_update,
     smooth,
@@ -354,28 +353,3 @@ def test_capped_projection_moves_the_excess_to_the_others():
     out = project_capped_simplex(np.array([0.5, 0.3, 0.2]), np.array([0.1, 1.0, 1.0]))
     np.testing.assert_allclose(out, [0.1, 0.9 * 0.6, 0.9 * 0.4])
     np.testing.assert_allclose(project_capped_simplex(np.array([0.2, 0.3, 0.5]), np.array([1.0, 1.0, 1.0])), [0.2, 0.3, 0.5])
-
-
-def test_extend_move_goes_further_along_the_same_log_line():
-    """extend_move(a0, a, k): log-weight differences from a0 scale by k (up to the common shift), k = 1 gives a,
-    k = 0 gives a0, zeros stay zeros; and a k-times longer standardised step from a0 lands exactly there."""
-    a0 = np.array([0.1, 0.2, 0.3, 0.4])
-    a = np.array([0.15, 0.15, 0.3, 0.4])
-    a /= a.sum()
-    np.testing.assert_allclose(extend_move(a0, a, 1.0), a, atol=1e-15)
-    np.testing.assert_allclose(extend_move(a0, a, 0.0), a0, atol=1e-15)
-    for k in (2.0, 4.0, 0.5):
-        w = extend_move(a0, a, k)
-        assert w.sum() == pytest.approx(1.0) and np.all(w > 0)
-        lhs = np.log(w / a0)
-        rhs = k * np.log(a / a0)
-        np.testing.assert_allclose(lhs - lhs.mean(), rhs - rhs.mean(), atol=1e-12)
-    # the step is multiplicative: the same evidence with a step k times as long reaches extend_move(..., k)
-    delta = np.array([0.3, -1.2, 0.5, 0.4])
-    one = update_mixture(a0, delta, "standardized", eta=0.08, episodes=4)
-    four = update_mixture(a0, delta, "standardized", eta=0.32, episodes=4)
-    np.testing.assert_allclose(extend_move(a0, one, 4.0), four, atol=1e-12)
-    # a dropped domain stays dropped; a domain outside the start's support stays out
-    np.testing.assert_allclose(extend_move(np.array([0.5, 0.5, 0.0]), np.array([0.0, 1.0, 0.0]), 3.0), [0, 1, 0])
-    with pytest.raises(ValueError):
-        extend_move(a0, a, -1.0)

@@ -134,27 +134,6 @@ def update_mixture(alpha: np.ndarray, delta: np.ndarray, rule: str, eta: float, 
     return apply_floor(smooth(new, smoothing), floor)
 
 
-def extend_move(initial: np.ndarray, learned: np.ndarray, factor: float) -> np.ndarray:
-    """The mixture `factor` times as far from `initial` as `learned`, along the same line in log-weights:
-    w_i proportional to initial_i (learned_i / initial_i)^factor (factor 1 gives `learned`, 0 `initial`).
-
-    Where the step is multiplicative, this is where the same evidence would have led with a `factor`-times longer
-    step. A domain the learned mixture dropped to 0 stays at 0; one outside the initial mixture's support stays out.
-    """
-    a0 = np.asarray(initial, dtype=np.float64)
-    a = np.asarray(learned, dtype=np.float64)
-    if factor < 0 or not np.isfinite(factor):
-        raise ValueError(f"factor must be a finite number >= 0, got {factor}")
-    keep = (a0 > 0) & (a > 0)
-    logits = np.full(len(a), -np.inf)
-    logits[keep] = np.log(a0[keep]) + factor * (np.log(a[keep]) - np.log(a0[keep]))
-    if not keep.any():
-        raise ValueError("the initial and learned mixtures share no domain")
-    logits -= logits[keep].max()
-    w = np.exp(logits)
-    return w / w.sum()
-
-
 def twin_gap(ref_losses: np.ndarray, proxy_losses: np.ndarray, gamma: float, clip: bool = False) -> np.ndarray:
     """Delta_i = gamma (L_i(w) - L_i(u)); with clip, min(Delta_i, 0) (DoReMi's clipped excess loss, negated)."""
     delta = gamma * (np.asarray(ref_losses, dtype=np.float64) - np.asarray(proxy_losses, dtype=np.float64))

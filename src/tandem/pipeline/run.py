@@ -16,7 +16,6 @@ from tandem.io import write_json, write_text
 from tandem.mixing import methods
 from tandem.mixing.optimize import OptimizeResult, cap_epochs, optimize, target_epochs
 from tandem.mixing.recommend import check_candidates, format_check
-from tandem.mixing.updates import extend_move
 from tandem.mixing.weights import resolve_weights
 from tandem.pipeline.common import removed_on_input_error
 from tandem.pipeline.stage_two import stage_two
@@ -29,11 +28,6 @@ Log = Callable[[str], None]
 # The check's epoch caps, at the two landmarks of the data-constrained scaling results (Muennighoff et al. 2023): up
 # to about 4 epochs repeated tokens are worth nearly as much as fresh ones; beyond about 16 they add almost nothing.
 CHECK_EPOCH_CAPS = (4.0, 16.0)
-# The check's longer moves: the learned mixture's move from its initial mixture, 2 and 4 times as far along the same
-# line in log-weights (tandem.mixing.updates.extend_move). Stage one's step is bounded so that noise moves a weight
-# little (TANDEM: at most about 0.05), which also bounds how far consistent evidence can take it in a few episodes;
-# the target's own validation loss, paired over seeds, then says how far along that direction to go.
-CHECK_REACH = (2.0, 4.0)
 
 
 def validate(cfg: Config) -> Config:
@@ -120,8 +114,8 @@ def _checked(cfg, data, res, out: Path, resume: bool, seeds: int, steps: int | N
 
 def check(cfg, data, res, out: Path, resume: bool, seeds: int, steps: int | None, log: Log) -> dict:
     """The target-scale check of `run --check-seeds`: the learned mixture (capped and not, or capped at 4 and at 16
-    epochs when mixer.max_epochs is unset and a cap binds), its move made 2 and 4 times as long, uniform and natural,
-    scored by short target trainings; the winner trains the target. Kept in OUT/check.json (reused on resume)."""
+    epochs when mixer.max_epochs is unset and a cap binds), uniform and natural, scored by short target trainings;
+    the winner trains the target. Kept in OUT/check.json (reused on resume)."""
     path = out / "check.json"
     if resume and path.is_file():
         report = json.loads(path.read_text(encoding="utf-8"))
@@ -134,19 +128,13 @@ def check(cfg, data, res, out: Path, resume: bool, seeds: int, steps: int | None
 
 
 def check_mixtures(cfg, data, res, out: Path) -> dict[str, np.ndarray]:
-    """The check's candidates: the learned mixture (and its uncapped form), its move from the initial mixture made 2
-    and 4 times as long, uniform, natural, and epoch caps."""
+    """The check's candidates: the learned mixture (and its uncapped form), uniform, natural, and epoch caps."""
     names = data.domains
     w = json.loads((out / "optimize" / "weights.json").read_text(encoding="utf-8"))
     nat = natural_weights(data)
     candidates = {cfg.mixer.method: res.recommended}
     if "uncapped" in w and not np.allclose([w["uncapped"][d] for d in names], res.recommended):
         candidates[f"{cfg.mixer.method} (uncapped)"] = np.array([w["uncapped"][d] for d in names])
-    if cfg.mixer.method in methods.LOOP_METHODS + methods.ONLINE_METHODS:  # a mixture reached by steps from a start
-        initial = methods.initial_weights(cfg.mixer, names, nat)
-        if not np.allclose(initial, res.recommended, rtol=0, atol=1e-9):
-            for factor in CHECK_REACH:
-                candidates[f"{cfg.mixer.method} ({factor:g}x the move)"] = extend_move(initial, res.recommended, factor)
     candidates["uniform"] = np.array([nat[d] > 0 for d in names]) / sum(nat[d] > 0 for d in names)  # trainable ones
     candidates["natural"] = np.array([nat[d] for d in names])
     if cfg.mixer.max_epochs is None:  # whether repeating a small domain helps depends on the target: try caps too
