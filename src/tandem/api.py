@@ -114,7 +114,7 @@ def recommend(config: ConfigLike, out: Union[str, Path], candidates: dict[str, U
     from tandem.data.cache import natural_weights
     from tandem.errors import InputError
     from tandem.io import check_writable_dir, refuse_overlap, write_json
-    from tandem.mixing.recommend import check_candidates
+    from tandem.mixing.recommend import check_candidates, default_steps
     from tandem.mixing.weights import as_array, resolve_weights
     from tandem.pipeline.common import removed_on_input_error
     from tandem.runs import claim, release
@@ -146,7 +146,7 @@ def recommend(config: ConfigLike, out: Union[str, Path], candidates: dict[str, U
     try:
         with removed_on_input_error(out):
             claim(out, cfg, data, "recommend", False, force)
-            report = check_candidates(cfg, data, arrays, seeds, steps or max(1, cfg.train.steps // 10), log=log)
+            report = check_candidates(cfg, data, arrays, seeds, steps or default_steps(cfg), log=log)
             write_json(out / "recommend.json", report)
             best = report["candidates"][report["recommended"]]["weights"]
             write_json(out / "weights.json", {"domain_weights": best, "recommended": report["recommended"],

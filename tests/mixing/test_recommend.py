@@ -89,3 +89,14 @@ def test_candidates_with_the_same_weights_train_once_and_ties_go_to_uniform(monk
     assert len(calls) == 4 and report["cost"]["trainings"] == 4  # two distinct mixtures x two seeds
     assert report["candidates"]["tandem"]["valid_loss_by_seed"] == report["candidates"]["uniform"]["valid_loss_by_seed"]
     assert report["recommended"] == "uniform" and not report["beats_uniform"]
+
+
+def test_the_check_trains_as_long_as_the_target_by_default(tmp_path, cli):
+    """Shorter check runs favour what helps early and were measured wrong where repetition decides, so without
+    --steps every candidate trains train.steps steps: the check's cost is that many target trainings."""
+    path = tiny_config(tmp_path, train={"steps": 6})
+    out = tmp_path / "rec"
+    rc, _, err = cli("recommend", path, "--candidates", "uniform,natural", "--seeds", "2", "--out", out, "-q")
+    assert rc == 0, err
+    rep = json.loads((out / "recommend.json").read_text())
+    assert rep["steps"] == 6 and rep["cost"]["fraction_of_one_target_training"] == pytest.approx(4.0)

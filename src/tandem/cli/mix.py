@@ -108,14 +108,15 @@ def register(sub, common) -> None:
     sp.add_argument("--force", action="store_true", help="replace a run already in OUT instead of refusing")
     add_dry_run(sp)
     sp.add_argument("--check-seeds", type=int, default=0,
-                    help="before stage two, score the learned mixture (capped and not), uniform and natural by short "
+                    help="before stage two, score the learned mixture (capped and not), uniform and natural by "
                          "trainings of the target on this many paired seeds (validation loss only) and train on the "
                          "best (default 0: off)")
     sp.add_argument("--check-steps", type=int, default=None,
-                    help="steps of each check training (default: train.steps / 10)")
+                    help="steps of each check training (default: train.steps, the target's own: shorter runs "
+                         "favour what helps early and can pick a mixture the full target finds worse)")
     sp.set_defaults(func=cmd_run)
 
-    sp = sub.add_parser("recommend", help="score candidate mixtures by short trainings of the target (validation "
+    sp = sub.add_parser("recommend", help="score candidate mixtures by trainings of the target (validation "
                                           "loss, paired seeds) and recommend the best",
                         description="Train cfg.model for --steps on each candidate mixture over --seeds paired seeds, "
                                     "compare validation losses to uniform's, and write the best to OUT/weights.json.")
@@ -124,6 +125,6 @@ def register(sub, common) -> None:
                     help="comma-separated mixtures: weights files (LABEL=FILE to name one), uniform, natural")
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--seeds", type=int, default=3, help="paired seeds per candidate (default 3)")
-    sp.add_argument("--steps", type=int, default=None, help="steps of each training (default: train.steps / 10)")
+    sp.add_argument("--steps", type=int, default=None, help="steps of each training (default: train.steps, the target's own)")
     sp.add_argument("--force", action="store_true", help="replace a run already in OUT instead of refusing")
     sp.set_defaults(func=cmd_recommend)

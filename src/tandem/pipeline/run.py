@@ -15,7 +15,7 @@ from tandem.data.cache import PreparedData, natural_weights
 from tandem.io import write_json, write_text
 from tandem.mixing import methods
 from tandem.mixing.optimize import OptimizeResult, cap_epochs, optimize, target_epochs
-from tandem.mixing.recommend import check_candidates, format_check
+from tandem.mixing.recommend import check_candidates, default_steps, format_check
 from tandem.mixing.weights import resolve_weights
 from tandem.pipeline.common import removed_on_input_error
 from tandem.pipeline.stage_two import stage_two
@@ -121,7 +121,7 @@ def check(cfg, data, res, out: Path, resume: bool, seeds: int, steps: int | None
         report = json.loads(path.read_text(encoding="utf-8"))
     else:
         report = check_candidates(cfg, data, check_mixtures(cfg, data, res, out), seeds,
-                                  steps or max(1, cfg.train.steps // 10), log)
+                                  steps or default_steps(cfg), log)
         write_json(path, report)
     log(format_check(report))
     return dict(report["candidates"][report["recommended"]]["weights"])
