@@ -30,15 +30,15 @@ def _one_run(variant: str, config: Path, overrides: list[str], cfg, data, steps:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
 
-    from tandem.config import GPT_PRESETS, load_config
+    from tandem.config import load_config
     from tandem.integrations.hf import MixtureDataset, OnlineCallback, TandemCallback
+    from tandem.models import gpt_config
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    dims = {**GPT_PRESETS[cfg.model.preset], **cfg.model.model_dump(include={"n_layer", "n_head", "n_embd"},
-                                                                     exclude_none=True)}
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=data.vocab_size, n_positions=cfg.train.seq_len, **dims,
-                                       bos_token_id=0, eos_token_id=0))
+    g = gpt_config(cfg.model, data.vocab_size, cfg.train.seq_len)  # the preset's sizes and the config's overrides
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=data.vocab_size, n_positions=cfg.train.seq_len, n_embd=g.n_embd,
+                                       n_layer=g.n_layer, n_head=g.n_head, bos_token_id=0, eos_token_id=0))
     dataset = MixtureDataset(data, cfg.train.seq_len, seed=cfg.seed, draw_size=8)
     callbacks = []
     if variant != "plain":
