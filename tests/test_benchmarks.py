@@ -157,3 +157,34 @@ def test_callback_benchmark_times_each_variant_against_the_plain_trainer(shared_
     assert all(len(t) == 2 and all(x > 0 for x in t) for t in res["seconds_per_step"].values())
     assert res["ratio_to_plain"]["plain"] == 1.0
     assert bench_main(["callback", "--variants", "odm", "--out", str(out)]) == 2  # no plain run to compare with
+
+
+def _phase_run(folder, deltas, weights, names=("a", "b", "c")):
+    folder.mkdir(parents=True)
+    lines = [json.dumps({"episode": i, "step": 10 * (i + 1), "delta": dict(zip(names, map(float, d)))})
+             for i, d in enumerate(deltas)]
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "weights.json").write_text(json.dumps({"domain_weights": dict(zip(names, weights))}), encoding="utf-8")
+
+
+def test_phases_finds_a_signal_that_reverses_during_stage_one(tmp_path, capsys):
+    from benchmarks.phases import summarise
+
+    rng = np.random.default_rng(0)
+    # 12 episodes: the first half says "more of a, less of c" (Delta a low), the second half the opposite
+    early, late = np.array([-1.0, 0.0, 1.0]), np.array([1.0, 0.0, -1.0])
+    for k in range(2):
+        deltas = [(early if i < 6 else late) + 0.1 * rng.standard_normal(3) for i in range(12)]
+        _phase_run(tmp_path / "rev" / f"seed{k}", deltas, [0.4, 0.3, 0.3])
+        _phase_run(tmp_path / "steady" / f"seed{k}", [early + 0.1 * rng.standard_normal(3) for _ in range(12)],
+                   [0.5, 0.3, 0.2])
+    ref = np.array([0.5, 0.3, 0.2])
+    rev = summarise(sorted((tmp_path / "rev").iterdir()), ref)
+    steady = summarise(sorted((tmp_path / "steady").iterdir()), ref)
+    assert rev["episodes"] == 12 and len(rev["phases"]) == 6
+    assert rev["phases"][0]["mean_z"][0] < -1 and rev["phases"][-1]["mean_z"][0] > 1  # the reversal, phase by phase
+    assert abs(rev["mean_z"][0]) < 0.2 < 1 < -steady["mean_z"][0]  # averaged over stage one it cancels; steady holds
+    assert steady["t"][0] < -5 and abs(rev["t"][0]) < abs(steady["t"][0])
+    assert all(c > 0.99 for c in steady["cosine_with_reference"])  # the same move as the reference
+    assert bench_main(["phases", f"rev={tmp_path / 'rev' / '*'}", "--reference", "0.5,0.3,0.2"]) == 0
+    assert "rev: 2 runs, 12 episodes" in capsys.readouterr().out
