@@ -239,7 +239,10 @@ def read_weights_json(path: str | os.PathLike) -> dict:
 
 def read_eval_json(path: str | os.PathLike) -> dict:
     ev = read_json(path, EVAL, "evaluation file")
-    same_domains({"test_loss.per_domain": ev["test_loss"]["per_domain"]}, list(ev["weights"]),
+    # a two-stage run evaluates its fine-tuning tasks beside the pretraining domains the weights mix
+    tasks = ev.get("sft_examples")
+    evaluated = list(ev["weights"]) + (list(tasks) if isinstance(tasks, dict) else [])
+    same_domains({"test_loss.per_domain": ev["test_loss"]["per_domain"]}, evaluated,
                  ["test_loss.per_domain"], str(path))
     return ev
 

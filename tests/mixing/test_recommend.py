@@ -49,6 +49,28 @@ def test_run_with_the_check_trains_on_the_winner(tmp_path, cli):
     chosen = check["candidates"][check["recommended"]]["weights"]
     assert json.loads((out / "weights.json").read_text())["domain_weights"] == chosen
     assert json.loads((out / "eval.json").read_text())["weights"] == chosen
+    # the summary names what stage two trained on, and says what the check found
+    summary = (out / "summary.md").read_text()
+    column = "w:tandem" if check["recommended"] == "tandem" else f"w:checked ({check['recommended']})"
+    assert column in summary and check["verdict"] in summary, summary
+
+
+def test_a_check_that_picks_another_mixture_labels_stage_two_by_it(tmp_path, cli, monkeypatch):
+    from tandem.mixing import recommend
+
+    # a stand-in score: the more of the first domain the better, so the pick does not depend on what tiny models learn
+    monkeypatch.setattr(recommend, "score", lambda cfg, data, w, seed, steps: 1.0 - float(w[0]) + 0.01 * seed)
+    path = tiny_config(tmp_path, mixer={"episodes": 2, "probe_steps": 1, "free_steps": 1, "eval_sequences": 2},
+                       train={"steps": 4})
+    out = tmp_path / "run"
+    rc, stdout, err = cli("run", path, "--out", out, "--baseline", "uniform", "--check-seeds", "2", "-q")
+    assert rc == 0, err
+    check = json.loads((out / "check.json").read_text())
+    picked = check["recommended"]
+    assert picked != "tandem"
+    summary = (out / "summary.md").read_text()
+    assert f"w:checked ({picked})" in summary and "w:tandem" not in summary and "w:uniform" in summary
+    assert check["verdict"] in summary and check["verdict"] in stdout
 
 
 @pytest.mark.parametrize("argv, field", [(["--seeds", "1"], "--seeds"), (["--steps", "0"], "--steps"),

@@ -115,3 +115,26 @@ def test_stage_one_flops_count_the_trainable_domains_only(ood_cfg, tmp_path, met
     before = flops_used()
     optimize(run, data, tmp_path, progress=False, log=lambda s: None)
     assert flops_used() - before == pytest.approx(predicted, rel=1e-9, abs=0)
+
+
+def test_epoch_caps_and_the_target_scale_check_leave_a_target_only_domain_at_zero(ood_cfg, tmp_path, cli):
+    """A target-only domain has no train window: its epoch cap is 0 (never negative), it stays at weight 0, and no cap
+    is reported as binding for it; the check's capped candidates are built the same way."""
+    from tandem.data.sampler import MixtureSampler
+
+    data = prepare_data(load_config(ood_cfg))
+    assert MixtureSampler(data.split_arrays("train"), 32, 0, data.domains).n_windows[-1] == 0
+    for caps in ("mixer.max_epochs=1", "mixer.max_epochs={code: 1}"):  # every domain capped; one, the rest not
+        out = tmp_path / caps.split("=")[1].strip("{}: ")
+        rc, _, err = cli("optimize", ood_cfg, "--out", out, "-q", "--set", caps)
+        assert rc == 0, err
+        w = json.loads((out / "weights.json").read_text())
+        assert w["domain_weights"]["ood"] == 0 and sum(w["domain_weights"].values()) == pytest.approx(1)
+        assert "ood" not in w["caps_binding"] and w["caps_feasible"] is True, w
+    out = tmp_path / "check"
+    rc, _, err = cli("run", ood_cfg, "--out", out, "-q", "--check-seeds", "2", "--check-steps", "2",
+                     "--set", "train.steps=2")
+    assert rc == 0, err
+    check = json.loads((out / "check.json").read_text())
+    # (the capped candidates were computed, and dropped where no cap binds: that computation is what failed before)
+    assert all(c["weights"]["ood"] == 0 for c in check["candidates"].values())

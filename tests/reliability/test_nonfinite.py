@@ -163,3 +163,16 @@ def test_optimize_skip_option_logs_and_keeps_the_mixture(lm, tmp_path, cli):
     assert rc == 1 and len(lines) == 1 and "non-finite validation step in the reference" in lines[0]
     assert "mixer.on_nonfinite=skip" in lines[0]
     assert not (tmp_path / "stop" / "weights.json").exists()
+
+
+@pytest.mark.parametrize("on_nonfinite", ["stop", "skip"])
+def test_a_diverging_proxy_is_told_the_one_remedy_that_applies(lm, tmp_path, cli, on_nonfinite):
+    """on_nonfinite=skip covers Delta and the reference's steps, not the proxy's training: a proxy that diverges is
+    told to lower the learning rate, never to set (or resume with) the option it may already have."""
+    # warm-up steps train the proxy alone, so it is the first to take the exploding step
+    rc, _, err = cli("optimize", lm[0], "--out", tmp_path / "o", "-q", "--set", "mixer.lr=1e30",
+                     "--set", "mixer.warmup_steps=2", "--set", f"mixer.on_nonfinite={on_nonfinite}")
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1 and "non-finite gradient in the proxy" in lines[0], err
+    assert "on_nonfinite" not in lines[0] and "lower mixer.lr" in lines[0] and "gamma" not in lines[0]
+    assert not (tmp_path / "o" / "weights.json").exists()

@@ -93,3 +93,17 @@ def test_report_of_a_folder_without_outputs_is_an_input_error(tmp_path, cli):
     rc, _, err = cli("report", tmp_path)
     assert rc == 2 and "not an output folder" in err
     assert not (tmp_path / "report.html").exists()
+
+
+def test_report_of_an_online_method_has_no_twins_distance_panel(shared_cfg, tmp_path, cli):
+    """An online method has no reference: its trajectory's distance column is nan, which the report shows as no
+    distance panel rather than refusing the folder."""
+    out = tmp_path / "odm"
+    rc, _, err = cli("optimize", shared_cfg, "--out", out, "-q", "--set", "mixer.method=odm", "--set", "train.steps=4",
+                     "--set", "mixer.episodes=3", "--set", "mixer.probe_steps=1", "--set", "mixer.free_steps=1")
+    assert rc == 0, err
+    assert "nan" in (out / "trajectory.csv").read_text().splitlines()[1]
+    rc, _, err = cli("report", out)
+    assert rc == 0, err
+    text = (out / "report.html").read_text()
+    assert "Trajectories" in text and assert_self_contained(text) >= 2

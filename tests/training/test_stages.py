@@ -102,6 +102,10 @@ def test_two_stage_run_reports_post_fine_tuning_losses(prepared, cli):
         assert all(ev["tokens_seen"][d] > 0 for d in PRETRAIN + SFT)
     assert "average (sft)" in stdout and "w:uniform" in stdout and "w:tandem" in stdout
     assert (out / "summary.md").is_file()
+    # the report reads a two-stage eval.json: the tasks' losses beside the pretraining domains the weights mix
+    rc, _, err = cli("report", out, "--out", root / "run.html")
+    text = (root / "run.html").read_text()
+    assert rc == 0 and all(f"<td>{d}</td>" in text for d in PRETRAIN + SFT), err
     # Fine-tuning is what lowers the tasks' loss: the same pretrained target before fine-tuning is worse on them.
     from safetensors.torch import load_model
 

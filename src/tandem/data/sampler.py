@@ -142,7 +142,8 @@ class MixtureSampler:
                         f"domain {self.names[i]}: none of its {a.num_examples} {split} example(s) has a response token "
                         f"within train.seq_len + 1 = {seq_len + 1} tokens; raise train.seq_len or shorten the prompts"
                     )
-        self.n_windows = np.array([len(self._examples[i]) if i in self._examples else (len(a) - 1) // seq_len
+        # (an empty split holds no window: 0, not (0 - 1) // seq_len = -1, which would make its epoch cap negative)
+        self.n_windows = np.array([len(self._examples[i]) if i in self._examples else max((len(a) - 1) // seq_len, 0)
                                    for i, a in enumerate(arrays)], dtype=np.int64)
         # A domain with no text at all in this split (a target-only domain's train split) is never drawn: its weight
         # must be 0. One with some text, but less than a sequence, is an input error.

@@ -159,17 +159,26 @@ def rows_measured_with(cfg: Config, data: PreparedData) -> dict:
             "seq_len": cfg.train.seq_len}
 
 
+def row_caps(limits: np.ndarray, epochs: tuple[np.ndarray, float, np.ndarray]) -> np.ndarray:
+    """The largest share of the target's rows that keeps each domain within its epoch limit; 0 for a domain with no
+    train rows (target-only: never drawn), whatever its limit (an uncapped one would give inf x 0)."""
+    rows, budget, _ = epochs
+    with np.errstate(invalid="ignore"):
+        return np.where(rows > 0, limits * rows / budget, 0.0)
+
+
 def cap_epochs(weights: np.ndarray, limits: np.ndarray,
                epochs: tuple[np.ndarray, float, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """`weights` projected so no domain exceeds its epoch limit at the target's budget (in the rows the sampler
     draws: the caps are on rows), and which caps bind."""
     from tandem.data.sampler import row_shares, token_shares
 
-    rows, budget, per_row = epochs
-    caps = limits * rows / budget  # the largest share of rows that keeps each domain within its epochs
+    rows, _, per_row = epochs
+    caps = row_caps(limits, epochs)
     capped_rows = project_capped_simplex(row_shares(weights, per_row), caps)
-    # a cap binds where the projection holds the domain at it, or past it when the caps cannot all hold together
-    binding = np.isfinite(caps) & (capped_rows >= caps * (1 - 1e-9))
+    # a cap binds where the projection holds the domain at it, or past it when the caps cannot all hold together; a
+    # domain without train rows (target-only) has cap 0 and weight 0 whatever the caps, so none binds for it
+    binding = np.isfinite(caps) & (capped_rows >= caps * (1 - 1e-9)) & (rows > 0)
     return token_shares(capped_rows, per_row), binding
 
 
@@ -185,7 +194,8 @@ def apply_caps(cfg: Config, data: PreparedData, mc, recommended: np.ndarray, log
         return recommended, epoch_fields(cfg, data, {"recommended": recommended, **baselines}, epochs)
     capped, binds = cap_epochs(recommended, limits, epochs)
     binding = [d for d, b in zip(names, binds) if b]
-    if float((limits * epochs[0] / epochs[1]).sum()) < 1.0:
+    feasible = float(row_caps(limits, epochs).sum()) >= 1.0
+    if not feasible:
         log(f"mixer.max_epochs: the target's {int(epochs[1])} rows exceed every domain's cap together; the "
             f"recommendation repeats each domain in proportion to its cap")
     elif binding:
@@ -194,7 +204,7 @@ def apply_caps(cfg: Config, data: PreparedData, mc, recommended: np.ndarray, log
              "max_epochs": {d: (float(e) if np.isfinite(e) else None) for d, e in zip(names, limits)},
              "caps_binding": binding,
              # false: the target's rows exceed every domain's cap together, so each cap is exceeded
-             "caps_feasible": bool(float((limits * epochs[0] / epochs[1]).sum()) >= 1.0),
+             "caps_feasible": feasible,
              **epoch_fields(cfg, data, {"recommended": capped, "uncapped": recommended, **baselines}, epochs)}
     return capped, extra
 
@@ -561,9 +571,15 @@ def run_episodes(cfg: Config, mc, run: LoopRun, names: list[str], ckpt_dir: Path
         bar.close()
         kept = ("no checkpoint yet (a rerun starts from the beginning)" if saved_episode is None
                 else f"the checkpoint taken before episode {saved_episode} in {ckpt_dir} is kept for --resume")
-        raise FloatingPointError(f"{mc.method} stopped: {str(err).splitlines()[0]}; {kept}; resume with mixer.on_nonfinite=skip to drop such "
-                                 f"episodes' updates, or start over (--force) with a lower mixer.lr or a larger "
-                                 f"mixer.gamma (the reference's validation step is 1/gamma)") from None
+        first = str(err).splitlines()[0]
+        # on_nonfinite=skip drops an episode whose Delta or reference step is not finite; the proxy's own training
+        # has no such escape (its steps are the mixture's evidence), so only a lower learning rate helps there
+        in_proxy = "in the proxy" in first
+        advice = [] if in_proxy or mc.on_nonfinite == "skip" else [
+            "resume with mixer.on_nonfinite=skip to drop such episodes' updates"]
+        advice.append("start over (--force) with a lower mixer.lr" + ("" if in_proxy else
+                      " or a larger mixer.gamma (the reference's validation step is 1/gamma)"))
+        raise FloatingPointError(f"{mc.method} stopped: {first}; {kept}; {', or '.join(advice)}") from None
     bar.close()
     if mc.checkpoint_interval:
         checkpoint()

@@ -67,19 +67,25 @@ def run_job(cfg: Config, data: PreparedData, out: Path, baselines: list[str], re
         if is_main():
             write_text(out / "weights.json", (out / "optimize" / "weights.json").read_text(encoding="utf-8"))
         learned = res.as_dict(res.recommended)
+        # the column of what stage two trained on: the method's mixture, or the one the check picked instead
+        label, verdict = cfg.mixer.method, None
         if check_seeds:
-            learned = _checked(cfg, data, res, out, resume, check_seeds, check_steps, log)
+            learned, picked, verdict = _checked(cfg, data, res, out, resume, check_seeds, check_steps, log)
+            if picked != cfg.mixer.method:
+                label = f"checked ({picked})"
         epochs = format_epochs(out / "optimize" / "weights.json")
         if epochs:
             log(epochs)
-        log(f"stage two: {cfg.model.preset} target on the learned mixture")
-        evals = {cfg.mixer.method: stage_two(cfg, data, learned, out, resume, quiet)}
-        weights = {cfg.mixer.method: learned}
+        log(f"stage two: {cfg.model.preset} target on the {'checked' if check_seeds else 'learned'} mixture")
+        evals = {label: stage_two(cfg, data, learned, out, resume, quiet)}
+        weights = {label: learned}
         for b in baselines:
             weights[b] = resolve_weights(b, data.domains, natural_weights(data))
-            evals[b] = _baseline(cfg, data, weights[b], learned, evals[cfg.mixer.method], out / f"baseline-{b}",
+            evals[b] = _baseline(cfg, data, weights[b], learned, evals[label], out / f"baseline-{b}",
                                  resume, quiet, log, b)
         table = format_side_by_side(weights, evals)
+        if verdict:
+            table += f"\n\ntarget-scale check ({check_seeds} seeds, OUT/check.json): {verdict}"
         evidence = format_evidence(out / "optimize" / "weights.json")
         if evidence:
             table += ("\n\nstage one's evidence (a move is \"within noise\" when the interval holds the initial "
@@ -100,22 +106,23 @@ def _baseline(cfg, data, wb: dict, learned: dict, learned_eval: dict, out: Path,
     return stage_two(cfg, data, wb, out, resume, quiet)
 
 
-def _checked(cfg, data, res, out: Path, resume: bool, seeds: int, steps: int | None, log: Log) -> dict:
-    """The check's winner, and OUT/weights.json saying which mixture stage two trains on and why."""
-    learned = check(cfg, data, res, out, resume, seeds, steps, log)
+def _checked(cfg, data, res, out: Path, resume: bool, seeds: int, steps: int | None, log: Log) -> tuple[dict, str, str]:
+    """The check's winner (its weights, its label, the check's verdict), and OUT/weights.json saying which mixture
+    stage two trains on and why."""
+    learned, report = check(cfg, data, res, out, resume, seeds, steps, log)
     if is_main():
         w = json.loads((out / "optimize" / "weights.json").read_text(encoding="utf-8"))
-        report = json.loads((out / "check.json").read_text(encoding="utf-8"))
         write_json(out / "weights.json", {**w, "domain_weights": learned, "train_domain_weights": learned,
                                           "stage_one": w["domain_weights"], "check": {
                                               "recommended": report["recommended"], "verdict": report["verdict"]}})
-    return learned
+    return learned, report["recommended"], report["verdict"]
 
 
-def check(cfg, data, res, out: Path, resume: bool, seeds: int, steps: int | None, log: Log) -> dict:
+def check(cfg, data, res, out: Path, resume: bool, seeds: int, steps: int | None, log: Log) -> tuple[dict, dict]:
     """The target-scale check of `run --check-seeds`: the learned mixture (capped and not, or capped at 4 and at 16
-    epochs when mixer.max_epochs is unset and a cap binds), uniform and natural, scored by short target trainings;
-    the winner trains the target. Kept in OUT/check.json (reused on resume)."""
+    epochs when mixer.max_epochs is unset and a cap binds), uniform and natural, scored by trainings of the target;
+    the winner trains the target. Returns its weights and the check's report, kept in OUT/check.json (reused on
+    resume)."""
     path = out / "check.json"
     if resume and path.is_file():
         report = json.loads(path.read_text(encoding="utf-8"))
@@ -124,7 +131,7 @@ def check(cfg, data, res, out: Path, resume: bool, seeds: int, steps: int | None
                                   steps or default_steps(cfg), log)
         write_json(path, report)
     log(format_check(report))
-    return dict(report["candidates"][report["recommended"]]["weights"])
+    return dict(report["candidates"][report["recommended"]]["weights"]), report
 
 
 def check_mixtures(cfg, data, res, out: Path) -> dict[str, np.ndarray]:

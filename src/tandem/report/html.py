@@ -102,7 +102,8 @@ def _trajectory(path: Path) -> tuple[list[str], list[int], np.ndarray, np.ndarra
     w = np.array([[num(r, f"weight_{d}", n) for d in names] for n, r in enumerate(rows, 2)])
     # a domain without a train split (target-only) has no Delta: written as nan
     delta = np.array([[num(r, f"delta_{d}", n, nan_ok=True) for d in names] for n, r in enumerate(rows, 2)])
-    dist = np.array([num(r, "distance", n) for n, r in enumerate(rows, 2)])
+    # the online methods have no reference, so no twins' distance: written as nan
+    dist = np.array([num(r, "distance", n, nan_ok=True) for n, r in enumerate(rows, 2)])
     return names, steps, w, delta, dist
 
 
@@ -218,7 +219,8 @@ def _optimize_sections(page: _Page, folder: Path, label: str = "") -> None:
     shown = (learned or {}).get("interval")  # of the learned mixture before caps, the trajectory's last point
     page.plot(lambda p: plot_trajectories(steps, w, names, p, title="domain weights per episode"
                                           + (" (bars: 90% intervals of the learned weights)" if shown else ""),
-                                          distance=[max(x, 1e-12) for x in dist], intervals=shown),
+                                          distance=None if np.all(np.isnan(dist)) else [max(x, 1e-12) for x in dist],
+                                          intervals=shown),
               "weight trajectories")
     method = (learned or {}).get("method") or ""
     page.plot(_plot_lines(steps, delta, names, "signal", SIGNAL_TITLES.get(method, f"{method} signal per round")),
