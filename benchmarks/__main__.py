@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import callback
 
         return callback.main(argv[1:])
+    if argv[:1] == ["lookahead"]:  # a look-ahead mixture signal against the greedy one (benchmarks/lookahead.py)
+        from benchmarks import lookahead
+
+        return lookahead.main(argv[1:])
     if argv[:1] == ["phases"]:  # where the mixture signal points during stage one (benchmarks/phases.py)
         from benchmarks import phases
 

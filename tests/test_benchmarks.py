@@ -188,3 +188,18 @@ def test_phases_finds_a_signal_that_reverses_during_stage_one(tmp_path, capsys):
     assert all(c > 0.99 for c in steady["cosine_with_reference"])  # the same move as the reference
     assert bench_main(["phases", f"rev={tmp_path / 'rev' / '*'}", "--reference", "0.5,0.3,0.2"]) == 0
     assert "rev: 2 runs, 12 episodes" in capsys.readouterr().out
+
+
+def test_lookahead_scores_each_domain_along_one_run(shared_cfg, capsys):
+    """Both signals come from the same kept states of one run; the validation gradient at a kept state is not the one at
+    the run's end, so the two differ; each is standardised over the domains."""
+    from benchmarks.lookahead import main as lookahead_main
+
+    argv = [str(shared_cfg), "--seeds", "1", "--every", "2", "--reference", "0.5,0.3,0.2"]
+    assert lookahead_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 seeds" in out and "ahead" in out and "greedy" in out and "cosine with the reference" in out
+    ahead = [float(x) for x in out.split("ahead")[1].split("mean")[1].split("cosine")[0].split()]
+    greedy = [float(x) for x in out.split("greedy")[1].split("mean")[1].split("cosine")[0].split()]
+    assert len(ahead) == len(greedy) == 3 and abs(sum(ahead)) < 0.05 and ahead != greedy
+    assert np.sqrt(np.mean(np.square(ahead))) == pytest.approx(1, abs=0.02)
