@@ -77,22 +77,6 @@ def scores(cfg, data, every: int) -> dict:
     return {"ahead": ahead, "greedy": greedy, "states": len(kept)}
 
 
-def standardised(v: np.ndarray, on: np.ndarray) -> np.ndarray:
-    out = np.zeros_like(v)
-    c = v[on] - v[on].mean()
-    rms = np.sqrt(np.mean(c * c))
-    out[on] = c / rms if rms > 0 else 0.0
-    return out
-
-
-def cosine(v: np.ndarray, reference: np.ndarray, on: np.ndarray) -> float:
-    r = np.log(reference[on])
-    r = r - r.mean()
-    a = v[on]
-    n = np.linalg.norm(a) * np.linalg.norm(r)
-    return float(a @ r / n) if n > 0 else float("nan")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks lookahead", description=__doc__.split("\n\n")[0])
     p.add_argument("config", type=Path)
@@ -103,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import torch
 
+    from benchmarks.phases import centred_log, cosine
     from tandem.config import load_config
     from tandem.data.cache import prepare_data
+    from tandem.mixing.updates import standardize
 
     torch.set_num_threads(1)
     runs, names, on = [], None, None
@@ -117,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.config}: {args.seeds} seeds, {runs[0]['states']} states each; domains {', '.join(names)}")
     out = {"domains": names, "seeds": []}
     for kind in ("ahead", "greedy"):
-        z = np.array([standardised(r[kind], on) for r in runs])
+        z = np.zeros((len(runs), len(names)))
+        z[:, on] = standardize(np.array([r[kind][on] for r in runs]))  # each run over its trainable domains
         line = f"  {kind:<6} mean {' '.join(f'{x:+.2f}' for x in z.mean(axis=0))}"
         if reference is not None:
-            cos = [cosine(v, reference, on) for v in z]
+            cos = [cosine(v[on], centred_log(reference[on])) for v in z]
             line += f"  cosine with the reference per seed {' '.join(f'{c:+.2f}' for c in cos)} (mean {np.mean(cos):+.2f})"
         print(line)
     for r in runs:
