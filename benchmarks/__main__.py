@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import phases
 
         return phases.main(argv[1:])
+    if argv[:1] == ["slope"]:  # which way the target's own loss slopes at uniform (benchmarks/slope.py)
+        from benchmarks import slope
+
+        return slope.main(argv[1:])
     if argv[:1] == ["signal"]:  # its own options (benchmarks/signal.py)
         from benchmarks import signal
 

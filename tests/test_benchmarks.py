@@ -203,3 +203,28 @@ def test_lookahead_scores_each_domain_along_one_run(shared_cfg, capsys):
     greedy = [float(x) for x in out.split("greedy")[1].split("mean")[1].split("cosine")[0].split()]
     assert len(ahead) == len(greedy) == 3 and abs(sum(ahead)) < 0.05 and ahead != greedy
     assert np.sqrt(np.mean(np.square(ahead))) == pytest.approx(1, abs=0.02)
+
+
+def _slope_run(folder: Path, weights: dict, valid: float, test: float) -> None:
+    folder.mkdir(parents=True)
+    (folder / "eval.json").write_text(json.dumps({"weights": weights, "valid_loss": {"average": valid},
+                                                  "test_loss": {"average": test}}))
+
+
+def test_slope_reads_paired_finite_differences(tmp_path):
+    """Per seed, each raised run minus that seed's uniform run; the descent direction (minus the centred slopes)
+    points at the reference when raising `a` lowers the loss and raising `c` raises it."""
+    from benchmarks.slope import read, summarise
+
+    names = ["a", "b", "c"]
+    u = {n: 1 / 3 for n in names}
+    for s, base in enumerate([2.0, 2.5, 3.0]):  # seeds differ a lot in level; the pairing removes it
+        _slope_run(tmp_path / f"uniform-seed{s}", u, base, base + 0.1)
+        for n, eff in zip(names, [-0.05, 0.0, 0.04]):
+            _slope_run(tmp_path / f"up-{n}-seed{s}", u, base + eff + 0.001 * s, base + 0.1 + eff)
+    _slope_run(tmp_path / "up-a-seed9", u, 0.0, 0.0)  # a seed without its uniform run is left out
+    got_names, seeds, slopes = read(tmp_path)
+    assert got_names == names and seeds == [0, 1, 2]
+    assert np.allclose(slopes["valid_loss"].mean(axis=0), [-0.049, 0.001, 0.041])
+    out = summarise(tmp_path, np.array([0.5, 0.3, 0.2]))
+    assert "3 seeds" in out and "per seed +1.00 +1.00 +1.00; of the mean slope +1.00" in out

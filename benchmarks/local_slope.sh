@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The runs behind BENCHMARKS.md, "Which way the target's own loss slopes at uniform" (an exploration). From the
+# repository root as for benchmarks/tandem_short.sh: `bash benchmarks/local_slope.sh SCENARIO [DELTA]` trains the
+# target (the scenario's own model and steps) on uniform and on uniform with one domain's log-weight raised by DELTA
+# (default 0.5), for every domain, seeds 0-4 (same seed: same initialisation and data order), two at a time.
+# `python -m benchmarks slope runs/slope/SCENARIO --reference w,...` then reads the paired slopes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+S="$1"; D="${2:-0.5}"
+R="runs/slope/${S#sft-}"
+T="${TANDEM:-tandem}"
+mkdir -p "$R/weights"
+python - "$S" "$D" "$R/weights" <<'PY'
+import json, math, sys
+import yaml
+cfg = yaml.safe_load(open(f"benchmarks/configs/{sys.argv[1]}.yaml"))
+names = list(cfg["data"]["domains"])
+d = float(sys.argv[2])
+for n in names:
+    raw = {m: math.exp(d) if m == n else 1.0 for m in names}
+    z = sum(raw.values())
+    json.dump({"domain_weights": {m: v / z for m, v in raw.items()}}, open(f"{sys.argv[3]}/up-{n}.json", "w"))
+PY
+jobs=()
+for s in 0 1 2 3 4; do
+    jobs+=("uniform seed$s uniform")
+    for w in "$R"/weights/up-*.json; do
+        n=$(basename "$w" .json); jobs+=("$w seed$s $n")
+    done
+done
+run_one() {
+    set -- $1
+    [ -f "$R/$3-$2/eval.json" ] || $T train "benchmarks/configs/$S.yaml" --set "seed=${2#seed}" --weights "$1" -q --force \
+        --out "$R/$3-$2"
+}
+i=0
+for j in "${jobs[@]}"; do
+    run_one "$j" &
+    i=$((i + 1))
+    if (( i % 2 == 0 )); then wait; fi
+done
+wait
