@@ -3,11 +3,12 @@
 # repository root as for benchmarks/tandem_short.sh: `bash benchmarks/local_slope.sh SCENARIO [DELTA]` trains the
 # target (the scenario's own model and steps) on uniform and on uniform with one domain's log-weight raised by DELTA
 # (default 0.5), for every domain, seeds 0-4 (same seed: same initialisation and data order), two at a time.
-# `python -m benchmarks slope runs/slope/SCENARIO --reference w,...` then reads the paired slopes.
+# `python -m benchmarks slope runs/slope/SCENARIO --reference w,...` then reads the paired slopes. SETS (extra
+# `--set` arguments, e.g. another model for the trained network) and NAME (the runs' folder under runs/slope) vary it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S="$1"; D="${2:-0.5}"
-R="runs/slope/${S#sft-}"
+R="runs/slope/${NAME:-${S#sft-}}"
 T="${TANDEM:-tandem}"
 mkdir -p "$R/weights"
 python - "$S" "$D" "$R/weights" <<'PY'
@@ -30,7 +31,7 @@ for s in 0 1 2 3 4; do
 done
 run_one() {
     set -- $1
-    [ -f "$R/$3-$2/eval.json" ] || $T train "benchmarks/configs/$S.yaml" --set "seed=${2#seed}" --weights "$1" -q --force \
+    [ -f "$R/$3-$2/eval.json" ] || $T train "benchmarks/configs/$S.yaml" --set "seed=${2#seed}" ${SETS:-} --weights "$1" -q --force \
         --out "$R/$3-$2"
 }
 i=0
