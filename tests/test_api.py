@@ -86,10 +86,11 @@ def test_relative_paths_resolve_against_the_configs_folder_for_a_file_and_a_dict
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
 
-    def read(cfg):  # what the config reads and where it caches
-        return cfg.to_dict(), cfg.input_paths(), cfg.resolve(cfg.data.cache_dir)
+    def read(cfg):  # what the config reads (besides a config file) and where it caches
+        return cfg.to_dict(), [p for p in cfg.input_paths() if p != shipped.resolve()], cfg.resolve(cfg.data.cache_dir)
 
     monkeypatch.chdir(elsewhere)  # a working directory unrelated to the config
+    assert load_config(shipped).input_paths()[0] == shipped.resolve()  # the file is an input too
     from_file = read(load_config(shipped))
     assert from_file[2] == (tmp_path / "project" / "cache").resolve()
     assert read(_config(raw, None, base_dir=folder)) == from_file
@@ -103,3 +104,23 @@ def test_relative_paths_resolve_against_the_configs_folder_for_a_file_and_a_dict
     with pytest.raises(InputError, match="base_dir: .* is not a folder"):
         tandem.optimize(raw, tmp_path / "out", base_dir=tmp_path / "missing")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_api_refuses_what_the_cli_refuses(tmp_path):
+    """Bad input raises InputError with the CLI's message, before any work: an output folder that is a file, weights
+    beside an online method (which chooses the mixture itself), a number of seeds that is not a whole number."""
+    path = tiny_config(tmp_path, mixer=MIXER, train={"steps": 2})
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for call in (lambda: tandem.optimize(path, afile), lambda: tandem.train(path, afile)):
+        with pytest.raises(InputError, match="exists and is not a folder"):
+            call()
+    assert afile.read_text() == "x"
+    one_hot = {"code": 1.0, "docs": 0.0, "prose": 0.0}
+    with pytest.raises(InputError, match="leave out weights"):
+        tandem.train(path, tmp_path / "online", weights=one_hot, overrides=["mixer.method=odm"], online=True)
+    assert not (tmp_path / "online").exists()
+    for seeds in (1.5, True, "2"):
+        with pytest.raises(InputError, match="--seeds"):
+            tandem.compare(path, tmp_path / "cmp", methods=["uniform"], seeds=seeds)
+    assert not (tmp_path / "cmp").exists()

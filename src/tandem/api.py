@@ -54,10 +54,12 @@ def optimize(config: ConfigLike, out: Union[str, Path], overrides: list[str] | N
              force: bool = False, quiet: bool = True, base_dir: Union[str, Path, None] = None) -> dict:
     """Stage one (`tandem optimize`): learn the mixture; returns OUT/weights.json (recommended `domain_weights`,
     their `interval` and `within_noise`, `epochs`, ...)."""
+    from tandem.io import check_writable_dir
     from tandem.pipeline.run import optimize_job, validate
     from tandem.runs import release
 
-    cfg, out = _config(config, overrides, base_dir), Path(out)
+    cfg = _config(config, overrides, base_dir)
+    out = check_writable_dir(Path(out))  # as `tandem optimize`: an OUT that is a file or unwritable is bad input
     cfg = validate(cfg)
     data = _data(cfg, quiet)
     try:
@@ -75,15 +77,21 @@ def train(config: ConfigLike, out: Union[str, Path], weights: Union[str, dict] =
     config's online method (odm, ado, skillit, aioli) steers the mixture during this training instead."""
     from tandem.config import check_weights
     from tandem.data.cache import natural_weights
+    from tandem.errors import InputError
+    from tandem.io import check_writable_dir
     from tandem.mixing.weights import resolve_weights
     from tandem.pipeline.common import removed_on_input_error
     from tandem.pipeline.stage_two import train_and_evaluate
     from tandem.runs import claim, release
 
-    cfg, out = _config(config, overrides, base_dir), Path(out)
+    cfg = _config(config, overrides, base_dir)
+    out = check_writable_dir(Path(out))  # as `tandem train`
     if online:
         from tandem.pipeline.stage_two import online_mixer, train_online_and_evaluate
 
+        if not (isinstance(weights, str) and weights == "uniform"):  # as `tandem train --online --weights`
+            raise InputError("online: the online method (mixer.method) chooses the mixture as training goes; "
+                             "leave out weights")
         online_mixer(cfg, len(cfg.data.domains))  # an online method, before any work
         data = _data(cfg, quiet)
         try:

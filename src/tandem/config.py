@@ -517,6 +517,8 @@ class Config(_Section):
 
     # Folder the config file lives in; relative paths are resolved against it.
     base_dir: str = Field(".", exclude=True, description="Set by the loader.")
+    # The file it was read from (None for a dict): an input like the sources, never written into.
+    config_file: Optional[str] = Field(None, exclude=True, description="Set by the loader.")
 
     @model_validator(mode="after")
     def _groups(self) -> "Config":
@@ -614,11 +616,11 @@ class Config(_Section):
         return Path(os.path.realpath(path if path.is_absolute() else Path(self.base_dir) / path))
 
     def input_paths(self) -> list[Path]:
-        """Every file or folder the config reads (sources, tokenizer, models, chat template), resolved: tandem never
-        writes into any of them (tandem.io.refuse_overlap)."""
+        """Every file or folder the config reads (the config file itself, sources, tokenizer, models, chat template),
+        resolved: tandem never writes into any of them (tandem.io.refuse_overlap)."""
         from tandem.data.readers import expand_sources
 
-        out: list[Path] = []
+        out: list[Path] = [Path(self.config_file)] if self.config_file else []
         base = Path(self.base_dir)
         for name, spec in self.data.domains.items():
             for key in ("train", "valid", "test", "source"):
@@ -867,13 +869,15 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return msg + (f" [+{extra} more error(s)]" if extra else "")
 
 
-def config_from_dict(raw: dict, base_dir: str | Path = ".", source: str = "config") -> Config:
+def config_from_dict(raw: dict, base_dir: str | Path = ".", source: str = "config",
+                     config_file: str | None = None) -> Config:
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a YAML mapping at the top level")
-    if "base_dir" in raw:
-        raise InputError(f"{source}: unknown key 'base_dir'")
+    for loader_key in ("base_dir", "config_file"):
+        if loader_key in raw:
+            raise InputError(f"{source}: unknown key {loader_key!r}")
     try:
-        return Config(**raw, base_dir=str(base_dir))
+        return Config(**raw, base_dir=str(base_dir), config_file=config_file)
     except ValidationError as err:
         raise InputError(format_validation_error(err, source)) from None
     except TypeError as err:
@@ -901,4 +905,4 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a YAML mapping at the top level")
     raw = apply_overrides(raw, overrides)
-    return config_from_dict(raw, base_dir=path.resolve().parent, source=str(path))
+    return config_from_dict(raw, base_dir=path.resolve().parent, source=str(path), config_file=str(path.resolve()))

@@ -20,7 +20,8 @@ from tandem.errors import InputError
 
 # Settings that change how a run is carried out or logged, not its results.
 # mixer.on_nonfinite only decides what happens after a fault, and switching it to `skip` to get past one is the
-# documented way to continue a stopped run.
+# documented way to continue a stopped run. methods.*: the run's own method's section is in mixer.* (resolved_dict),
+# and the other methods' sections do not change this run.
 NOT_IDENTITY = ("train.log_interval", "train.checkpoint_interval", "train.report_to", "train.threads",
                 "train.device", "train.compile", "train.micro_batch_size", "train.fsdp", "mixer.checkpoint_interval",
                 "mixer.compile", "mixer.fsdp", "mixer.on_nonfinite", "eval.", "methods.")
@@ -29,12 +30,14 @@ _held: dict[str, object] = {}  # folder -> its open lock file, until release() (
 
 
 def resolved_dict(cfg) -> dict:
-    """The config as a rerunnable dict: method defaults written out, every path absolute, no loader fields."""
-    from tandem.mixing.methods import effective
+    """The config as a rerunnable dict: the method's settings as it runs them (published defaults and its own
+    `methods.<name>` section applied, tandem.mixing.methods.resolve_mixer, whichever command reads them), every path
+    absolute, no loader fields."""
+    from tandem.mixing.methods import resolve_mixer
 
     d = cfg.to_dict()
     d.pop("base_dir", None)
-    d["mixer"] = effective(cfg.mixer).model_dump(mode="json")
+    d["mixer"] = resolve_mixer(cfg).model_dump(mode="json")
 
     def absolute(p):
         if p is None:
@@ -71,7 +74,8 @@ def identity(cfg, data) -> dict[str, str]:
         for key in ("train", "valid", "test", "source"):
             spec.pop(key, None)
     d["data"].pop("cache_dir", None)
-    flat = {k: v for k, v in _flatten(d).items() if not any(k == x or k.startswith(x) for x in NOT_IDENTITY)}
+    flat = {k: v for k, v in _flatten(d).items()
+            if not any(k == x or k.startswith(x) or k == x.rstrip(".") for x in NOT_IDENTITY)}
     flat["data.domains"] = json.dumps(list(data.domains))
     entries = data.index.get("entries", {})
     for name in data.domains:

@@ -328,14 +328,18 @@ def _megatron_blend(text: str) -> dict | None:
 def blend_domains(blend: dict, names: list[str], where: str) -> dict:
     """A Megatron blend's prefixes as the config's domains: a prefix that is a domain's name, or whose last path
     component is (or starts with `NAME_`, as in `code_text_document`); a domain the blend leaves out weighs 0 (the
-    export leaves out zero weights); weights renormalised."""
+    export leaves out zero weights); weights renormalised. Of several names a component starts with (`code` and
+    `code_py` in `code_py_text_document`) the longest is the one it names."""
     out = {d: 0.0 for d in names}
     for prefix, w in blend.items():
         if not NUM.test(w) or w < 0:
             raise InputError(f"{where}: the blend's weight of {prefix!r}: expected a finite non-negative number, "
                              f"got {w}")
         base = prefix.rstrip("/").rsplit("/", 1)[-1]
-        match = [d for d in names if prefix == d or base == d] or [d for d in names if base.startswith(d + "_")]
+        match = [d for d in names if prefix == d or base == d]
+        if not match:
+            starts = [d for d in names if base.startswith(d + "_")]
+            match = [d for d in starts if len(d) == max(map(len, starts))]
         if len(match) != 1:
             raise InputError(f"{where}: the blend's prefix {prefix!r} names {'no' if not match else 'more than one'} "
                              f"domain of {names}")

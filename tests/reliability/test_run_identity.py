@@ -164,3 +164,50 @@ def test_bad_input_in_an_existing_empty_folder_leaves_no_claim(tmp_path, cli):
     assert not (out / "run.json").exists() and not (out / "config.yaml").exists()
     rc, _, err = cli("optimize", path, "--out", out, *FAST)  # the corrected rerun is not refused
     assert rc == 0, err
+
+
+def test_the_methods_own_section_is_part_of_a_train_runs_identity(tmp_path, cli):
+    """`train --online` runs the method with its `methods.<name>` section applied: a resume with that section changed
+    is another run (refused); a section for another method, or an empty one, changes nothing."""
+    path = tiny_config(tmp_path, mixer=MIXER)
+    out = tmp_path / "online"
+    base = ["train", path, "--out", out, "--online", "-q", "--set", "train.steps=4", "--set", "mixer.method=odm"]
+    rc, _, err = cli(*base, "--set", "methods.odm={odm: {smoothing: 0.5}}")
+    assert rc == 0, err
+    before = _snapshot(out)
+    rc, _, err = cli(*base, "--set", "methods.odm={odm: {smoothing: 0.1}}", "--resume")
+    assert rc == 2 and "holds a different run" in err and "mixer.odm.smoothing" in err, err
+    assert _snapshot(out) == before
+    rc, _, err = cli(*base, "--set", "methods.odm={odm: {smoothing: 0.5}}", "--set", "methods.doge={eta_alpha: 3.0}",
+                     "--resume")
+    assert rc == 0, err
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["mixer"]["odm"]["smoothing"] == 0.5  # config.yaml reruns the run: the section's value in mixer
+
+
+def test_a_section_for_another_method_is_not_another_run(finished, cli):
+    path, out = finished  # run without a methods section
+    rc, _, err = cli("optimize", path, "--out", out, *FAST, "--set", "methods.doge={eta_alpha: 3.0}", "--resume")
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("command", ["optimize", "train", "recommend"])
+def test_an_output_folder_holding_the_config_is_refused_even_with_force(tmp_path, cli, command):
+    """The config file is an input like the sources: no command writes beside it into its folder, --force included
+    (which would delete the folder's files); through the Python API too."""
+    import tandem
+    from tandem.errors import InputError
+
+    path = tiny_config(tmp_path, mixer=MIXER)
+    extra = {"optimize": FAST, "train": ["-q", "--set", "train.steps=2"],
+             "recommend": ["--candidates", "uniform,natural", "--seeds", "2", "--steps", "1", "-q"]}[command]
+    rc, _, err = cli(command, path, "--out", path.parent, *extra, "--force")
+    assert rc == 2 and "holds the input" in err and str(path) in err, err
+    assert path.is_file() and not (path.parent / "run.json").exists()
+    call = {"optimize": lambda: tandem.optimize(path, path.parent, force=True),
+            "train": lambda: tandem.train(path, path.parent, force=True),
+            "recommend": lambda: tandem.recommend(path, path.parent, {"u": "uniform", "n": "natural"}, seeds=2,
+                                                  steps=1, force=True)}[command]
+    with pytest.raises(InputError, match="holds the input"):
+        call()
+    assert path.is_file()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tandem.errors import InputError
 from tandem.mixing.optimize import write_weights
 
 NAMES = ["code", "books", "chat"]
@@ -164,3 +165,14 @@ def test_datasets_export_recovers_token_shares_from_real_files(tmp_path, cli):
     total = sum(tokens.values())
     for d, w in shares.items():
         assert abs(tokens[d] / total - w) < 0.02, (d, tokens[d] / total, w)
+
+
+def test_a_megatron_blend_reads_back_when_one_name_starts_with_another():
+    """`code` and `code_py` are both names `code_py_text_document` starts with (plus `_`); it names the longer."""
+    from tandem.schema import blend_domains
+
+    names = ["code", "code_py", "books"]
+    blend = {"data/code_text_document": 0.2, "data/code_py_text_document": 0.5, "data/books_text_document": 0.3}
+    assert blend_domains(blend, names, "b.txt") == pytest.approx({"code": 0.2, "code_py": 0.5, "books": 0.3})
+    with pytest.raises(InputError, match="names no domain"):
+        blend_domains({"data/chat_text_document": 1.0}, names, "b.txt")

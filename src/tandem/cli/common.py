@@ -24,7 +24,7 @@ def prepare(cfg, args):
     from tandem.training.distributed import main_first
 
     if getattr(args, "out", None):  # before the cache is written: an OUT that holds an input is refused first
-        refuse_overlap(args.out, [*cfg.input_paths(), *([args.config] if getattr(args, "config", None) else [])])
+        refuse_overlap(args.out, cfg.input_paths())  # the config file among them
 
     with main_first():  # under torchrun rank 0 fills the token cache, then the other ranks read it
         return prepare_data(cfg, log=log_to(args.quiet), progress=not args.quiet)

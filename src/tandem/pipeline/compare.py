@@ -90,8 +90,8 @@ def check_plan(names_m: list[str], seeds: int) -> None:
     unknown = [m for m in names_m if m not in METHODS]
     if unknown:
         raise InputError(f"--methods: unknown method {unknown[0]!r}; expected names from {', '.join(METHODS)}")
-    if seeds < 1:
-        raise InputError(f"--seeds: expected >= 1, got {seeds}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise InputError(f"--seeds: expected a whole number >= 1, got {seeds!r}")
 
 
 def compare_job(cfg: Config, out: Path, names_m: list[str], seeds: int, quiet: bool = True,
@@ -109,8 +109,7 @@ def compare_job(cfg: Config, out: Path, names_m: list[str], seeds: int, quiet: b
     check_plan(names_m, seeds)
     from tandem.io import refuse_overlap
 
-    config_file = [Path(where)] if Path(where).is_file() else []  # `where` names the config file when there is one
-    refuse_overlap(out, [*cfg.input_paths(), *config_file])
+    refuse_overlap(out, cfg.input_paths())
     m = len(cfg.data.domains or {})
     for m_ in names_m:  # every method's settings are checked before the data is prepared
         method_config(cfg, m_, 0, m)
