@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import slope
 
         return slope.main(argv[1:])
+    if argv[:1] == ["descent"]:  # one step down the proxy's loss slope at the target's horizon (benchmarks/descent.py)
+        from benchmarks import descent
+
+        return descent.main(argv[1:])
     if argv[:1] == ["signal"]:  # its own options (benchmarks/signal.py)
         from benchmarks import signal
 
