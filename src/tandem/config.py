@@ -856,7 +856,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     loc = clean(e["loc"])
     dotted = ".".join(str(x) for x in loc)
     if e["type"] == "extra_forbidden":
-        hint = difflib.get_close_matches(str(loc[-1]), [f for f in _fields_at(loc) if f != "base_dir"], n=1)
+        loader = ("base_dir", "config_file")  # set by the loader, never by the user: not a suggestion
+        hint = difflib.get_close_matches(str(loc[-1]), [f for f in _fields_at(loc) if f not in loader], n=1)
         msg = f"{source}: unknown key {dotted!r}" + (f" (did you mean '{hint[0]}'?)" if hint else "")
     elif e["type"] == "missing":
         msg = f"{source}: missing required field {dotted!r}"
