@@ -7,7 +7,8 @@ proxy's architecture and the target's steps: uniform and each domain's log-weigh
 2. the descent direction in centred log-weights, d = -(slope - mean), scaled so its largest entry is 1;
 3. candidates softmax(log uniform + eta d) for eta in --etas, each trained as the proxy (the same --proxy-set
    settings and seed); the candidate with the lowest proxy validation loss, uniform (eta 0) included, is picked;
-4. the target (the config's own model and steps) trained on the pick at the same seed.
+4. the target (the config's own model and steps) trained on the pick at the same seed (left out with
+   --proxy-only: for a null, where what counts is how far the pick moves from uniform).
 Validation loss only chooses; the printed table pairs the target's validation and test loss with uniform's.
 Runs go to OUT/SEED/{eta-E, target}; finished runs (eval.json present) are reused.
 """
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--etas", default="0.5,1,2", help="log-weight moves along the direction (default 0.5,1,2)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--proxy-only", action="store_true", help="pick, but train no target")
     a = p.parse_args(argv)
     names, seeds, slopes = read(a.slope)
     etas = [float(x) for x in a.etas.split(",")]
@@ -72,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
             proxy_valid = {eta: j.result()["valid_loss"]["average"] for eta, j in jobs.items()}
             best = min(proxy_valid, key=proxy_valid.get)
             picks[seed] = (best, cands[best], proxy_valid)
+        if a.proxy_only:
+            print(f"{a.out}: domains {', '.join(names)}; etas {etas}")
+            for seed, (best, w, pv) in picks.items():
+                print(f"  seed {seed}: picked eta {best:g} ({', '.join(f'{x:.3f}' for x in w)}); largest weight change "
+                      f"{np.abs(w - 1 / len(w)).max():.3f}; proxy valid - uniform "
+                      f"{' '.join(f'{e:g}:{pv[e] - pv[0.0]:+.4f}' for e in pv if e)}")
+            return 0
         targets = {seed: pool.submit(_train, a.config, seed, a.out / str(seed) / f"eta-{picks[seed][0]:g}.json",
                                      a.out / str(seed) / "target", []) for seed in seeds}
         uniforms = {seed: pool.submit(_train, a.config, seed, a.out / str(seed) / "eta-0.json",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The runs behind BENCHMARKS.md, "Which way the target's own loss slopes at uniform" (an exploration). From the
-# repository root as for benchmarks/tandem_short.sh: `bash benchmarks/local_slope.sh SCENARIO [DELTA]` trains the
+# repository root as for benchmarks/tandem_short.sh: `bash benchmarks/local_slope.sh SCENARIO|CONFIG [DELTA]` trains the
 # target (the scenario's own model and steps) on uniform and on uniform with one domain's log-weight raised by DELTA
 # (default 0.5), for every domain, seeds 0-4 (same seed: same initialisation and data order), two at a time.
 # `python -m benchmarks slope runs/slope/SCENARIO --reference w,...` then reads the paired slopes. SETS (extra
@@ -8,13 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S="$1"; D="${2:-0.5}"
+C="benchmarks/configs/$S.yaml"; [ -f "$S" ] && C="$S" && S="$(basename "$S" .yaml)"  # a scenario's name or a config file
 R="runs/slope/${NAME:-${S#sft-}}"
 T="${TANDEM:-tandem}"
 mkdir -p "$R/weights"
-python - "$S" "$D" "$R/weights" <<'PY'
+python - "$C" "$D" "$R/weights" <<'PY'
 import json, math, sys
 import yaml
-cfg = yaml.safe_load(open(f"benchmarks/configs/{sys.argv[1]}.yaml"))
+cfg = yaml.safe_load(open(sys.argv[1]))
 names = list(cfg["data"]["domains"])
 d = float(sys.argv[2])
 for n in names:
@@ -31,7 +32,7 @@ for s in 0 1 2 3 4; do
 done
 run_one() {
     set -- $1
-    [ -f "$R/$3-$2/eval.json" ] || $T train "benchmarks/configs/$S.yaml" --set "seed=${2#seed}" ${SETS:-} --weights "$1" -q --force \
+    [ -f "$R/$3-$2/eval.json" ] || $T train "$C" --set "seed=${2#seed}" ${SETS:-} --weights "$1" -q --force \
         --out "$R/$3-$2"
 }
 i=0

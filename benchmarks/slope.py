@@ -42,7 +42,13 @@ def read(folder: Path) -> tuple[list[str], list[int], dict[str, np.ndarray]]:
     return names, seeds, out
 
 
-def summarise(folder: Path, reference: np.ndarray | None = None) -> str:
+def descent(slopes: np.ndarray) -> np.ndarray:
+    """Minus the mean slope over seeds, centred: the direction in centred log-weights that lowers the loss."""
+    m = slopes.mean(axis=0)
+    return -(m - m.mean())
+
+
+def summarise(folder: Path, reference: np.ndarray | None = None, against: Path | None = None) -> str:
     names, seeds, slopes = read(folder)
     lines = [f"{folder}: {len(seeds)} seeds ({', '.join(map(str, seeds))}); raised minus uniform, mean loss "
              f"(negative: more of that domain helps)"]
@@ -55,9 +61,15 @@ def summarise(folder: Path, reference: np.ndarray | None = None) -> str:
     if reference is not None:
         ref = centred_log(reference)
         per_seed = [cosine(-(s - s.mean()), ref) for s in slopes["valid_loss"]]
-        mean_dir = -(slopes["valid_loss"].mean(axis=0) - slopes["valid_loss"].mean())
         lines.append(f"  cosine of the descent direction (valid) with the reference's move: per seed "
-                     f"{' '.join(f'{c:+.2f}' for c in per_seed)}; of the mean slope {cosine(mean_dir, ref):+.2f}")
+                     f"{' '.join(f'{c:+.2f}' for c in per_seed)}; of the mean slope "
+                     f"{cosine(descent(slopes['valid_loss']), ref):+.2f}")
+    if against is not None:
+        other_names, _, other = read(against)
+        if other_names != names:
+            raise SystemExit(f"{against}: domains {other_names} differ from {folder}'s {names}")
+        lines.append(f"  cosine of the mean descent direction (valid) with {against}'s: "
+                     f"{cosine(descent(slopes['valid_loss']), descent(other['valid_loss'])):+.2f}")
     return "\n".join(lines)
 
 
@@ -65,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks slope", description=__doc__.splitlines()[0])
     p.add_argument("folder", type=Path)
     p.add_argument("--reference", help="a mixture known to beat uniform, comma-separated in the domains' order")
+    p.add_argument("--against", type=Path, help="another slope folder (e.g. the proxy's runs against the target's)")
     a = p.parse_args(argv)
     ref = np.array([float(v) for v in a.reference.split(",")]) if a.reference else None
-    print(summarise(a.folder, ref))
+    print(summarise(a.folder, ref, a.against))
     return 0

@@ -228,3 +228,4 @@ def test_slope_reads_paired_finite_differences(tmp_path):
     assert np.allclose(slopes["valid_loss"].mean(axis=0), [-0.049, 0.001, 0.041])
     out = summarise(tmp_path, np.array([0.5, 0.3, 0.2]))
     assert "3 seeds" in out and "per seed +1.00 +1.00 +1.00; of the mean slope +1.00" in out
+    assert summarise(tmp_path, against=tmp_path).endswith("'s: +1.00")  # a folder's direction against itself
