@@ -93,6 +93,10 @@ def test_report_of_a_folder_without_outputs_is_an_input_error(tmp_path, cli):
     rc, _, err = cli("report", tmp_path)
     assert rc == 2 and "not an output folder" in err
     assert not (tmp_path / "report.html").exists()
+    (tmp_path / "run.json").write_text('{"command": "optimize", "identity": {}}')  # claimed, stopped before results
+    rc, _, err = cli("report", tmp_path)
+    assert rc == 2 and "holds a `tandem optimize` run that has not finished" in err and "--resume" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "report.html").exists()
 
 
 def test_report_of_an_online_method_has_no_twins_distance_panel(shared_cfg, tmp_path, cli):

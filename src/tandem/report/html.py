@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import json
 import platform
 import tempfile
 import time
@@ -319,6 +320,14 @@ def folder_kind(folder: Path) -> str:
         return "optimize"
     if (folder / "eval.json").is_file():
         return "train"
+    if (folder / "run.json").is_file():  # claimed by a run that has not written its results (running or stopped)
+        try:
+            command = json.loads((folder / "run.json").read_text(encoding="utf-8")).get("command")
+        except (OSError, ValueError, AttributeError):
+            command = None
+        if isinstance(command, str):
+            raise InputError(f"{folder}: holds a `tandem {command}` run that has not finished (no weights.json, "
+                             f"eval.json or results.json yet); let it finish or continue it with --resume")
     raise InputError(f"{folder}: not an output folder of tandem optimize, run, compare or train "
                      "(expected weights.json, eval.json or results.json)")
 
