@@ -6,7 +6,8 @@ proxy's architecture and the target's steps: uniform and each domain's log-weigh
 1. the slope of the proxy's mean validation loss along each domain, paired with its uniform run;
 2. the descent direction in centred log-weights, d = -(slope - mean), scaled so its largest entry is 1;
 3. candidates softmax(log uniform + eta d) for eta in --etas, each trained as the proxy (the same --proxy-set
-   settings and seed); the candidate with the lowest proxy validation loss, uniform (eta 0) included, is picked;
+   settings and seed); the candidate with the lowest proxy validation loss, uniform (eta 0: DIR's own uniform run)
+   included, is picked;
 4. the target (the config's own model and steps) trained on the pick at the same seed (left out with
    --proxy-only: for a null, where what counts is how far the pick moves from uniform).
 Validation loss only chooses; the printed table pairs the target's validation and test loss with uniform's.
@@ -70,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
                 wf = a.out / str(seed) / f"eta-{eta:g}.json"
                 wf.parent.mkdir(parents=True, exist_ok=True)
                 wf.write_text(json.dumps({"domain_weights": dict(zip(names, w.tolist()))}))
-                jobs[eta] = pool.submit(_train, a.config, seed, wf, a.out / str(seed) / f"eta-{eta:g}", a.proxy_set)
-            proxy_valid = {eta: j.result()["valid_loss"]["average"] for eta, j in jobs.items()}
+                if eta:  # eta 0 is uniform: the slope's own uniform run at this seed, already trained
+                    jobs[eta] = pool.submit(_train, a.config, seed, wf, a.out / str(seed) / f"eta-{eta:g}", a.proxy_set)
+            uniform = json.loads((a.slope / f"uniform-seed{seed}" / "eval.json").read_text(encoding="utf-8"))
+            proxy_valid = {0.0: uniform["valid_loss"]["average"],
+                           **{eta: j.result()["valid_loss"]["average"] for eta, j in jobs.items()}}
             best = min(proxy_valid, key=proxy_valid.get)
             picks[seed] = (best, cands[best], proxy_valid)
         if a.proxy_only:

@@ -22,7 +22,7 @@ def default_of(f) -> str:
 for title, model in SECTIONS:
     print(f"\n**{title}**\n\n| field | default | meaning |\n|---|---|---|")
     for name, f in model.model_fields.items():
-        if name in ("base_dir", "config_file"):  # set by the loader
+        if name in C.LOADER_FIELDS:  # set by the loader
             continue
         ann = f.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel) and title == "(top level)":

@@ -856,8 +856,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     loc = clean(e["loc"])
     dotted = ".".join(str(x) for x in loc)
     if e["type"] == "extra_forbidden":
-        loader = ("base_dir", "config_file")  # set by the loader, never by the user: not a suggestion
-        hint = difflib.get_close_matches(str(loc[-1]), [f for f in _fields_at(loc) if f not in loader], n=1)
+        hint = difflib.get_close_matches(str(loc[-1]), [f for f in _fields_at(loc) if f not in LOADER_FIELDS], n=1)
         msg = f"{source}: unknown key {dotted!r}" + (f" (did you mean '{hint[0]}'?)" if hint else "")
     elif e["type"] == "missing":
         msg = f"{source}: missing required field {dotted!r}"
@@ -870,11 +869,15 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return msg + (f" [+{extra} more error(s)]" if extra else "")
 
 
+# Config's fields the loader sets (Config.base_dir, Config.config_file): never a user's key, a suggestion or a setting.
+LOADER_FIELDS = ("base_dir", "config_file")
+
+
 def config_from_dict(raw: dict, base_dir: str | Path = ".", source: str = "config",
                      config_file: str | None = None) -> Config:
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a YAML mapping at the top level")
-    for loader_key in ("base_dir", "config_file"):
+    for loader_key in LOADER_FIELDS:
         if loader_key in raw:
             raise InputError(f"{source}: unknown key {loader_key!r}")
     try:

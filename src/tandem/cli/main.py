@@ -72,7 +72,6 @@ def _one_line(err) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global _left_group
     from tandem.training import distributed
 
     parser = build_parser()
@@ -132,24 +131,23 @@ def main(argv: list[str] | None = None) -> int:
         if sys.stdout is not stdout:
             sys.stdout.close()
             sys.stdout = stdout
-        _left_group = distributed.teardown()
-
-
-_left_group = False  # whether the last main() ran in a torchrun process group
+        distributed.teardown()
 
 
 def cli() -> None:
     """The console entry point (`tandem`, `python -m tandem`): main(), then exit with its code.
 
-    A process that ran in a torchrun process group ends without the interpreter's finalisation. PyTorch's gloo
+    A process torchrun launched beside others (a process group) ends without the interpreter's finalisation. PyTorch's gloo
     worker threads outlive destroy_process_group (functions in torch.distributed.nn keep the group as a default
     argument), and a worker still releasing its last collective's tensors while the interpreter finalises aborts
     the process ("terminate called without an active exception", exit -6) after a run that succeeded: a few
     launches in a hundred on two busy cores. Every output is written and closed by then; the exit handlers (the
     trackers' close) run here first, as they would at a normal exit.
     """
+    from tandem.training import distributed
+
     code = main()
-    if not _left_group:
+    if distributed.launched_world_size() <= 1:
         raise SystemExit(code)
     import atexit
 

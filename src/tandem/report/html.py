@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import json
 import platform
 import tempfile
 import time
@@ -321,11 +320,13 @@ def folder_kind(folder: Path) -> str:
     if (folder / "eval.json").is_file():
         return "train"
     if (folder / "run.json").is_file():  # claimed by a run that has not written its results (running or stopped)
+        from tandem import schema
+
         try:
-            command = json.loads((folder / "run.json").read_text(encoding="utf-8")).get("command")
-        except (OSError, ValueError, AttributeError):
+            command = schema.read_json(folder / "run.json", schema.RUN_IDENTITY, "run identity")["command"]
+        except InputError:  # unreadable: not evidence of a run
             command = None
-        if isinstance(command, str):
+        if command is not None:
             raise InputError(f"{folder}: holds a `tandem {command}` run that has not finished (no weights.json, "
                              f"eval.json or results.json yet); let it finish or continue it with --resume")
     raise InputError(f"{folder}: not an output folder of tandem optimize, run, compare or train "

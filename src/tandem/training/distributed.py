@@ -90,14 +90,11 @@ def init_from_env() -> bool:
     return active()
 
 
-def teardown() -> bool:
-    """Leave the process group; returns whether there was one to leave."""
-    if not active():
-        return False
-    import torch.distributed as dist
+def teardown() -> None:
+    if active():
+        import torch.distributed as dist
 
-    dist.destroy_process_group()
-    return True
+        dist.destroy_process_group()
 
 
 def barrier() -> None:
