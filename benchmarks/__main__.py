@@ -47,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import slope
 
         return slope.main(argv[1:])
+    if argv[:1] == ["htwin"]:  # the twins over the target's whole horizon (benchmarks/htwin.py)
+        from benchmarks import htwin
+
+        return htwin.main(argv[1:])
+    if argv[:1] == ["short-slope"]:  # the proxy's slope from short horizon-matched runs (benchmarks/short_slope.py)
+        from benchmarks import short_slope
+
+        return short_slope.main(argv[1:])
     if argv[:1] == ["descent"]:  # one step down the proxy's loss slope at the target's horizon (benchmarks/descent.py)
         from benchmarks import descent
 
