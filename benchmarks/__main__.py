@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import short_slope
 
         return short_slope.main(argv[1:])
+    if argv[:1] == ["whole"]:  # TANDEM with whole-horizon episodes (benchmarks/whole.py)
+        from benchmarks import whole
+
+        return whole.main(argv[1:])
     if argv[:1] == ["descent"]:  # one step down the proxy's loss slope at the target's horizon (benchmarks/descent.py)
         from benchmarks import descent
 

@@ -398,6 +398,13 @@ class MixerConfig(_Section):
         "uniform", description="Validation target: `uniform` over domains, {domain: weight}, or a list of target domains."
     )
     sync: bool = Field(True, description="Reset the reference to the proxy every episode (switch off only as an ablation).")
+    restart: bool = Field(
+        False,
+        description="method=tandem: each episode both twins start again from a fresh initialisation (seeded by the "
+        "run's seed and the episode) and train probe_steps on the episode's mixture, so Delta is the gap over a whole "
+        "run, not over the last few steps of one long run; with probe_steps = train.steps that run is the target's "
+        "horizon. No warm-up or free steps (free_steps and warmup_steps must be 0 or left unset).",
+    )
     eval_sequences: int = Field(8, ge=1, description="Held sequences per domain (from the train split) on which Delta is measured.")
     held_out_fraction: float = Field(
         0.0, ge=0, lt=0.5,
@@ -455,6 +462,15 @@ class MixerConfig(_Section):
     aioli: AioliConfig = Field(default_factory=AioliConfig, description="Aioli's settings.")
     skillit: SkillItConfig = Field(default_factory=SkillItConfig, description="Skill-It's settings.")
     ado: ADOConfig = Field(default_factory=ADOConfig, description="ADO's settings.")
+
+    @model_validator(mode="after")
+    def _restart(self) -> "MixerConfig":
+        if self.restart:
+            for f in ("free_steps", "warmup_steps"):
+                if f in self.model_fields_set and getattr(self, f) != 0:
+                    raise ValueError(f"{f}: with restart: true every episode is a whole run from initialisation, so "
+                                     f"there are no {f.replace('_', ' ')}; set {f}: 0 or leave it unset")
+        return self
 
     @field_validator("max_epochs")
     @classmethod

@@ -156,6 +156,10 @@ def test_callback_runs_doge_and_refuses_methods_it_cannot_run(shared_cfg, tmp_pa
     for method in ("odm", "grid"):
         with pytest.raises(InputError, match="loop methods"):
             TandemCallback(load_config(shared_cfg, [f"mixer.method={method}"]), data, dataset)
+    # a Trainer's one run cannot start again from initialisation every episode
+    with pytest.raises(InputError, match="mixer.restart"):
+        TandemCallback(load_config(shared_cfg, ["mixer.method=tandem", "mixer.restart=true", "mixer.free_steps=0",
+                                                "mixer.warmup_steps=0"]), data, dataset)
 
 
 def _own_datasets(root):

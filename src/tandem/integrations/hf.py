@@ -282,6 +282,9 @@ class TandemCallback(TrainerCallback):
                     if mc.method in methods.ONLINE_METHODS else "has no stage one to run inside a Trainer")
             raise InputError(f"mixer.method: TandemCallback runs the loop methods {', '.join(methods.LOOP_METHODS)}; "
                              f"{mc.method!r} {hint}")
+        if mc.method == "tandem" and mc.restart:
+            raise InputError("mixer.restart: a Trainer's run cannot start again from initialisation every episode; "
+                             "learn the mixture with `tandem optimize` (or restart: false) and train on it")
         if dataset.names != list(data.domains) or dataset.seq_len != cfg.train.seq_len:
             raise InputError(f"TandemCallback: the dataset must draw the config's domains {data.domains} with "
                              f"train.seq_len={cfg.train.seq_len} tokens per row")

@@ -1,6 +1,7 @@
 """The one mixture loop. TANDEM, DoReMi and DoGE are settings of `LoopSpec`, not separate trainers.
 
 One episode:
+    u <- a fresh initialisation              (restart only: every episode is then a whole run of K steps)
     w <- u                                   (sync; skipped for a frozen or unsynced reference)
     K probing steps: u and w step on the SAME train batch from the same optimizer state; w additionally
                      takes a separate step on a validation batch (Learner.step(valid=...), size 1/gamma)
@@ -81,6 +82,9 @@ class LoopSpec:
     # `frozen` (never steps: trained beforehand, DoReMi), `none` (no reference: Delta = -gamma L_i(u), ODM).
     reference: Literal["twin", "valid", "frozen", "none"] = "twin"
     sync: bool = True  # reset w <- u at each episode start
+    # Each episode starts the proxy again from a fresh initialisation (run_loop's `initial`), so Delta is the twins'
+    # gap over a whole run of probe_steps rather than over the last probe of one long run (TANDEM's mixer.restart).
+    restart: bool = False
     probe_proxy: bool = True  # the proxy also steps during the probe (False: DoGE measures from u itself)
     clip: bool = False  # Delta <- min(Delta, 0): DoReMi's clipped excess loss (per token), DoGE's clip of W at 0
     # DoGE: Delta divided by the mean norm of the training domains' gradients, so that -Delta is DoGE's
@@ -211,8 +215,12 @@ def run_loop(
     state: LoopState,
     on_episode: Callable[[LoopState, EpisodeRecord], None] | None = None,
     proxy_steps: Callable[[int], None] | None = None,
+    initial: Callable[[int], Twin] | None = None,
 ) -> LoopState:
-    """Run (or continue, from `state`) the episodes; returns the final state."""
+    """Run (or continue, from `state`) the episodes; returns the final state. `initial(episode)`: a fresh, untrained
+    twin at that episode's initialisation, which the proxy becomes at the start of each episode under spec.restart."""
+    if spec.restart and (initial is None or spec.warmup_steps or spec.free_steps):
+        raise ValueError("restart needs `initial` and no warm-up or free steps")
 
     def free(n: int, alpha: np.ndarray) -> None:
         for _ in range(n):
@@ -228,7 +236,11 @@ def run_loop(
 
     while state.episode < spec.episodes:
         alpha = state.alpha
-        if spec.sync and spec.reference in ("twin", "valid"):
+        if spec.restart:
+            # A whole run per episode: the gap then measures what the validation data change over all of training
+            # at this mixture, the inner problem's solution, instead of one greedy stretch late in a long run.
+            proxy.copy_from(initial(state.episode))
+        if (spec.sync or spec.restart) and spec.reference in ("twin", "valid"):
             reference.copy_from(proxy)
         reference_failed = False
         for _ in range(spec.probe_steps):
@@ -252,8 +264,10 @@ def run_loop(
         if spec.probe_proxy and proxy_steps is not None:
             proxy_steps(spec.probe_steps)
         # filed under the step the free steps end at, where the proxy stands when the next episode begins
-        rec = update_alpha(spec, state, problem.held_batches(), proxy, reference,
-                           step=proxy.step_count + spec.free_steps, reference_failed=reference_failed)
+        # restart: the proxy's steps over all episodes so far (each episode's own count starts again at 0)
+        step = (state.episode + 1) * spec.probe_steps if spec.restart else proxy.step_count + spec.free_steps
+        rec = update_alpha(spec, state, problem.held_batches(), proxy, reference, step=step,
+                           reference_failed=reference_failed)
         free(spec.free_steps, state.alpha)
         if on_episode is not None:
             on_episode(state, rec)

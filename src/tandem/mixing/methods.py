@@ -107,7 +107,9 @@ def loop_spec(mc: MixerConfig) -> LoopSpec:
         gamma=mc.gamma, eta_alpha=mc.eta_alpha, update=mc.update, smoothing=mc.smoothing, floor=mc.floor,
     )
     if mc.method == "tandem":
-        return LoopSpec(**common, reference="twin", sync=mc.sync, probe_proxy=True, clip=False)
+        if mc.restart:  # every episode a whole run from initialisation (MixerConfig._restart refuses others)
+            common.update(warmup_steps=0, free_steps=0)
+        return LoopSpec(**common, reference="twin", sync=mc.sync, probe_proxy=True, clip=False, restart=mc.restart)
     if mc.method == "doremi":
         return LoopSpec(**common, reference="frozen", sync=False, probe_proxy=True, clip=True)
     if mc.method == "doge":

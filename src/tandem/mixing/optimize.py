@@ -219,12 +219,14 @@ def twin_optim_config(cfg: Config, total_steps: int) -> OptimConfig:
                    warmup_steps=min(cfg.train.warmup_steps, total_steps))
 
 
-def proxy_learner(cfg: Config, mc, data: PreparedData, oc: OptimConfig, device, role: str) -> Learner:
+def proxy_learner(cfg: Config, mc, data: PreparedData, oc: OptimConfig, device, role: str,
+                  seed: int | None = None) -> Learner:
     """A fresh model of the proxy's size (the proxy, a twin, a scratch copy) with its optimizer, refusing non-finite
-    updates under the name `role`."""
+    updates under the name `role`; initialised from `seed` (default: the run's)."""
     compile_ = cfg.train.compile if mc.compile is None else mc.compile
     fsdp = cfg.train.fsdp if mc.fsdp is None else mc.fsdp
-    learner = Learner(build_model(mc.proxy, data.vocab_size, cfg.train.seq_len, cfg.seed, cfg.base_dir), oc,
+    seed = cfg.seed if seed is None else seed
+    learner = Learner(build_model(mc.proxy, data.vocab_size, cfg.train.seq_len, seed, cfg.base_dir), oc,
                       len(data.domains), device, cfg.train.precision, compile=compile_, fsdp=fsdp)
     refuse_nonfinite_updates(learner, role)
     return learner
@@ -481,6 +483,8 @@ class LoopRun:
     state: LoopState
     batch_size: int
     total: int  # the proxy's steps: warm-up plus every episode's probe and free steps
+    # restart: a fresh proxy at an episode's initialisation (tandem.mixing.loop.run_loop's `initial`)
+    initial: Callable[[int], Learner] | None = None
     twins: dict = dataclasses.field(init=False)
 
     def __post_init__(self):
@@ -494,11 +498,19 @@ def build_twins(cfg: Config, mc, data: PreparedData, natural: dict) -> LoopRun:
     device = setup_torch(cfg.train)
     batch_size = mc.batch_size or cfg.train.batch_size
     total = spec.proxy_steps
-    oc = twin_optim_config(cfg, total)
+    # restart: every episode is a whole run of probe_steps, with its own learning-rate schedule and horizon
+    run_steps = spec.probe_steps if spec.restart else total
+    oc = twin_optim_config(cfg, run_steps)
+    initial = None
+    if spec.restart:
+        def initial(episode: int) -> Learner:
+            # each episode its own initialisation, so the episodes are independent runs (their noise averages out)
+            seed = int(np.random.SeedSequence([cfg.seed, episode]).generate_state(1)[0] % 2**31)
+            return proxy_learner(cfg, mc, data, oc, device, "proxy", seed=seed)
     return LoopRun(spec, proxy_learner(cfg, mc, data, oc, device, "proxy"),
                    proxy_learner(cfg, mc, data, oc, device, "reference"),
-                   LMProblem(cfg, data, batch_size, horizon_rows=total * batch_size),
-                   LoopState(alpha=methods.initial_weights(mc, data.domains, natural)), batch_size, total)
+                   LMProblem(cfg, data, batch_size, horizon_rows=run_steps * batch_size),
+                   LoopState(alpha=methods.initial_weights(mc, data.domains, natural)), batch_size, total, initial)
 
 
 def resume_twins(run: LoopRun, ckpt_dir: Path, names: list[str], metrics_path: Path, log) -> bool:
@@ -566,7 +578,8 @@ def run_episodes(cfg: Config, mc, run: LoopRun, names: list[str], ckpt_dir: Path
             checkpoint()
 
     try:
-        run.state = run_loop(run.spec, run.problem, run.proxy, run.reference, run.state, on_episode=on_episode)
+        run.state = run_loop(run.spec, run.problem, run.proxy, run.reference, run.state, on_episode=on_episode,
+                             initial=run.initial)
     except FloatingPointError as err:
         bar.close()
         kept = ("no checkpoint yet (a rerun starts from the beginning)" if saved_episode is None
@@ -599,13 +612,15 @@ def write_loop_outputs(cfg: Config, mc, data: PreparedData, run: LoopRun, out_di
     ref_steps = {"twin": spec.episodes * spec.probe_steps * (1 + valid_share),
                  "valid": spec.episodes * spec.probe_steps * valid_share,
                  "frozen": mc.reference_steps or run.total, "none": 0}[spec.reference]
-    tokens = int(round((run.proxy.step_count + ref_steps) * run.batch_size * cfg.train.seq_len))
+    proxy_steps = spec.proxy_steps if spec.restart else run.proxy.step_count  # restart: each episode counts from 0
+    tokens = int(round((proxy_steps + ref_steps) * run.batch_size * cfg.train.seq_len))
     write_weights(out_dir, names, final, average, recommended, mc.method, {
         "target": {d: float(x) for d, x in zip(names, target_weights(mc.target, names))},
         "episodes": spec.episodes, "probe_steps": spec.probe_steps, "free_steps": spec.free_steps,
         "gamma": spec.gamma, "eta_alpha": spec.eta_alpha, "update": spec.update, "sync": spec.sync,
-        "proxy_steps": run.proxy.step_count, "train_tokens": tokens, "wall_time_s": wall,
+        **({"restart": True} if spec.restart else {}),
+        "proxy_steps": proxy_steps, "train_tokens": tokens, "wall_time_s": wall,
         **evidence_fields(spec, alpha0, state.history, names, mc.report, cfg.seed), **capped,
     })
     write_trajectory(out_dir, state.history, names, f"{mc.method}: domain weights per episode", distance=True)
-    return OptimizeResult(names, final, average, recommended, state.history, wall, run.proxy.step_count, tokens)
+    return OptimizeResult(names, final, average, recommended, state.history, wall, proxy_steps, tokens)
