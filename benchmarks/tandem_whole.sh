@@ -3,7 +3,7 @@
 # `bash benchmarks/tandem_whole.sh SCENARIO|CONFIG [--stage-one]`: per seed 0-4, `tandem optimize` with W's settings
 # (mixer.restart, probe_steps = the config's train.steps, 4 episodes, gamma 1) into runs/whole/NAME/w-seedS, then,
 # unless --stage-one (the null), `tandem train` on its mixture at the same seed into runs/whole/NAME/target-seedS;
-# two seeds at a time. `python -m benchmarks whole runs/whole/NAME --uniform DIR --against DIR` reads them.
+# two seeds at a time; EXTRA: more `--set` arguments (another step), NAME: the folder under runs/whole. `python -m benchmarks whole runs/whole/NAME --uniform DIR --against DIR` reads them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S="$1"; ONLY="${2:-}"
@@ -16,7 +16,7 @@ one() {
     local s=$1
     [ -f "$R/w-seed$s/weights.json" ] || $T optimize "$C" --set "seed=$s" --set mixer.method=tandem \
         --set mixer.restart=true --set "mixer.probe_steps=$steps" --set mixer.free_steps=0 --set mixer.warmup_steps=0 \
-        --set mixer.episodes=4 --set mixer.gamma=1 -q --force --out "$R/w-seed$s" >/dev/null
+        --set mixer.episodes=4 --set mixer.gamma=1 ${EXTRA:-} -q --force --out "$R/w-seed$s" >/dev/null
     [ "$ONLY" = "--stage-one" ] || [ -f "$R/target-seed$s/eval.json" ] || $T train "$C" --set "seed=$s" \
         --weights "$R/w-seed$s/weights.json" -q --force --out "$R/target-seed$s" >/dev/null
 }
