@@ -18,16 +18,36 @@ MIXER = {"episodes": 6, "probe_steps": 2, "free_steps": 3, "warmup_steps": 4, "e
          "batch_size": 8}
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+# mixer.restart: every episode a whole run of probe_steps from a fresh initialisation (no warm-up, no free steps)
+RESTART = {"restart": True, "episodes": 3, "probe_steps": 6, "eval_sequences": 2, "update": "eg", "eta_alpha": 20.0,
+           "batch_size": 8}
+
+
+def _setup(tmp_path_factory, mixer):
     root = tmp_path_factory.mktemp("opt")
-    path = tiny_config(root, mixer=MIXER)
+    path = tiny_config(root, mixer=mixer)
     cfg = load_config(path)
     return root, path, cfg, prepare_data(cfg)
 
 
-def test_same_seed_same_weights(setup, tmp_path):
-    _, _, cfg, data = setup
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return _setup(tmp_path_factory, MIXER)
+
+
+@pytest.fixture(scope="module")
+def restart_setup(tmp_path_factory):
+    return _setup(tmp_path_factory, RESTART)
+
+
+@pytest.fixture(params=["setup", "restart_setup"])
+def each_loop(request):
+    """The warm loop (the defaults' episodes) and the restarted one: both keep the same guarantees."""
+    return request.getfixturevalue(request.param)
+
+
+def test_same_seed_same_weights(each_loop, tmp_path):
+    _, _, cfg, data = each_loop
     a = optimize(cfg, data, tmp_path / "a", progress=False, log=lambda s: None)
     b = optimize(cfg, data, tmp_path / "b", progress=False, log=lambda s: None)
     assert np.array_equal(a.final, b.final)
@@ -71,8 +91,8 @@ def test_sync_keeps_twins_close(setup, tmp_path):
     assert d_free[-1] > 3 * d_sync[-1]
 
 
-def test_resume_matches_uninterrupted(setup, tmp_path, monkeypatch):
-    _, _, cfg, data = setup
+def test_resume_matches_uninterrupted(each_loop, tmp_path, monkeypatch):
+    _, _, cfg, data = each_loop
     full = optimize(cfg, data, tmp_path / "full", progress=False, log=lambda s: None)
 
     import tandem.mixing.optimize as opt
@@ -82,7 +102,7 @@ def test_resume_matches_uninterrupted(setup, tmp_path, monkeypatch):
     def interrupted_loop(*args, on_episode=None, **kw):
         def hook(state, rec):
             on_episode(state, rec)  # checkpoint written here
-            if state.episode == 3:
+            if state.episode == 2:
                 raise KeyboardInterrupt
 
         return real_loop(*args, on_episode=hook, **kw)
@@ -94,7 +114,28 @@ def test_resume_matches_uninterrupted(setup, tmp_path, monkeypatch):
     resumed = optimize(cfg, data, tmp_path / "part", resume=True, progress=False, log=lambda s: None)
     assert np.array_equal(full.final, resumed.final)
     assert np.array_equal(full.average, resumed.average)
-    assert len((tmp_path / "part" / "metrics.jsonl").read_text().splitlines()) == 6
+    assert np.array_equal(np.stack([r.delta for r in full.history]), np.stack([r.delta for r in resumed.history]))
+    assert len((tmp_path / "part" / "metrics.jsonl").read_text().splitlines()) == cfg.mixer.episodes
+
+
+def test_restart_runs_whole_episodes(restart_setup, tmp_path):
+    _, _, cfg, data = restart_setup
+    res = optimize(cfg, data, tmp_path, progress=False, log=lambda s: None)
+    assert res.proxy_steps == 3 * 6 and [r.step for r in res.history] == [6, 12, 18]
+    w = json.loads((tmp_path / "weights.json").read_text())
+    assert w["restart"] is True and w["proxy_steps"] == 18 and w["free_steps"] == 0
+    # each episode its own initialisation: the twins' distances differ, and none continues another (a warm proxy
+    # would have trained 18 steps by the last episode; under restart each trains 6)
+    assert len({round(r.distance, 9) for r in res.history}) == 3
+
+
+def test_cli_refuses_free_steps_with_restart(restart_setup, tmp_path, capsys):
+    _, path, _, _ = restart_setup
+    out = tmp_path / "out"
+    assert main(["optimize", str(path), "--set", "mixer.free_steps=4", "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "free_steps" in err[0] and "restart" in err[0]
+    assert not out.exists()
 
 
 def test_reweight_and_projected_and_target(setup, tmp_path):
