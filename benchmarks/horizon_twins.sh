@@ -19,10 +19,5 @@ run_one() {
     [ -f "$out/weights.json" ] || $T optimize "$1" --set "seed=$5" --set mixer.episodes=1 --set "mixer.probe_steps=$3" \
         --set mixer.free_steps=0 --set mixer.warmup_steps=0 --set "mixer.gamma=$4" -q --force --out "$out" >/dev/null
 }
-i=0
-for j in "${jobs[@]}"; do
-    run_one "$j" &
-    i=$((i + 1))
-    if (( i % 2 == 0 )); then wait; fi
-done
-wait
+source benchmarks/pairs.sh
+two_at_a_time "${jobs[@]}"

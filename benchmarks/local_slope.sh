@@ -35,10 +35,5 @@ run_one() {
     [ -f "$R/$3-$2/eval.json" ] || $T train "$C" --set "seed=${2#seed}" ${SETS:-} --weights "$1" -q --force \
         --out "$R/$3-$2"
 }
-i=0
-for j in "${jobs[@]}"; do
-    run_one "$j" &
-    i=$((i + 1))
-    if (( i % 2 == 0 )); then wait; fi
-done
-wait
+source benchmarks/pairs.sh
+two_at_a_time "${jobs[@]}"
