@@ -4,8 +4,8 @@
 FOLDER holds benchmarks/tandem_whole.sh's runs: `w-seedS` (stage one) and `target-seedS` (the target trained on its
 mixture). Reported: each seed's learned mixture and its largest weight change from the initial mixture; with
 targets, the paired difference in mean validation loss (test beside it, for the record) to uniform and to each
-other row, read from `tandem compare` results.json files (method `uniform`, or the method named by
-`--method-of LABEL=METHOD`, default tandem) or from a folder of `tandem train` runs `uniform-seedS`.
+other row, read from `tandem compare` results.json files (`uniform`; for --against the method after `@`, default
+tandem) or from a folder of `tandem train` runs `uniform-seedS`.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks whole", description=__doc__.splitlines()[0])
     p.add_argument("folder", type=Path)
     p.add_argument("--uniform", type=Path, help="results.json of a compare with uniform, or a folder of uniform-seedS runs")
-    p.add_argument("--against", action="append", default=[], metavar="LABEL=RESULTS")
+    p.add_argument("--against", action="append", default=[], metavar="LABEL=RESULTS[@METHOD]",
+                   help="another row: a compare's results.json and its method (default tandem)")
     a = p.parse_args(argv)
     changes = []
     for w in sorted(a.folder.glob("w-seed*")):
@@ -74,5 +75,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"W - uniform: {_paired(mine, _losses(a.uniform, 'uniform'))}")
     for item in a.against:
         label, path = item.split("=", 1)
-        print(f"W - {label}: {_paired(mine, _losses(Path(path), 'tandem'))}")
+        path, _, method = path.partition("@")
+        print(f"W - {label}: {_paired(mine, _losses(Path(path), method or 'tandem'))}")
     return 0
