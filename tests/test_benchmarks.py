@@ -229,3 +229,56 @@ def test_slope_reads_paired_finite_differences(tmp_path):
     out = summarise(tmp_path, np.array([0.5, 0.3, 0.2]))
     assert "3 seeds" in out and "per seed +1.00 +1.00 +1.00; of the mean slope +1.00" in out
     assert summarise(tmp_path, against=tmp_path).endswith("'s: +1.00")  # a folder's direction against itself
+
+
+def test_htwin_compares_the_whole_horizon_gap_with_a_slope(tmp_path):
+    """Each run's single-episode Delta, centred; its descent direction against a finite-difference slope that points
+    the same way (cosine +1) whatever the gap's common shift; unfinished runs (no weights.json) are left out."""
+    from benchmarks.htwin import read, summarise
+
+    names = ["a", "b", "c"]
+    u = {n: 1 / 3 for n in names}
+    slope_dir = tmp_path / "slope"
+    for s, base in enumerate([2.0, 2.5]):
+        _slope_run(slope_dir / f"uniform-seed{s}", u, base, base)
+        for n, eff in zip(names, [-0.05, 0.0, 0.05]):
+            _slope_run(slope_dir / f"up-{n}-seed{s}", u, base + eff, base + eff)
+    runs = tmp_path / "htwin"
+    for s, shift in enumerate([0.0, 3.0, -1.0]):
+        run = runs / f"sc-g1-seed{s}"
+        run.mkdir(parents=True)
+        delta = dict(zip(names, [shift - 0.2, shift, shift + 0.2 + 0.01 * s]))  # a wants more weight, c less
+        (run / "metrics.jsonl").write_text(json.dumps({"episode": 0, "delta": delta}) + "\n")
+        if s < 2:
+            (run / "weights.json").write_text("{}")
+    got = read(runs)
+    assert list(got) == [("sc", 1.0)] and sorted(got[("sc", 1.0)][1]) == [0, 1]
+    ref = np.array([0.5, 0.2, 0.3])
+    out = summarise(runs, {"proxy": slope_dir}, ref, None)
+    assert "2 seeds" in out and "cosine with the proxy slope's descent: mean direction +1.00" in out
+    deltas = np.array([[-0.2, 0.0, 0.2], [-0.2, 0.0, 0.21]])  # the two finished seeds' Delta, less their shifts
+    direction = -(deltas - deltas.mean(axis=1, keepdims=True)).mean(axis=0)
+    move = np.log(ref) - np.log(ref).mean()
+    cos = move @ direction / np.linalg.norm(move) / np.linalg.norm(direction)
+    assert f"cosine with the reference mixture's move: mean direction {cos:+.2f}" in out and 0.3 < cos < 0.8
+
+
+def test_whole_pairs_targets_with_uniform_and_other_rows(tmp_path, capsys):
+    from benchmarks import whole
+
+    root = tmp_path / "w"
+    for s, (mine, base) in enumerate([(1.9, 2.0), (2.3, 2.5), (2.6, 2.8)]):
+        (root / f"w-seed{s}").mkdir(parents=True)
+        (root / f"w-seed{s}" / "weights.json").write_text(json.dumps({
+            "domain_weights": {"a": 0.4, "b": 0.6}, "initial": {"a": 0.5, "b": 0.5}, "wall_time_s": 1.0,
+            "train_tokens": 10}))
+        _slope_run(root / f"target-seed{s}", {}, mine, mine + 0.1)
+        _slope_run(tmp_path / "u" / f"uniform-seed{s}", {}, base, base + 0.1)
+    rows = [{"method": "tandem", "seed": s, "valid_loss": {"average": v}, "test_loss": {"average": v}}
+            for s, v in enumerate([1.95, 2.35, 2.65])]
+    (tmp_path / "results.json").write_text(json.dumps({"runs": rows}))
+    assert whole.main([str(root), "--uniform", str(tmp_path / "u"), "--against", f"G={tmp_path / 'results.json'}"]) == 0
+    out = capsys.readouterr().out
+    assert "largest weight change per seed: 0.100, 0.100, 0.100" in out
+    assert "W - uniform: valid -0.1667 +- 0.0333" in out and "3 seeds" in out
+    assert "W - G: valid -0.0500 +- 0.0000" in out
