@@ -3,7 +3,8 @@
 # `bash benchmarks/tandem_whole.sh SCENARIO|CONFIG [--stage-one]`: per seed 0-4, `tandem optimize` with W's settings
 # (mixer.restart, probe_steps = the config's train.steps, 4 episodes, gamma 1) into runs/whole/NAME/w-seedS, then,
 # unless --stage-one (the null), `tandem train` on its mixture at the same seed into runs/whole/NAME/target-seedS;
-# two seeds at a time; EXTRA: more `--set` arguments (another step), NAME: the folder under runs/whole. `python -m benchmarks whole runs/whole/NAME --uniform DIR --against DIR` reads them.
+# two seeds at a time. EXTRA: more `--set` arguments (another step); NAME: the folder under runs/whole.
+# `python -m benchmarks whole runs/whole/NAME --uniform DIR --against LABEL=DIR` reads them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S="$1"; ONLY="${2:-}"
@@ -20,8 +21,6 @@ one() {
     [ "$ONLY" = "--stage-one" ] || [ -f "$R/target-seed$s/eval.json" ] || $T train "$C" --set "seed=$s" \
         --weights "$R/w-seed$s/weights.json" -q --force --out "$R/target-seed$s" >/dev/null
 }
-for s in 0 2 4; do
-    one $s &
-    [ $s -lt 4 ] && one $((s + 1)) &
-    wait
-done
+run_one() { one "$1"; }
+source benchmarks/pairs.sh
+two_at_a_time 0 1 2 3 4
