@@ -63,12 +63,7 @@ def main(argv: list[str] | None = None) -> int:
               f"stage one {d['wall_time_s']:.0f} s, {d['train_tokens']} tokens")
     if changes:
         print(f"largest weight change per seed: {', '.join(f'{c:.3f}' for c in changes)}")
-    mine = {}
-    for run in a.folder.glob("target-seed*"):
-        ev = run / "eval.json"
-        if ev.is_file():
-            e = json.loads(ev.read_text())
-            mine[int(run.name.rsplit("seed", 1)[1])] = (e["valid_loss"]["average"], e["test_loss"]["average"])
+    mine = _losses(a.folder, "target")
     if not mine:
         return 0
     if a.uniform:

@@ -612,7 +612,7 @@ def write_loop_outputs(cfg: Config, mc, data: PreparedData, run: LoopRun, out_di
     ref_steps = {"twin": spec.episodes * spec.probe_steps * (1 + valid_share),
                  "valid": spec.episodes * spec.probe_steps * valid_share,
                  "frozen": mc.reference_steps or run.total, "none": 0}[spec.reference]
-    proxy_steps = spec.proxy_steps if spec.restart else run.proxy.step_count  # restart: each episode counts from 0
+    proxy_steps = spec.proxy_steps  # every episode ran (under restart the proxy's own count starts again each one)
     tokens = int(round((proxy_steps + ref_steps) * run.batch_size * cfg.train.seq_len))
     write_weights(out_dir, names, final, average, recommended, mc.method, {
         "target": {d: float(x) for d, x in zip(names, target_weights(mc.target, names))},
